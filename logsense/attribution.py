@@ -1,0 +1,136 @@
+"""Which VM is a line about? An explicit map of entities learnt from the logs themselves.
+
+QEMU logs name their VM (file name, `guest=` and `-uuid` on the command line, disk paths);
+domain XML adds disks, tap devices and UUIDs; libvirtd messages name domains. Every link is
+kept with the reason it was made, so `--show-entities` can show why an event got its VM.
+The time-based link (an error near one VM's failed start) is the correlator's, since it
+needs event order.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logsense.model import Event, Record
+
+MESSAGE_VM_RES = [
+    re.compile(r"\(vm='([^']+)'\)"),
+    re.compile(r"\bvm='([^']+)'"),
+    re.compile(r"[Dd]omain '([^']+)'"),
+    re.compile(r"no domain with matching name '([^']+)'"),
+    re.compile(r"\bguest=([^,\s]+)"),
+    re.compile(r"\bdomain=([A-Za-z0-9_.+-]+)"),
+]
+UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+SCOPE_RE = re.compile(r"machine-qemu(?:\\x2d|-)\d+(?:\\x2d|-)(.+?)\.scope")
+QEMU_PID_RE = re.compile(r"(?:qemu|QEMU)[^\n]{0,40}?\bpid[= ](\d+)")
+
+
+def decode_scope(scope: str) -> str | None:
+    """`machine-qemu\\x2d3\\x2dweb01.scope` → `web01` (systemd escapes '-' as \\x2d)."""
+    m = SCOPE_RE.search(scope)
+    if not m:
+        return None
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda h: chr(int(h.group(1), 16)), m.group(1))
+
+
+@dataclass
+class EntityMap:
+    """Links from uuids, disk paths, pids and devices to VM names, each with its reason."""
+
+    uuid: dict[str, str] = field(default_factory=dict)
+    path: dict[str, str] = field(default_factory=dict)
+    pid: dict[int, str] = field(default_factory=dict)
+    device: dict[str, str] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+    vms: set[str] = field(default_factory=set)
+
+    def _link(self, kind: str, key, vm: str, why: str) -> None:
+        table = getattr(self, kind)
+        if key not in table:
+            table[key] = vm
+            self.reasons[(kind, str(key))] = why
+        self.vms.add(vm)
+
+    def learn(self, rec: Record) -> None:
+        """Take the links a record carries (QEMU command lines, libvirtd pid lines)."""
+        if rec.vm:
+            self.vms.add(rec.vm)
+        if rec.extra.get("command_line") and rec.vm:
+            where = f"{rec.file}:{rec.line}"
+            if u := rec.extra.get("uuid"):
+                self._link("uuid", u, rec.vm, f"-uuid on the command line ({where})")
+            for disk in rec.extra.get("disks", ()):
+                self._link("path", disk, rec.vm, f"disk on the command line ({where})")
+        if rec.source in ("libvirtd", "journal") and (m := QEMU_PID_RE.search(rec.message)):
+            vm = self.vm_in_message(rec.message)
+            if vm:
+                self._link("pid", int(m.group(1)), vm, f"{rec.file}:{rec.line}")
+
+    def learn_domain_xml(self, path: Path) -> None:
+        """A domain's XML (/etc/libvirt/qemu/NAME.xml, virsh dumpxml): name, uuid, disks, taps."""
+        try:
+            root = ET.parse(path).getroot()
+        except (ET.ParseError, OSError):
+            return
+        if root.tag != "domain":
+            return
+        name = (root.findtext("name") or "").strip()
+        if not name:
+            return
+        self.vms.add(name)
+        why = f"domain XML {path.name}"
+        if u := (root.findtext("uuid") or "").strip().lower():
+            self._link("uuid", u, name, why)
+        for src in root.iterfind("./devices/disk/source"):
+            if f := src.get("file") or src.get("dev"):
+                self._link("path", f, name, why)
+        for tgt in root.iterfind("./devices/interface/target"):
+            if dev := tgt.get("dev"):
+                self._link("device", dev, name, why)
+
+    def vm_in_message(self, message: str) -> str | None:
+        for rx in MESSAGE_VM_RES:
+            if m := rx.search(message):
+                return m.group(1)
+        return None
+
+    def resolve(self, ev: Event) -> tuple[str | None, str]:
+        """The VM of an event and why; (None, '') when the logs do not say."""
+        f = ev.fields
+        if vm := f.get("vm"):
+            return vm, "named in the message"
+        if (u := f.get("uuid")) and u.lower() in self.uuid:
+            return self.uuid[u.lower()], f"uuid {u}: " + self.reasons[("uuid", u.lower())]
+        if (s := f.get("scope")) and (vm := decode_scope(s)):
+            return vm, f"cgroup {s}"
+        if (p := f.get("path")) and p in self.path:
+            return self.path[p], f"disk {p}: " + self.reasons[("path", p)]
+        if (p := f.get("pid")) and p.isdigit() and int(p) in self.pid:
+            return self.pid[int(p)], f"qemu pid {p}: " + self.reasons[("pid", p)]
+        if (d := f.get("device")) and d in self.device:
+            return self.device[d], f"device {d}: " + self.reasons[("device", d)]
+        rec = ev.record
+        if rec.vm:
+            return rec.vm, f"QEMU log {rec.file}"
+        if d := rec.extra.get("LIBVIRT_DOMAIN"):
+            return d, "journal field LIBVIRT_DOMAIN"
+        if vm := self.vm_in_message(rec.message):
+            return vm, "named in the message"
+        for u in UUID_IN_TEXT.findall(rec.message.lower()):
+            if u in self.uuid:
+                return self.uuid[u], f"uuid {u}: " + self.reasons[("uuid", u)]
+        if rec.pid is not None and rec.pid in self.pid:
+            return self.pid[rec.pid], f"qemu pid {rec.pid}"
+        return None, ""
+
+    def table(self) -> list[tuple[str, str, str, str]]:
+        """(kind, key, vm, reason) rows for `--show-entities`."""
+        rows = []
+        for kind in ("uuid", "path", "pid", "device"):
+            for key, vm in sorted(getattr(self, kind).items(), key=lambda kv: str(kv[0])):
+                rows.append((kind, str(key), vm, self.reasons[(kind, str(key))]))
+        return rows

@@ -1,0 +1,305 @@
+"""The pattern catalogue: loading `patterns/*.toml` and classifying messages.
+
+The catalogue is data (see patterns/README.md). Matching has two steps: a native
+multi-pattern scan (Hyperscan, prefilter mode) over whole buffers decides which lines can
+match at all, so benign lines cost no Python work; only those candidates run the full
+`regex` patterns, each under a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import re as stdre
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import regex
+
+from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
+
+try:
+    import hyperscan
+except ImportError:  # no wheel on this platform: every line runs the full regexes
+    hyperscan = None
+
+REGEX_TIMEOUT = 0.05  # seconds; a line that takes longer is not matched (counted)
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "patterns"
+# Error-level lines the catalogue does not know still become events ("unrecognised errors"),
+# so the fast path must pick them too.
+ERROR_HINTS = {
+    "libvirtd": rb": error : ",
+    "qemu": rb"(?:^|\n)[^\n]{0,40}qemu-(?:system-[a-z0-9_]+|kvm): ",
+}
+FIELD_RE = stdre.compile(r"\{(\w+)\}")
+
+
+class CatalogueError(Exception):
+    """The catalogue could not be loaded at all (one line each in `problems`)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Example:
+    line: str
+    fields: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+    journal: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Pattern:
+    id: str
+    sources: tuple[str, ...]
+    regex: str
+    category: str
+    severity: str
+    role: str
+    title: str
+    cause: str
+    remediation: list[str]
+    diagnostics: list[str]
+    scope: str = "vm"
+    priority: int = 50
+    examples: list[Example] = field(default_factory=list)
+    near_misses: list[Example] = field(default_factory=list)
+    file: str = ""
+    compiled: Any = None
+
+    @property
+    def is_recovery(self) -> bool:
+        return ".recovery." in self.id
+
+
+@dataclass
+class Match:
+    pattern: Pattern
+    fields: dict[str, str]
+    span: int
+
+
+def render(text: str, values: dict[str, Any]) -> str:
+    """Fill `{field}` placeholders that have a value; leave the others as written."""
+    return FIELD_RE.sub(lambda m: str(values[m.group(1)]) if values.get(m.group(1)) else m.group(0), text)
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value or []]
+
+
+def _examples(items: Any) -> list[Example]:
+    out = []
+    for item in items or []:
+        if isinstance(item, str):
+            out.append(Example(line=item))
+        else:
+            out.append(Example(line=item.get("line", ""), fields={k: str(v) for k, v in
+                                                                    item.get("fields", {}).items()},
+                               source=item.get("source"), journal=item.get("journal", {})))
+    return out
+
+
+def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Pattern | None:
+    """One `[[pattern]]` table, or None with the reasons appended to `problems`."""
+    pid = data.get("id")
+    where = f"{file}: {pid or '<no id>'}"
+    before = len(problems)
+    for key in ("id", "sources", "regex", "category", "severity", "role", "title", "cause"):
+        if not data.get(key):
+            problems.append(f"{where}: missing '{key}'")
+    if len(problems) > before:
+        return None
+    if not regex.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_-]+){2,}", pid):
+        problems.append(f"{where}: id must be dotted lower-case like area.category.name")
+    sources = tuple(_as_list(data["sources"]))
+    for s in sources:
+        if s not in SOURCES:
+            problems.append(f"{where}: unknown source '{s}' (one of {', '.join(SOURCES)})")
+    for key, allowed in (("category", CATEGORIES), ("severity", SEVERITIES), ("role", ROLES),
+                         ("scope", ("vm", "host"))):
+        value = data.get(key, "vm")
+        if value not in allowed:
+            problems.append(f"{where}: {key} '{value}' is not one of {', '.join(allowed)}")
+    try:
+        compiled = regex.compile(data["regex"])
+    except regex.error as exc:
+        problems.append(f"{where}: regex does not compile: {exc}")
+        compiled = None
+    priority = data.get("priority", 50)
+    if not isinstance(priority, int) or not 0 <= priority <= 100:
+        problems.append(f"{where}: priority must be an integer 0-100")
+    if len(problems) > before:
+        return None
+    return Pattern(
+        id=pid, sources=sources, regex=data["regex"], category=data["category"],
+        severity=data["severity"], role=data["role"], title=data["title"], cause=data["cause"],
+        remediation=_as_list(data.get("remediation")), diagnostics=_as_list(data.get("diagnostics")),
+        scope=data.get("scope", "vm"), priority=priority, examples=_examples(data.get("examples")),
+        near_misses=_examples(data.get("near_misses")), file=file, compiled=compiled)
+
+
+def pattern_files(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Built-in files, with a site's file of the same name replacing the built-in one."""
+    files: dict[str, Path] = {p.name: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
+    for d in extra_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise CatalogueError([f"catalogue directory not found: {d}"])
+        files.update({p.name: p for p in sorted(d.glob("*.toml"))})
+    return [files[name] for name in sorted(files)]
+
+
+def read_patterns(files: Iterable[Path], problems: list[str]) -> list[Pattern]:
+    patterns: dict[str, Pattern] = {}
+    for path in files:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            problems.append(f"{path.name}: cannot read: {exc}")
+            continue
+        for item in data.get("pattern", []):
+            p = parse_pattern(item, path.name, problems)
+            if p is None:
+                continue
+            if p.id in patterns and patterns[p.id].file == p.file:
+                problems.append(f"{p.file}: {p.id}: duplicate id")
+            patterns[p.id] = p  # a later file (a site's) replaces a built-in id
+    return list(patterns.values())
+
+
+class Catalogue:
+    """The loaded patterns and the matcher over them."""
+
+    def __init__(self, patterns: list[Pattern], problems: list[str] | None = None) -> None:
+        self.patterns = patterns
+        self.problems = problems or []
+        self.by_id = {p.id: p for p in patterns}
+        self.timeouts = 0
+        self._by_source = {s: [i for i, p in enumerate(patterns) if s in p.sources] for s in SOURCES}
+        self._db: dict[str, Any] = {}
+        self.fast = hyperscan is not None
+        if self.fast:
+            for s in SOURCES:
+                self._db[s] = self._compile(s)
+
+    def _compile(self, source: str) -> Any:
+        idxs = self._by_source[source]
+        exprs = [self.patterns[i].regex.encode() for i in idxs]
+        ids = list(idxs)
+        hint = ERROR_HINTS.get(source)
+        if hint:
+            exprs.append(hint)
+            ids.append(len(self.patterns))  # not a pattern: filtered out by _candidates
+        if not exprs:
+            return None
+        flags = [hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY] * len(exprs)
+        db = hyperscan.Database()
+        try:
+            db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
+        except hyperscan.error:
+            # one bad expression fails the whole set: leave the bad ones out, check reports them
+            good = [k for k, e in enumerate(exprs) if hyperscan_problem(e) is None]
+            db.compile(expressions=[exprs[k] for k in good], ids=[ids[k] for k in good],
+                       elements=len(good), flags=[flags[k] for k in good])
+        return db
+
+    def selector(self, source: str):
+        """A function picking, in one native scan, the lines of a buffer that may match
+        (start, end offsets); None when there is no fast path."""
+        db = self._db.get(source) if self.fast else None
+        if db is None:
+            return None
+
+        def select(buf: bytes) -> list[tuple[int, int]]:
+            ends: list[int] = []
+            db.scan(buf, match_event_handler=lambda _i, _f, to, _fl, _c: ends.append(to))
+            if not ends:
+                return []
+            spans = []
+            last = -1
+            for to in sorted(set(ends)):
+                start = buf.rfind(b"\n", 0, max(to - 1, 0)) + 1
+                if start == last:
+                    continue
+                last = start
+                end = buf.find(b"\n", start)
+                spans.append((start, end if end >= 0 else len(buf)))
+            return spans
+
+        return select
+
+    def _candidates(self, message: str, source: str) -> list[int]:
+        db = self._db.get(source) if self.fast else None
+        if db is None:
+            return self._by_source.get(source, [])
+        found: set[int] = set()
+        db.scan(message.encode("utf-8", "replace"),
+                match_event_handler=lambda i, _f, _t, _fl, _c: found.add(i))
+        return sorted(i for i in found if i < len(self.patterns))
+
+    def match(self, message: str, source: str) -> Match | None:
+        """The best pattern for a message from `source`: highest priority, then the longest
+        match, then catalogue order."""
+        best: Match | None = None
+        best_key: tuple[int, int, int] | None = None
+        for i in self._candidates(message, source):
+            p = self.patterns[i]
+            try:
+                m = p.compiled.search(message, timeout=REGEX_TIMEOUT)
+            except TimeoutError:
+                self.timeouts += 1
+                continue
+            if m is None:
+                continue
+            key = (p.priority, m.end() - m.start(), -i)
+            if best_key is None or key > best_key:
+                fields = {k: v for k, v in m.groupdict().items() if v is not None}
+                best, best_key = Match(p, fields, m.end() - m.start()), key
+        return best
+
+
+def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
+    """The built-in catalogue plus a site's directories. Invalid patterns are left out and
+    listed in `problems`; CatalogueError only when nothing usable is left."""
+    problems: list[str] = []
+    patterns = read_patterns(pattern_files(extra_dirs), problems)
+    if not patterns:
+        raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
+    return Catalogue(patterns, problems)
+
+
+def hyperscan_problem(expr: bytes) -> str | None:
+    """Why Hyperscan cannot take this expression for the fast path (None: it can)."""
+    if hyperscan is None:
+        return None
+    try:
+        hyperscan.Database().compile(expressions=[expr], ids=[0], elements=1,
+                                     flags=[hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY])
+    except hyperscan.error as exc:
+        return str(exc)
+    return None
+
+
+SHAPE_SUBS = [
+    (stdre.compile(r"'[^']*'"), "'…'"),
+    (stdre.compile(r'"[^"]*"'), '"…"'),
+    (stdre.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "<uuid>"),
+    (stdre.compile(r"(?<![\w.])/[^\s:,']+"), "<path>"),
+    (stdre.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (stdre.compile(r"\d+"), "<n>"),
+]
+
+
+def message_shape(message: str) -> str:
+    """The message with its variable parts masked, so unrecognised errors group by kind."""
+    shape = message[:300]
+    for rx, rep in SHAPE_SUBS:
+        shape = rx.sub(rep, shape)
+    return shape

@@ -1,0 +1,101 @@
+"""`logsense catalogue check`: the catalogue is code, and this is its compiler and test runner.
+
+Every example line is parsed by the parser of its source, as a real file would be, and must be
+classified by its own pattern with the stated fields; every near-miss must be classified by none.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+
+from logsense import parsers
+from logsense.catalogue import Catalogue, Example, Pattern, hyperscan_problem
+from logsense.model import Record
+
+TIME_LIMIT = 0.001  # seconds for one search over an adversarial 10 KB line
+ADVERSARIAL_SIZE = 10_000
+
+
+def example_record(ex: Example, pattern: Pattern | None) -> Record:
+    """The record a real file would give for an example line."""
+    source = ex.source or (pattern.sources[0] if pattern else "libvirtd")
+    if source == "journal":
+        return Record(ts=parsers.EPOCH, source="journal", message=ex.line, raw=ex.line,
+                      extra=dict(ex.journal))
+    fmt = "syslog" if source == "syslog" else source
+    ctx = parsers.FileContext(file="<example>", tz=UTC, year=2024, month=12, vm="example")
+    parser = parsers.LINE_PARSERS[fmt](ctx)
+    rec = parser.parse(ex.line, 1)
+    if isinstance(parser, parsers.QemuLogParser) and rec is None:
+        rec = parser.flush()
+    if rec is None:
+        rec = Record(ts=parsers.EPOCH, source=source, message=ex.line, raw=ex.line)
+    rec.source = source
+    return rec
+
+
+def adversarial_lines(p: Pattern) -> list[str]:
+    """Long lines built to make a careless regex backtrack."""
+    seeds = ["a", " ", "'", "a'", "/a", "0", ": ", "a ", "x=1,"]
+    if p.examples:
+        seeds.append(example_record(p.examples[0], p).message[:200])
+    return [(s * (ADVERSARIAL_SIZE // max(len(s), 1) + 1))[:ADVERSARIAL_SIZE] for s in seeds]
+
+
+def slowest_search(p: Pattern) -> float:
+    worst = 0.0
+    for line in adversarial_lines(p):
+        best = float("inf")
+        for _ in range(3):  # the best of three: this machine is shared and noisy
+            t0 = time.perf_counter()
+            try:
+                p.compiled.search(line, timeout=1.0)
+            except TimeoutError:
+                return float("inf")
+            best = min(best, time.perf_counter() - t0)
+        worst = max(worst, best)
+    return worst
+
+
+def check_catalogue(cat: Catalogue, timing: bool = True) -> list[str]:
+    """One line per problem; empty when the catalogue is sound."""
+    problems = list(cat.problems)
+    seen: dict[str, str] = {}
+    for p in cat.patterns:
+        where = f"{p.file}: {p.id}"
+        if p.id in seen and seen[p.id] != p.file:
+            problems.append(f"{where}: id also used in {seen[p.id]}")
+        seen[p.id] = p.file
+        if (why := hyperscan_problem(p.regex.encode())) is not None:
+            problems.append(f"{where}: regex is not usable by the fast path (Hyperscan): {why}")
+        if not p.examples:
+            problems.append(f"{where}: no examples: every pattern needs real lines it must match")
+        if not p.remediation:
+            problems.append(f"{where}: no remediation")
+        if not p.diagnostics:
+            problems.append(f"{where}: no diagnostics")
+        for n, ex in enumerate(p.examples, 1):
+            if ex.source and ex.source not in p.sources:
+                problems.append(f"{where}: example {n}: source '{ex.source}' is not in the pattern's sources")
+                continue
+            rec = example_record(ex, p)
+            m = cat.match(rec.message, rec.source)
+            if m is None:
+                problems.append(f"{where}: example {n} matches no pattern: {ex.line[:120]}")
+                continue
+            if m.pattern.id != p.id:
+                problems.append(f"{where}: example {n} is classified as {m.pattern.id} instead")
+                continue
+            for key, want in ex.fields.items():
+                got = m.fields.get(key)
+                if got != want:
+                    problems.append(f"{where}: example {n}: field {key} is {got!r}, expected {want!r}")
+        for n, ex in enumerate(p.near_misses, 1):
+            rec = example_record(ex, p)
+            if (m := cat.match(rec.message, rec.source)) is not None:
+                problems.append(f"{where}: near-miss {n} is matched by {m.pattern.id}: {ex.line[:120]}")
+        if timing and (t := slowest_search(p)) > TIME_LIMIT:
+            problems.append(f"{where}: regex takes {t * 1000:.1f} ms on a 10 KB adversarial line "
+                            f"(limit {TIME_LIMIT * 1000:.0f} ms)")
+    return problems

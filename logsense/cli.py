@@ -1,0 +1,197 @@
+"""The `logsense` command (CONTRACT.md). Exit 0 ok, 1 with --fail-on, 2 usage or input error."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from logsense.catalogue import CatalogueError, load_catalogue
+from logsense.model import Event
+from logsense.pipeline import InputError, Options, Reader, parse_zone, stderr_warn
+from logsense.text import safe
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Log analysis and error correlation for KVM hosts.")
+catalogue_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the pattern catalogue.")
+app.add_typer(catalogue_app, name="catalogue")
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    jsonl = "jsonl"
+    markdown = "markdown"
+    html = "html"
+    parquet = "parquet"
+
+
+PathsArg = Annotated[list[str] | None, typer.Argument(help="Files, directories, archives, journals.")]
+FormatOpt = Annotated[Format | None, typer.Option("--format", "-f", help="Output format.")]
+SinceOpt = Annotated[str | None, typer.Option(help="Only lines at or after this time (ISO 8601).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Only lines at or before this time (ISO 8601).")]
+TzOpt = Annotated[str | None, typer.Option("--tz", help="Zone of syslog stamps that carry none.")]
+YearOpt = Annotated[int | None, typer.Option(help="Year of syslog lines that carry none.")]
+HostOpt = Annotated[str | None, typer.Option(help="Host name for sources that carry none.")]
+CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", help="Extra or replacement pattern files.")]
+
+
+def _time(value: str | None, tz) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"not an ISO 8601 time: {value!r}") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=tz)
+
+
+def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Options:
+    zone = parse_zone(tz)
+    return Options(since=_time(since, zone), until=_time(until, zone), tz=zone, year=year, host=host,
+                   all_lines=all_lines, catalogue_dirs=list(catalogue or []))
+
+
+def default_format(fmt: Format | None, piped: Format) -> Format:
+    if fmt is not None:
+        return fmt
+    return Format.text if sys.stdout.isatty() else piped
+
+
+def event_text(ev: Event) -> str:
+    r = ev.record
+    where = f"{r.file}:{r.line}" if r.file else (r.cursor or "journal")
+    tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
+    return (f"{r.ts.isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
+            f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where)}]")
+
+
+@app.command()
+def events(paths: PathsArg = None,
+           all_lines: Annotated[bool, typer.Option("--all", help="Unmatched lines too.")] = False,
+           fmt: FormatOpt = None, output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+           since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
+           host: HostOpt = None, catalogue: CatOpt = None) -> None:
+    """The classified events, one per matched line (--all: every line)."""
+    opts = make_options(since, until, tz, year, host, catalogue, all_lines)
+    reader = Reader(opts, warn=stderr_warn)
+    evs = reader.events(paths or [])
+    fmt = default_format(fmt, Format.jsonl)
+    if fmt == Format.parquet:
+        from logsense.frame import events_frame
+        if not output:
+            raise InputError("--format parquet needs -o FILE")
+        events_frame(evs).to_parquet(output)
+        return
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == Format.json:
+            json.dump({"events": [e.to_dict() for e in evs], "stats": reader.run.stats}, out, indent=2)
+            out.write("\n")
+        elif fmt == Format.jsonl:
+            for e in evs:
+                out.write(json.dumps(e.to_dict()) + "\n")
+        else:
+            for e in evs:
+                out.write(event_text(e) + "\n")
+    finally:
+        if output:
+            out.close()
+
+
+@catalogue_app.command("list")
+def catalogue_list(catalogue: CatOpt = None) -> None:
+    """Every pattern: id, category, severity, title."""
+    cat = load_catalogue(catalogue or [])
+    for p in sorted(cat.patterns, key=lambda p: p.id):
+        print(f"{p.id:55} {p.category:12} {p.severity:8} {p.title}")
+
+
+@catalogue_app.command("show")
+def catalogue_show(pattern_id: str, catalogue: CatOpt = None) -> None:
+    """Everything about one pattern, examples included."""
+    cat = load_catalogue(catalogue or [])
+    p = cat.by_id.get(pattern_id)
+    if p is None:
+        raise InputError(f"no pattern with id {pattern_id!r} (see 'logsense catalogue list')")
+    print(f"id:          {p.id}\nfile:        {p.file}\nsources:     {', '.join(p.sources)}")
+    print(f"category:    {p.category}\nseverity:    {p.severity}\nrole:        {p.role}\nscope:       {p.scope}")
+    print(f"priority:    {p.priority}\ntitle:       {p.title}\nregex:       {p.regex}\ncause:       {p.cause}")
+    print("remediation:\n" + "".join(f"  - {s}\n" for s in p.remediation), end="")
+    print("diagnostics:\n" + "".join(f"  $ {s}\n" for s in p.diagnostics), end="")
+    print("examples:")
+    for ex in p.examples:
+        print(f"  {ex.line}\n    fields: {json.dumps(ex.fields)}")
+    if p.near_misses:
+        print("near misses:")
+        for ex in p.near_misses:
+            print(f"  {ex.line}")
+
+
+@catalogue_app.command("check")
+def catalogue_check(catalogue: CatOpt = None,
+                    timing: Annotated[bool, typer.Option(help="Time each regex on adversarial lines.")] = True
+                    ) -> None:
+    """Validate every pattern; exit non-zero with one line per problem."""
+    from logsense.catalogue_check import check_catalogue
+
+    cat = load_catalogue(catalogue or [])
+    problems = check_catalogue(cat, timing=timing)
+    for line in problems:
+        print(line, file=sys.stderr)
+    examples = sum(len(p.examples) for p in cat.patterns)
+    if problems:
+        print(f"catalogue check: {len(problems)} problem(s) in {len(cat.patterns)} patterns", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"catalogue check: {len(cat.patterns)} patterns, {examples} examples, all good")
+
+
+@catalogue_app.command("test")
+def catalogue_test(path: Annotated[Path, typer.Argument(help="A log file.")],
+                   catalogue: CatOpt = None, tz: TzOpt = None, year: YearOpt = None) -> None:
+    """Which lines of a log match which pattern (for people writing patterns)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    opts = make_options(None, None, tz, year, None, catalogue, all_lines=True)
+    reader = Reader(opts, warn=stderr_warn)
+    for ev in reader.events([str(path)]):
+        r = ev.record
+        tag = ev.pattern_id or ("(unrecognised error)" if ev.shape else "")
+        if tag:
+            fields = " ".join(f"{k}={safe(v)}" for k, v in ev.fields.items())
+            print(f"{r.line or '-':>6}  {tag}  {fields}")
+    s = reader.run.stats
+    print(f"{int(s['lines_read'])} lines, {int(s['events_matched'])} matched")
+
+
+def main() -> None:
+    """Entry point: every failure is one line on stderr, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except (InputError, CatalogueError) as exc:
+        for line in str(exc).splitlines() or ["error"]:
+            print(f"logsense: error: {line}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as exc:  # the promise is no traceback reaching a user
+        import click
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if os.environ.get("LOGSENSE_DEBUG"):
+            raise
+        print(f"logsense: internal error: {type(exc).__name__}: {exc} (LOGSENSE_DEBUG=1 shows more)",
+              file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,411 @@
+"""Turn the lines of one log file into `Record`s: timestamps, host, pid, level, message.
+
+One parser class per format, each stateful per file (QEMU lines without a timestamp take the
+last one seen; libvirtd continuation lines take their header's). `detect_format` picks the
+parser from a file's first lines and its path, never from a flag.
+
+Real samples each parser is tested on (tests/test_parsers.py):
+
+    libvirtd:  2024-03-05 10:11:12.345+0000: 1234: error : qemuProcessReportLogError:1971 : msg
+    qemu:      2024-03-05T10:11:12.345678Z qemu-system-x86_64: cannot set up guest memory ...
+               qemu-system-x86_64: -drive file=...: Could not open '...': Permission denied
+    syslog:    Mar  5 10:11:12 kvm01 kernel: [12345.678901] Out of memory: Killed process 28932
+               2024-03-05T10:11:12.345678+00:00 kvm01 libvirtd[1234]: internal error: ...
+               [Tue Mar  5 10:11:12 2024] kvm: disabled by bios            (dmesg -T)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import BinaryIO
+
+from logsense.model import EPOCH, Record
+
+MAX_LINE = 1 << 20  # longer lines are cut to this many bytes and counted in stats
+CHUNK = 8 << 20
+
+MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+
+LIBVIRTD_RE = re.compile(
+    r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?[+-]\d{4}): (\d+): (debug|info|warning|error) : "
+    r"(?:([\w.]+):(\d+) : )?(.*)", re.S)
+# libvirt's own stamp, also at the start of the QEMU log's header and shutdown lines
+LIBVIRT_TS_RE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?[+-]\d{4}): (.*)", re.S)
+# QEMU's `-msg timestamp=on`
+QEMU_TS_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) (.*)", re.S)
+BSD_TS = r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)?"
+ISO_TS = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
+PROG = r"([^\s\[:]+)(?:\[(\d+)\])?: ?(.*)"
+SYSLOG_BSD_RE = re.compile(rf"{BSD_TS} (\S+) {PROG}", re.S)
+SYSLOG_ISO_RE = re.compile(rf"{ISO_TS} (\S+) {PROG}", re.S)
+SYSLOG_5424_RE = re.compile(
+    r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (?:-|\[.*?\]) ?(.*)", re.S)
+DMESG_T_RE = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d:\d\d:\d\d) (\d{4})\] (.*)", re.S)
+DMESG_RE = re.compile(r"\[\s*(\d+\.\d+)\] (.*)", re.S)
+UPTIME_RE = re.compile(r"\[\s*(\d+\.\d+)\] ")
+JOURNAL_META_RE = re.compile(r"-- (?:Logs begin|Journal begins|Boot |No entries|Reboot)")
+QEMU_PROGRAM_RE = re.compile(r"(?:\S*/)?qemu-(?:system-[\w-]+|kvm)(?=:)")
+GUEST_RE = re.compile(r"-name (?:guest=)?([^,\s]+)")
+UUID_RE = re.compile(r"-uuid ([0-9a-fA-F-]{36})")
+PID_FILE_RE = re.compile(r"-pidfile (\S+)")
+
+
+@dataclass
+class FileContext:
+    """What a parser knows about the file beyond its lines."""
+
+    file: str | None
+    host: str | None = None
+    tz: tzinfo = UTC
+    year: int = 1970  # year of the file's newest line (mtime or --year)
+    month: int = 12  # month of the file's newest line: later months belong to the year before
+    vm: str | None = None  # QEMU logs: the VM named by the file
+    source: str | None = None  # overrides the parser's source name (journalctl text)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+
+def _bsd_time(ctx: FileContext, mon: str, day: str, hms: str, frac: str | None) -> datetime | None:
+    month = MONTHS.get(mon)
+    if month is None:
+        return None
+    year = ctx.year - 1 if month > ctx.month else ctx.year
+    try:
+        local = datetime(year, month, int(day), int(hms[0:2]), int(hms[3:5]), int(hms[6:8]),
+                         int((frac or ".0")[1:7].ljust(6, "0")), tzinfo=ctx.tz)
+    except ValueError:
+        return None
+    return local.astimezone(UTC)
+
+
+def _iso_time(text: str, ctx: FileContext) -> datetime | None:
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=ctx.tz)
+    return ts.astimezone(UTC)
+
+
+class LibvirtdParser:
+    """libvirtd.log / virtqemud.log: `<ts>: <pid>: <level> : <function>:<line> : <message>`.
+
+    Lines without the header continue the record before them (debug logs print multi-line
+    JSON and command lines); they take its time, pid and level.
+    """
+
+    source = "libvirtd"
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+        self.last: Record | None = None
+
+    def parse(self, text: str, lineno: int) -> Record | None:
+        m = LIBVIRTD_RE.match(text)
+        if m:
+            ts = _iso_time(m.group(1), self.ctx)
+            if ts is not None:
+                rec = Record(ts=ts, source=self.source, message=m.group(6), raw=text, host=self.ctx.host,
+                             file=self.ctx.file, line=lineno, pid=int(m.group(2)), level=m.group(3))
+                if m.group(4):
+                    rec.extra["function"] = m.group(4)
+                self.last = rec
+                return rec
+        if not text.strip():
+            return None
+        prev = self.last
+        return Record(ts=prev.ts if prev else EPOCH, source=self.source, message=text, raw=text,
+                      host=self.ctx.host, file=self.ctx.file, line=lineno,
+                      pid=prev.pid if prev else None, level=prev.level if prev else None,
+                      parsed=prev is not None)
+
+
+class QemuLogParser:
+    """A per-VM QEMU log written by libvirt/virtlogd (`/var/log/libvirt/qemu/NAME.log`).
+
+    The VM is the file's name; the command line (continuation lines ending in `\\`) is one
+    record that yields `guest=NAME`, `-uuid` and the pid file; QEMU's own lines carry a stamp
+    only with `-msg timestamp=on` and otherwise take the last stamp seen.
+    """
+
+    source = "qemu"
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+        self.last_ts: datetime = EPOCH
+        self.pending: list[str] = []
+        self.pending_line = 0
+
+    def _record(self, ts: datetime, message: str, raw: str, lineno: int, parsed: bool = True) -> Record:
+        return Record(ts=ts, source=self.source, message=message, raw=raw, host=self.ctx.host,
+                      file=self.ctx.file, line=lineno, vm=self.ctx.vm, parsed=parsed)
+
+    def parse(self, text: str, lineno: int) -> Record | None:
+        if self.pending or (text.endswith("\\") and not self.pending and "=" in text):
+            return self._command_line(text, lineno)
+        if not text.strip():
+            return None
+        m = LIBVIRT_TS_RE.match(text) or QEMU_TS_RE.match(text)
+        if m:
+            ts = _iso_time(m.group(1), self.ctx)
+            if ts is not None:
+                self.last_ts = ts
+                rec = self._record(ts, m.group(2), text, lineno)
+                if m.re is LIBVIRT_TS_RE and (host := re.search(r"hostname: (\S+)", m.group(2))):
+                    rec.extra["hostname"] = host.group(1)
+                return rec
+        rec = self._record(self.last_ts, text, text, lineno, parsed=self.last_ts is not EPOCH)
+        if QEMU_PROGRAM_RE.match(text) and "warning:" not in text:
+            rec.level = "error"
+        return rec
+
+    def _command_line(self, text: str, lineno: int) -> Record | None:
+        if not self.pending:
+            self.pending_line = lineno
+        self.pending.append(text.rstrip("\\").strip())
+        if text.endswith("\\"):
+            return None
+        return self.flush()
+
+    def flush(self) -> Record | None:
+        """The command line held back, if the file ended inside it."""
+        if not self.pending:
+            return None
+        cmd = " ".join(self.pending)
+        self.pending = []
+        rec = self._record(self.last_ts, cmd, cmd, self.pending_line)
+        rec.level = "info"
+        rec.extra["command_line"] = True
+        if m := GUEST_RE.search(cmd):
+            rec.extra["guest"] = m.group(1)
+            rec.vm = rec.vm or m.group(1)
+        if m := UUID_RE.search(cmd):
+            rec.extra["uuid"] = m.group(1).lower()
+        disks = re.findall(r"(?:\"filename\":\"|file=)([^\",]+)", cmd)
+        if disks:
+            rec.extra["disks"] = disks
+        return rec
+
+
+class SyslogParser:
+    """Syslog files and `journalctl` text output, and the kernel ring buffer as dmesg prints it.
+
+    RFC 3164 stamps carry no year or zone: the year is the file's (from its mtime, or --year)
+    and a month later than the file's newest belongs to the year before (New Year rollover);
+    the zone is --tz. Kernel uptime stamps `[12345.678901]` are kept as the `uptime` field.
+    """
+
+    source = "syslog"
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+        self.last_ts: datetime = EPOCH
+
+    def parse(self, text: str, lineno: int) -> Record | None:
+        ctx = self.ctx
+        ts = host = prog = pid = None
+        message = text
+        if m := SYSLOG_BSD_RE.match(text):
+            ts = _bsd_time(ctx, m.group(1), m.group(2), m.group(3), m.group(4))
+            host, prog, pid, message = m.group(5), m.group(6), m.group(7), m.group(8)
+        elif m := SYSLOG_ISO_RE.match(text):
+            ts = _iso_time(m.group(1), ctx)
+            host, prog, pid, message = m.group(2), m.group(3), m.group(4), m.group(5)
+        elif m := SYSLOG_5424_RE.match(text):
+            ts = _iso_time(m.group(2), ctx)
+            host, prog, message = m.group(3), m.group(4), m.group(7)
+            pid = m.group(5) if m.group(5).isdigit() else None
+        elif m := DMESG_T_RE.match(text):
+            ts = _bsd_time(FileContext(None, tz=ctx.tz, year=int(m.group(4)), month=12),
+                           m.group(1), m.group(2), m.group(3), None)
+            prog, message = "kernel", m.group(5)
+        elif JOURNAL_META_RE.match(text) or not text.strip():
+            return None
+        if ts is None:
+            return Record(ts=self.last_ts, source=ctx.source or self.source, message=text, raw=text,
+                          host=ctx.host, file=ctx.file, line=lineno, parsed=False)
+        self.last_ts = ts
+        rec = Record(ts=ts, source=ctx.source or self.source, message=message, raw=text,
+                     host=host if host and host != "-" else ctx.host, file=ctx.file, line=lineno,
+                     pid=int(pid) if pid else None)
+        rec.extra["program"] = prog
+        if prog == "kernel" and (u := UPTIME_RE.match(message)):
+            rec.extra["uptime"] = float(u.group(1))
+            rec.message = message[u.end():]
+        return rec
+
+
+class PlainDmesgParser(SyslogParser):
+    """`dmesg` without -T: only uptime stamps, so every line takes the file's mtime."""
+
+    def parse(self, text: str, lineno: int) -> Record | None:
+        m = DMESG_RE.match(text)
+        if not m:
+            return super().parse(text, lineno)
+        ts = datetime(self.ctx.year, self.ctx.month, 1, tzinfo=UTC) if self.last_ts is EPOCH else self.last_ts
+        rec = Record(ts=ts, source=self.source, message=m.group(2), raw=text, host=self.ctx.host,
+                     file=self.ctx.file, line=lineno)
+        rec.extra.update(program="kernel", uptime=float(m.group(1)))
+        return rec
+
+
+LINE_PARSERS: dict[str, type] = {
+    "libvirtd": LibvirtdParser, "qemu": QemuLogParser, "syslog": SyslogParser, "dmesg": PlainDmesgParser,
+}
+# formats whose lines stand alone, so the fast path may parse only candidate lines
+STATELESS = {"libvirtd", "syslog"}
+
+
+def detect_format(path: str, head: bytes) -> str | None:
+    """Name of the format of a file, from its first bytes and its path; None if not a log."""
+    if head.startswith(b"LPKSHHRH"):
+        return "journal-file"
+    lines = [ln for ln in head.decode("utf-8", "replace").splitlines()[:40] if ln.strip()]
+    name = path.rsplit("/", 1)[-1]
+    if any(ln.startswith("__CURSOR=") or ln.startswith("__REALTIME_TIMESTAMP=") for ln in lines[:5]):
+        return "journal-export"
+    if lines and lines[0].startswith("{") and '"__REALTIME_TIMESTAMP"' in lines[0]:
+        return "journal-json"
+    votes: dict[str, int] = {}
+    for ln in lines:
+        if LIBVIRTD_RE.match(ln):
+            fmt = "libvirtd"
+        elif LIBVIRT_TS_RE.match(ln) or QEMU_TS_RE.match(ln) and " qemu-" in ln[:60]:
+            fmt = "qemu"
+        elif ln.startswith(("LC_ALL=", "/usr/bin/qemu", "/usr/libexec/qemu")) or QEMU_PROGRAM_RE.match(ln):
+            fmt = "qemu"
+        elif SYSLOG_BSD_RE.match(ln) or SYSLOG_ISO_RE.match(ln) or SYSLOG_5424_RE.match(ln) \
+                or DMESG_T_RE.match(ln):
+            fmt = "syslog"
+        elif DMESG_RE.match(ln):
+            fmt = "dmesg"
+        else:
+            continue
+        votes[fmt] = votes.get(fmt, 0) + 1
+    if "/qemu/" in f"/{path}" and name.split(".log")[0] and ".log" in name and votes.get("qemu"):
+        return "qemu"
+    if not votes:
+        if "/qemu/" in f"/{path}" and ".log" in name:
+            return "qemu"  # an empty or header-less VM log is still that VM's log
+        return None
+    return max(votes, key=lambda k: votes[k])
+
+
+def is_journal_text(path: str, head: bytes) -> bool:
+    """journalctl's text output (sosreport's journalctl_*), read as syslog lines of source journal."""
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("journalctl") or bool(JOURNAL_META_RE.match(head.decode("utf-8", "replace")))
+
+
+Selector = Callable[[bytes], list[tuple[int, int]]]
+
+
+def _decode(raw: bytes, ctx: FileContext) -> str:
+    if len(raw) > MAX_LINE:
+        ctx.count("long_lines")
+        raw = raw[:MAX_LINE]
+    if b"\x00" in raw:
+        raw = raw.replace(b"\x00", b"")
+    return raw.decode("utf-8", "replace").rstrip("\r")
+
+
+def iter_chunks(stream: BinaryIO, ctx: FileContext) -> Iterator[tuple[bytes, int]]:
+    """Whole-buffer chunks of complete lines: (buffer, number of its first line).
+
+    A line longer than MAX_LINE is cut (counted) so memory stays bounded.
+    """
+    carry = b""
+    lineno = 1
+    while True:
+        block = stream.read(CHUNK)
+        if not block:
+            break
+        buf = carry + block
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            if len(buf) > MAX_LINE:  # a monster line: keep its head, drop the rest up to its end
+                ctx.count("long_lines")
+                yield buf[:MAX_LINE] + b"\n", lineno
+                lineno += 1
+                carry = _skip_to_newline(stream, ctx)
+                continue
+            carry = buf
+            continue
+        yield buf[:cut], lineno
+        lineno += buf.count(b"\n", 0, cut)
+        carry = buf[cut:]
+    if carry:
+        yield carry + b"\n", lineno
+
+
+def _skip_to_newline(stream: BinaryIO, ctx: FileContext) -> bytes:
+    while True:
+        block = stream.read(CHUNK)
+        if not block:
+            return b""
+        nl = block.find(b"\n")
+        if nl >= 0:
+            return block[nl + 1:]
+
+
+def parse_stream(stream: BinaryIO, fmt: str, ctx: FileContext,
+                 select: Selector | None = None) -> Iterator[Record]:
+    """Records of one file. With `select`, a stateless format parses only the lines it picks
+    (the fast path); otherwise every line is parsed."""
+    parser = LINE_PARSERS[fmt](ctx)
+    fast = select is not None and fmt in STATELESS
+    for buf, first in iter_chunks(stream, ctx):
+        ctx.count("lines_read", buf.count(b"\n"))
+        if fast:
+            yield from _parse_selected(parser, buf, first, select, ctx)
+            continue
+        lineno = first
+        start = 0
+        end = buf.find(b"\n")
+        while end >= 0:
+            rec = parser.parse(_decode(buf[start:end], ctx), lineno)
+            if rec is not None:
+                if not rec.parsed:
+                    ctx.count("unparsed_lines")
+                yield rec
+            lineno += 1
+            start = end + 1
+            end = buf.find(b"\n", start)
+    if isinstance(parser, QemuLogParser) and (rec := parser.flush()) is not None:
+        yield rec
+
+
+def _parse_selected(parser, buf: bytes, first: int, select: Selector, ctx: FileContext) -> Iterator[Record]:
+    lineno, pos = first, 0
+    for start, end in select(buf):
+        lineno += buf.count(b"\n", pos, start)
+        pos = start
+        if isinstance(parser, LibvirtdParser) and not LIBVIRTD_RE.match(buf[start:start + 64].decode(
+                "utf-8", "replace")):
+            _find_header(parser, buf, start, lineno)
+        rec = parser.parse(_decode(buf[start:end], ctx), lineno)
+        if rec is not None:
+            if not rec.parsed:
+                ctx.count("unparsed_lines")
+            yield rec
+
+
+def _find_header(parser: LibvirtdParser, buf: bytes, start: int, lineno: int) -> None:
+    """Give a selected continuation line the header line above it (bounded look-back)."""
+    pos = start
+    for back in range(1, 200):
+        if pos <= 0:
+            return
+        prev = buf.rfind(b"\n", 0, pos - 1) + 1
+        text = buf[prev:pos - 1].decode("utf-8", "replace")
+        if LIBVIRTD_RE.match(text):
+            parser.parse(text, lineno - back)
+            return
+        pos = prev

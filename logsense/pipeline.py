@@ -1,0 +1,236 @@
+"""Sources → parsers → catalogue → attribution, the same for `analyze`, `events`, the daemon's
+catch-up and the DataFrame API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from logsense import journal, parsers
+from logsense.attribution import EntityMap
+from logsense.catalogue import Catalogue, load_catalogue, message_shape
+from logsense.model import Event, Record
+from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
+
+HEAD_BYTES = 64 * 1024
+# syslog first, so the host name it carries is known before files that carry none
+FORMAT_ORDER = {"syslog": 0, "dmesg": 1, "journal-export": 2, "journal-json": 2, "libvirtd": 3, "qemu": 4}
+
+
+class InputError(Exception):
+    """A usage or input problem to report in one line (exit status 2)."""
+
+
+@dataclass
+class Options:
+    since: datetime | None = None
+    until: datetime | None = None
+    tz: tzinfo | None = None
+    year: int | None = None
+    host: str | None = None
+    all_lines: bool = False
+    catalogue_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """What one pass over the inputs produced besides the events."""
+
+    stats: dict[str, float] = field(default_factory=lambda: {
+        "lines_read": 0, "events_matched": 0, "files_read": 0, "unparsed_lines": 0, "seconds": 0.0,
+        "unrecognised_errors": 0, "long_lines": 0})
+    warnings: list[str] = field(default_factory=list)
+    entities: EntityMap = field(default_factory=EntityMap)
+
+
+def parse_zone(name: str | None) -> tzinfo:
+    if not name:
+        return datetime.now().astimezone().tzinfo or UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InputError(f"unknown time zone: {name}") from exc
+
+
+def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | None:
+    """The event for a record: its best pattern; an unknown error-level line as an
+    unrecognised event (role context); anything else only with `all_lines`."""
+    m = cat.match(rec.message, rec.source) if rec.message else None
+    if m is not None:
+        p = m.pattern
+        return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
+    if rec.level == "error":
+        return Event(rec, role="context", shape=message_shape(rec.message))
+    if all_lines:
+        return Event(rec)
+    return None
+
+
+class Reader:
+    """Reads every record under some paths, classifying as it goes."""
+
+    def __init__(self, opts: Options, cat: Catalogue | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.opts = opts
+        self.cat = cat or load_catalogue(opts.catalogue_dirs)
+        self.run = Run()
+        self._warn = warn
+
+    def warn(self, msg: str) -> None:
+        self.run.warnings.append(msg)
+        if self._warn is not None:
+            self._warn(msg)
+
+    def events(self, paths: list[str]) -> list[Event]:
+        """All events, VMs resolved, in time order (stable: ties keep reading order)."""
+        t0 = time.perf_counter()
+        out = [ev for ev in self._events(paths)]
+        ents = self.run.entities
+        for ev in out:
+            ev.vm, _ = ents.resolve(ev)
+        out.sort(key=lambda e: e.record.ts)
+        self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
+        self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
+        self.run.stats["seconds"] = round(time.perf_counter() - t0, 3)
+        return out
+
+    def _events(self, paths: list[str]) -> Iterator[Event]:
+        live = not paths
+        ws = Workspace()
+        try:
+            cols = discover(paths or live_paths(), ws, self.warn)
+            for col in cols:
+                yield from self._collection(col)
+            if live:
+                yield from self._live_journal()
+        finally:
+            ws.close()
+
+    def _in_range(self, rec: Record) -> bool:
+        o = self.opts
+        return (o.since is None or rec.ts >= o.since) and (o.until is None or rec.ts <= o.until)
+
+    def _keep(self, rec: Record) -> Event | None:
+        self.run.entities.learn(rec)
+        if not self._in_range(rec):
+            return None
+        return classify(rec, self.cat, self.opts.all_lines)
+
+    def _collection(self, col: Collection) -> Iterator[Event]:
+        host = self.opts.host or col.host
+        for xml in col.domain_xml:
+            self.run.entities.learn_domain_xml(xml)
+        detected: list[tuple[int, int, LogFile, str]] = []
+        for n, lf in enumerate(col.files):
+            fmt = self._detect(lf)
+            if fmt is not None:
+                detected.append((FORMAT_ORDER.get(fmt, 5), n, lf, fmt))
+        detected.sort(key=lambda t: (t[0], t[1]))
+        for _, _, lf, fmt in detected:
+            for rec in self._read_file(lf, fmt, host):
+                if host is None and rec.host:
+                    host = rec.host  # the tree's host, for files that carry none
+                if rec.host is None:
+                    rec.host = host
+                if (ev := self._keep(rec)) is not None:
+                    yield ev
+        if col.journal_files:
+            yield from self._journal_files(col.journal_files, host)
+
+    def _detect(self, lf: LogFile) -> str | None:
+        try:
+            with lf.open(self.warn) as stream:
+                head = stream.read(HEAD_BYTES)
+        except OSError as exc:
+            self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
+            return None
+        fmt = parsers.detect_format(lf.name, head)
+        if fmt is None and b"\x00" not in head[:4096] and head.strip():
+            self.warn(f"{lf.name}: not a log format logsense knows, skipped")
+        return fmt
+
+    def _read_file(self, lf: LogFile, fmt: str, host: str | None) -> Iterator[Record]:
+        stats = self.run.stats
+        stats["files_read"] += 1
+        try:
+            stream = lf.open(self.warn)
+        except OSError as exc:
+            self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
+            return
+        with stream:
+            if fmt == "journal-export":
+                n = 0
+                for n, rec in enumerate(journal.read_export(stream, lf.name, host), 1):  # noqa: B007
+                    yield rec
+                stats["lines_read"] += n
+                return
+            if fmt == "journal-json":
+                n = 0
+                for n, rec in enumerate(journal.read_json(stream, lf.name, host, self.warn), 1):  # noqa: B007
+                    yield rec
+                stats["lines_read"] += n
+                return
+            ctx = self._context(lf, fmt, host)
+            source = ctx.source or parsers.LINE_PARSERS[fmt].source
+            select = None if self.opts.all_lines else self.cat.selector(source)
+            try:
+                yield from parsers.parse_stream(stream, fmt, ctx, select)
+            except OSError as exc:
+                self.warn(f"{lf.name}: read failed: {exc}")
+            for key in ("lines_read", "unparsed_lines", "long_lines"):
+                stats[key] += ctx.stats.get(key, 0)
+            if ctx.stats.get("long_lines"):
+                self.warn(f"{lf.name}: {ctx.stats['long_lines']} line(s) longer than "
+                          f"{parsers.MAX_LINE} bytes were cut")
+
+    def _context(self, lf: LogFile, fmt: str, host: str | None) -> parsers.FileContext:
+        tz = self.opts.tz or parse_zone(None)
+        if self.opts.year:
+            year, month = self.opts.year, 12
+        else:
+            newest = datetime.fromtimestamp(lf.content_mtime(), tz)
+            year, month = newest.year, newest.month
+        ctx = parsers.FileContext(file=lf.name, host=host, tz=tz, year=year, month=month)
+        if fmt == "qemu":
+            base = Path(lf.name).name.split(".log")[0]
+            ctx.vm = base or None
+        if fmt == "syslog":
+            with lf.open(self.warn) as s:
+                if parsers.is_journal_text(lf.name, s.read(256)):
+                    ctx.source = "journal"
+        return ctx
+
+    def _journal_files(self, files: list[Path], host: str | None) -> Iterator[Event]:
+        self.run.stats["files_read"] += len(files)
+        try:
+            for rec in journal.read_journal_files(sorted(files), host):
+                self.run.stats["lines_read"] += 1
+                if (ev := self._keep(rec)) is not None:
+                    yield ev
+        except OSError as exc:
+            self.warn(f"{files[0].parent}: cannot read journal: {exc}")
+
+    def _live_journal(self) -> Iterator[Event]:
+        try:
+            from systemd import journal as sdj
+            reader = sdj.Reader()
+        except (ImportError, OSError) as exc:
+            self.warn(f"system journal: cannot open: {exc}")
+            return
+        with reader:
+            if self.opts.since:
+                reader.seek_realtime(self.opts.since)
+            for entry in reader:
+                self.run.stats["lines_read"] += 1
+                rec = journal.entry_record(entry, None, self.opts.host)
+                if (ev := self._keep(rec)) is not None:
+                    yield ev
+
+
+def stderr_warn(msg: str) -> None:
+    sys.stderr.write(f"logsense: warning: {msg}\n")

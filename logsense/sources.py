@@ -1,0 +1,263 @@
+"""Find the log files under the paths a user gives, and open them decompressed.
+
+A path may be a file, a directory (a copied `/var/log`, a sosreport, a plain folder), a
+`.tar.*` archive of those, or a journal directory. Files are grouped into *collections*
+(one per host tree) and rotated sets come oldest first. Nothing here parses lines.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import zstandard
+
+Warn = Callable[[str], None]
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
+TAR_RE = re.compile(r"\.(tar|tgz|tbz2|txz|tar\.(gz|bz2|xz|zst))$")
+DATE_SUFFIX = re.compile(r"^(.*?)-(\d{8})(?:\d{2})?$")
+NUM_SUFFIX = re.compile(r"^(.*?)\.(\d+)$")
+SOS_KEEP = ("var/log", "sos_commands/logs", "sos_commands/kernel", "sos_commands/libvirt",
+            "etc/libvirt/qemu", "run/libvirt/qemu")
+LIVE_PATHS = ("/var/log/libvirt", "/var/log/messages", "/var/log/syslog")
+
+
+@dataclass
+class LogFile:
+    """One file to read: `name` is what reports show, `path` where it is on disk."""
+
+    path: Path
+    name: str
+    mtime: float
+    compression: str | None = None
+
+    def open(self, warn: Warn) -> BinaryIO:
+        raw = open(self.path, "rb")  # noqa: SIM115 - owned by the returned stream
+        if self.compression is None:
+            return raw
+        if self.compression == "gzip":
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw)
+        elif self.compression == "bz2":
+            stream = bz2.BZ2File(raw)
+        elif self.compression == "xz":
+            stream = lzma.LZMAFile(raw)
+        else:
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return TolerantStream(stream, self.name, warn)
+
+    def content_mtime(self) -> float:
+        """mtime of the newest line: the gzip header's when it has one, else the file's."""
+        if self.compression == "gzip":
+            try:
+                with gzip.open(self.path) as g:
+                    g.read(1)
+                    if g.mtime:
+                        return float(g.mtime)
+            except (OSError, EOFError):
+                pass
+        return self.mtime
+
+
+class TolerantStream(io.RawIOBase):
+    """A decompressing stream that ends, with one warning, where the data is damaged:
+    the lines before the damage are kept."""
+
+    def __init__(self, inner: BinaryIO, name: str, warn: Warn) -> None:
+        self.inner, self.name, self.warn, self.failed = inner, name, warn, False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.failed:
+            return b""
+        try:
+            return self.inner.read(size)
+        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, ValueError) as exc:
+            self.failed = True
+            self.warn(f"{self.name}: damaged compressed data, read up to the damage ({exc})")
+            return b""
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+@dataclass
+class Collection:
+    """The logs of one host: a tree, a sosreport, or the files named on the command line."""
+
+    root: Path | None
+    host: str | None = None
+    files: list[LogFile] = field(default_factory=list)
+    journal_files: list[Path] = field(default_factory=list)
+    domain_xml: list[Path] = field(default_factory=list)
+    sosreport: bool = False
+
+
+def _logical_name(name: str) -> tuple[str, str | None]:
+    for ext, kind in COMPRESSED.items():
+        if name.endswith(ext):
+            return name[: -len(ext)], kind
+    return name, None
+
+
+def rotation_key(path: str) -> tuple[str, int, int]:
+    """Sort key putting a rotated set oldest first: dated, then numbered (highest first), then
+    the live file."""
+    base, _ = _logical_name(path)
+    if m := DATE_SUFFIX.match(base):
+        return m.group(1), 0, int(m.group(2))
+    if m := NUM_SUFFIX.match(base):
+        return m.group(1), 1, -int(m.group(2))
+    return base, 2, 0
+
+
+def _is_journal_file(p: Path) -> bool:
+    return p.name.endswith((".journal", ".journal~"))
+
+
+def _add_file(col: Collection, p: Path, display: str, warn: Warn) -> None:
+    try:
+        st = p.stat()
+    except OSError as exc:
+        warn(f"{display}: cannot read: {exc.strerror}")
+        return
+    if _is_journal_file(p):
+        col.journal_files.append(p)
+        return
+    if p.suffix == ".xml" and ("/qemu/" in f"/{display}" or "dumpxml" in display):
+        col.domain_xml.append(p)
+        return
+    logical, comp = _logical_name(p.name)
+    col.files.append(LogFile(p, display, st.st_mtime, comp))
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def collection_of_dir(root: Path, display_root: str, warn: Warn) -> Collection:
+    sos = (root / "sos_commands").is_dir()
+    col = Collection(root=root, sosreport=sos)
+    for hostfile in (root / "hostname", root / "etc" / "hostname"):
+        if hostfile.is_file():
+            col.host = hostfile.read_text(errors="replace").strip().split(".")[0] or None
+            break
+    for p in _walk(root):
+        rel = p.relative_to(root).as_posix()
+        if sos and not rel.startswith(SOS_KEEP) and rel != "hostname":
+            continue
+        if not p.is_file() or p.is_symlink() or rel in ("hostname", "etc/hostname"):
+            continue
+        _add_file(col, p, f"{display_root.rstrip('/')}/{rel}", warn)
+    return col
+
+
+def _safe_members(tar: tarfile.TarFile, name: str, warn: Warn) -> list[tarfile.TarInfo]:
+    safe = []
+    for m in tar.getmembers():
+        parts = Path(m.name).parts
+        if m.name.startswith("/") or ".." in parts:
+            warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
+            continue
+        if m.isfile() or m.isdir():
+            safe.append(m)
+    return safe
+
+
+class Workspace:
+    """A private temporary folder for unpacked archives, removed when analysis ends."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+
+    def new(self) -> Path:
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="logsense-"))
+        return Path(tempfile.mkdtemp(dir=self.dir))
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+def unpack_tar(path: Path, ws: Workspace, warn: Warn) -> Path | None:
+    """Unpack a tarball into the workspace, refusing members that would land outside it."""
+    try:
+        if path.name.endswith((".tar.zst",)):
+            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as z, \
+                    tarfile.open(fileobj=z, mode="r|") as tar:
+                return _extract_stream(tar, path.name, ws, warn)
+        with tarfile.open(path) as tar:
+            dest = ws.new()
+            tar.extractall(dest, members=_safe_members(tar, path.name, warn), filter="data")
+            return dest
+    except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
+        warn(f"{path}: cannot unpack archive: {exc}")
+        return None
+
+
+def _extract_stream(tar: tarfile.TarFile, name: str, ws: Workspace, warn: Warn) -> Path:
+    dest = ws.new()
+    for m in tar:
+        if m.name.startswith("/") or ".." in Path(m.name).parts:
+            warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
+            continue
+        if m.isfile() or m.isdir():
+            tar.extract(m, dest, filter="data")
+    return dest
+
+
+def _single_root(d: Path) -> Path:
+    """An archive usually holds one top folder (sosreport-host-date/): use it as the root."""
+    entries = [e for e in d.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return d
+
+
+def discover(paths: list[str], ws: Workspace, warn: Warn) -> list[Collection]:
+    """Collections for the given paths; an unreadable path is a warning, not an error."""
+    loose = Collection(root=None)
+    cols: list[Collection] = []
+    for arg in paths:
+        p = Path(arg)
+        if not p.exists():
+            warn(f"{arg}: no such file or directory")
+            continue
+        if p.is_dir():
+            cols.append(collection_of_dir(p, arg, warn))
+        elif TAR_RE.search(p.name):
+            if (dest := unpack_tar(p, ws, warn)) is not None:
+                root = _single_root(dest)
+                label = f"{arg}:" + (root.name + "/" if root != dest else "")
+                col = collection_of_dir(root, label, warn)
+                cols.append(col)
+        else:
+            _add_file(loose, p, arg, warn)
+    if loose.files or loose.journal_files or loose.domain_xml:
+        cols.insert(0, loose)
+    for col in cols:
+        col.files.sort(key=lambda f: (str(Path(f.name).parent), rotation_key(Path(f.name).name)))
+    return cols
+
+
+def live_paths() -> list[str]:
+    """The live host's logs, for `analyze` with no path."""
+    return [p for p in LIVE_PATHS if os.path.exists(p)]
