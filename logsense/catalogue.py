@@ -8,6 +8,7 @@ match at all, so benign lines cost no Python work; only those candidates run the
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re as stdre
 import tomllib
@@ -22,6 +23,8 @@ from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 
 try:
     import hyperscan
+
+    HS_FLAGS = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY
 except ImportError:  # no wheel on this platform: every line runs the full regexes
     hyperscan = None
 
@@ -183,43 +186,28 @@ class Catalogue:
         self.by_id = {p.id: p for p in patterns}
         self.timeouts = 0
         self._by_source = {s: [i for i, p in enumerate(patterns) if s in p.sources] for s in SOURCES}
-        self._db: dict[str, Any] = {}
-        self.fast = hyperscan is not None
-        if self.fast:
-            for s in SOURCES:
-                self._db[s] = self._compile(s)
-
-    def _compile(self, source: str) -> Any:
-        idxs = self._by_source[source]
-        exprs = [self.patterns[i].regex.encode() for i in idxs]
-        ids = list(idxs)
-        hint = ERROR_HINTS.get(source)
-        if hint:
-            exprs.append(hint)
-            ids.append(len(self.patterns))  # not a pattern: filtered out by _candidates
-        if not exprs:
-            return None
-        flags = [hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY] * len(exprs)
-        db = hyperscan.Database()
-        try:
-            db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=flags)
-        except hyperscan.error:
-            # one bad expression fails the whole set: leave the bad ones out, check reports them
-            good = [k for k, e in enumerate(exprs) if hyperscan_problem(e) is None]
-            db.compile(expressions=[exprs[k] for k in good], ids=[ids[k] for k in good],
-                       elements=len(good), flags=[flags[k] for k in good])
-        return db
+        self._source_sets = {s: frozenset(idx) for s, idx in self._by_source.items()}
+        self._db: Any = compile_database(patterns) if hyperscan is not None else None
+        # our own scratch: the library's default one is shared by every database in the process
+        self._scratch = hyperscan.Scratch(self._db) if self._db is not None else None
+        self.fast = self._db is not None
 
     def selector(self, source: str):
         """A function picking, in one native scan, the lines of a buffer that may match
         (start, end offsets); None when there is no fast path."""
-        db = self._db.get(source) if self.fast else None
+        db = self._db
         if db is None:
             return None
+        wanted = self._source_sets[source] | {HINT_BASE + SOURCES.index(source)}
+        scratch = self._scratch
+
+        def on_match(i: int, _f: int, to: int, _fl: int, _c: Any) -> None:
+            if i in wanted:
+                ends.append(to)
 
         def select(buf: bytes) -> list[tuple[int, int]]:
-            ends: list[int] = []
-            db.scan(buf, match_event_handler=lambda _i, _f, to, _fl, _c: ends.append(to))
+            ends.clear()
+            db.scan(buf, match_event_handler=on_match, scratch=scratch)
             if not ends:
                 return []
             spans = []
@@ -233,16 +221,16 @@ class Catalogue:
                 spans.append((start, end if end >= 0 else len(buf)))
             return spans
 
+        ends: list[int] = []
         return select
 
     def _candidates(self, message: str, source: str) -> list[int]:
-        db = self._db.get(source) if self.fast else None
-        if db is None:
+        if self._db is None:
             return self._by_source.get(source, [])
         found: set[int] = set()
-        db.scan(message.encode("utf-8", "replace"),
-                match_event_handler=lambda i, _f, _t, _fl, _c: found.add(i))
-        return sorted(i for i in found if i < len(self.patterns))
+        self._db.scan(message.encode("utf-8", "replace"),
+                      match_event_handler=lambda i, _f, _t, _fl, _c: found.add(i), scratch=self._scratch)
+        return sorted(found & self._source_sets[source])
 
     def match(self, message: str, source: str) -> Match | None:
         """The best pattern for a message from `source`: highest priority, then the longest
@@ -265,6 +253,46 @@ class Catalogue:
         return best
 
 
+HINT_BASE = 1 << 20  # ids of the error-line hints, one per source, after any pattern's
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "logsense"
+
+
+def compile_database(patterns: list[Pattern]) -> Any:
+    """One Hyperscan database for every pattern and the error-line hints. Building it takes
+    seconds, so the compiled form is cached on disk, keyed by the exact expressions."""
+    exprs = [p.regex.encode() for p in patterns]
+    ids = list(range(len(patterns)))
+    for s, hint in ERROR_HINTS.items():
+        exprs.append(hint)
+        ids.append(HINT_BASE + SOURCES.index(s))
+    key = hashlib.sha256(b"\0".join(exprs) + repr(ids).encode() + hyperscan.__version__.encode()).hexdigest()[:24]
+    cached = _cache_dir() / f"hs-{key}.db"
+    try:
+        return hyperscan.loadb(cached.read_bytes(), hyperscan.HS_MODE_BLOCK)
+    except (OSError, hyperscan.error):
+        pass
+    db = hyperscan.Database()
+    try:
+        db.compile(expressions=exprs, ids=ids, elements=len(exprs), flags=[HS_FLAGS] * len(exprs))
+    except hyperscan.error:  # one bad expression fails the set: leave it out (check reports it)
+        good = [k for k, x in enumerate(exprs) if hyperscan_problem(x) is None]
+        db = hyperscan.Database()
+        db.compile(expressions=[exprs[k] for k in good], ids=[ids[k] for k in good], elements=len(good),
+                   flags=[HS_FLAGS] * len(good))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(hyperscan.dumpb(db))
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # no cache: slower starts, same results
+    return db
+
+
 def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
     """The built-in catalogue plus a site's directories. Invalid patterns are left out and
     listed in `problems`; CatalogueError only when nothing usable is left."""
@@ -280,8 +308,7 @@ def hyperscan_problem(expr: bytes) -> str | None:
     if hyperscan is None:
         return None
     try:
-        hyperscan.Database().compile(expressions=[expr], ids=[0], elements=1,
-                                     flags=[hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY])
+        hyperscan.Database().compile(expressions=[expr], ids=[0], elements=1, flags=[HS_FLAGS])
     except hyperscan.error as exc:
         return str(exc)
     return None

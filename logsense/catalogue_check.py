@@ -6,6 +6,7 @@ classified by its own pattern with the stated fields; every near-miss must be cl
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC
 
@@ -13,6 +14,8 @@ from logsense import parsers
 from logsense.catalogue import Catalogue, Example, Pattern, hyperscan_problem
 from logsense.model import Record
 
+BIG_REPEAT_RE = re.compile(r"\{\d*,?(\d+)\}")
+MAX_REPEAT = 250  # larger bounded repeats make Hyperscan's prefilter build take seconds
 TIME_LIMIT = 0.001  # seconds for one search over an adversarial 10 KB line
 ADVERSARIAL_SIZE = 10_000
 
@@ -69,6 +72,10 @@ def check_catalogue(cat: Catalogue, timing: bool = True) -> list[str]:
         seen[p.id] = p.file
         if (why := hyperscan_problem(p.regex.encode())) is not None:
             problems.append(f"{where}: regex is not usable by the fast path (Hyperscan): {why}")
+        big = [int(b) for b in BIG_REPEAT_RE.findall(p.regex) if int(b) > MAX_REPEAT]
+        if big:
+            problems.append(f"{where}: bounded repeat {{..,{max(big)}}} makes the fast path slow to build; "
+                            f"use * or + (with a class that excludes the delimiter) or a bound <= {MAX_REPEAT}")
         if not p.examples:
             problems.append(f"{where}: no examples: every pattern needs real lines it must match")
         if not p.remediation:

@@ -105,6 +105,74 @@ def events(paths: PathsArg = None,
             out.close()
 
 
+WindowOpt = Annotated[float, typer.Option("--window", help="Seconds of quiet that close an incident.")]
+FailOpt = Annotated[str | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
+SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "sample-outage"
+
+
+def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
+                 fail_on: str | None, show_entities: bool) -> None:
+    from logsense import report
+    from logsense.correlator import correlate
+    from logsense.model import SEVERITY_RANK
+
+    if fail_on is not None and fail_on not in SEVERITY_RANK:
+        raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
+    if window <= 0:
+        raise InputError("--window must be a positive number of seconds")
+    reader = Reader(opts, warn=stderr_warn)
+    evs = reader.events(paths)
+    incidents = [i.to_dict() for i in correlate(evs, gap=window)]
+    stats = dict(reader.run.stats)
+    stats["incidents"] = len(incidents)
+    unrec = report.unrecognised_summary(evs)
+    fmt = default_format(fmt, Format.json)
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == Format.json:
+            report.write_json(out, incidents, stats, unrec)
+        elif fmt == Format.jsonl:
+            report.write_jsonl(out, incidents)
+        elif fmt == Format.markdown:
+            report.write_markdown(out, incidents, stats, unrec)
+        elif fmt == Format.html:
+            report.write_html(out, incidents, stats, unrec, evs)
+        elif fmt == Format.text:
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+        else:
+            raise InputError(f"analyze does not write {fmt.value}")
+        if show_entities:
+            print("Attribution (why events got their VM):", file=sys.stderr)
+            for kind, key, vm, why in reader.run.entities.table():
+                print(f"  {kind:6} {safe(key)} -> {safe(vm)}  ({safe(why)})", file=sys.stderr)
+    finally:
+        if output:
+            out.close()
+    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
+            output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
+            host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
+            show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map.")] = False,
+            ) -> None:
+    """Read every log under the paths, classify, correlate, print the incidents."""
+    opts = make_options(since, until, tz, year, host, catalogue)
+    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities)
+
+
+@app.command()
+def demo(fmt: FormatOpt = None, tz: TzOpt = "UTC") -> None:
+    """Analyze the bundled sample outage."""
+    if not SAMPLE.is_dir():
+        raise InputError(f"the bundled sample is missing: {SAMPLE}")
+    opts = make_options(None, None, tz, None, None, None)
+    run_analysis([str(SAMPLE)], opts, fmt or Format.text, None, 120.0, None, False)
+
+
 @catalogue_app.command("list")
 def catalogue_list(catalogue: CatOpt = None) -> None:
     """Every pattern: id, category, severity, title."""
@@ -186,10 +254,9 @@ def main() -> None:
         sys.stderr.close()
         sys.exit(0)
     except Exception as exc:  # the promise is no traceback reaching a user
-        import click
-        if isinstance(exc, click.exceptions.ClickException):
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # typer's usage errors
             exc.show()
-            sys.exit(2)
+            sys.exit(exc.exit_code or 2)
         if os.environ.get("LOGSENSE_DEBUG"):
             raise
         print(f"logsense: internal error: {type(exc).__name__}: {exc} (LOGSENSE_DEBUG=1 shows more)",

@@ -125,14 +125,14 @@ class Reader:
         host = self.opts.host or col.host
         for xml in col.domain_xml:
             self.run.entities.learn_domain_xml(xml)
-        detected: list[tuple[int, int, LogFile, str]] = []
+        detected: list[tuple[int, int, LogFile, str, bytes]] = []
         for n, lf in enumerate(col.files):
-            fmt = self._detect(lf)
+            fmt, head = self._detect(lf)
             if fmt is not None:
-                detected.append((FORMAT_ORDER.get(fmt, 5), n, lf, fmt))
+                detected.append((FORMAT_ORDER.get(fmt, 5), n, lf, fmt, head))
         detected.sort(key=lambda t: (t[0], t[1]))
-        for _, _, lf, fmt in detected:
-            for rec in self._read_file(lf, fmt, host):
+        for _, _, lf, fmt, head in detected:
+            for rec in self._read_file(lf, fmt, host, head):
                 if host is None and rec.host:
                     host = rec.host  # the tree's host, for files that carry none
                 if rec.host is None:
@@ -142,19 +142,20 @@ class Reader:
         if col.journal_files:
             yield from self._journal_files(col.journal_files, host)
 
-    def _detect(self, lf: LogFile) -> str | None:
+    def _detect(self, lf: LogFile) -> tuple[str | None, bytes]:
+        """The file's format and first bytes (damage is reported when the file is read)."""
         try:
-            with lf.open(self.warn) as stream:
+            with lf.open(lambda _msg: None) as stream:
                 head = stream.read(HEAD_BYTES)
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
-            return None
+            return None, b""
         fmt = parsers.detect_format(lf.name, head)
         if fmt is None and b"\x00" not in head[:4096] and head.strip():
             self.warn(f"{lf.name}: not a log format logsense knows, skipped")
-        return fmt
+        return fmt, head
 
-    def _read_file(self, lf: LogFile, fmt: str, host: str | None) -> Iterator[Record]:
+    def _read_file(self, lf: LogFile, fmt: str, host: str | None, head: bytes) -> Iterator[Record]:
         stats = self.run.stats
         stats["files_read"] += 1
         try:
@@ -175,7 +176,7 @@ class Reader:
                     yield rec
                 stats["lines_read"] += n
                 return
-            ctx = self._context(lf, fmt, host)
+            ctx = self._context(lf, fmt, host, head)
             source = ctx.source or parsers.LINE_PARSERS[fmt].source
             select = None if self.opts.all_lines else self.cat.selector(source)
             try:
@@ -188,7 +189,7 @@ class Reader:
                 self.warn(f"{lf.name}: {ctx.stats['long_lines']} line(s) longer than "
                           f"{parsers.MAX_LINE} bytes were cut")
 
-    def _context(self, lf: LogFile, fmt: str, host: str | None) -> parsers.FileContext:
+    def _context(self, lf: LogFile, fmt: str, host: str | None, head: bytes) -> parsers.FileContext:
         tz = self.opts.tz or parse_zone(None)
         if self.opts.year:
             year, month = self.opts.year, 12
@@ -199,10 +200,8 @@ class Reader:
         if fmt == "qemu":
             base = Path(lf.name).name.split(".log")[0]
             ctx.vm = base or None
-        if fmt == "syslog":
-            with lf.open(self.warn) as s:
-                if parsers.is_journal_text(lf.name, s.read(256)):
-                    ctx.source = "journal"
+        if fmt == "syslog" and parsers.is_journal_text(lf.name, head):
+            ctx.source = "journal"
         return ctx
 
     def _journal_files(self, files: list[Path], host: str | None) -> Iterator[Event]:

@@ -80,14 +80,26 @@ class TolerantStream(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes, in small steps so that what precedes damage is returned."""
         if self.failed:
             return b""
-        try:
-            return self.inner.read(size)
-        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, ValueError) as exc:
-            self.failed = True
-            self.warn(f"{self.name}: damaged compressed data, read up to the damage ({exc})")
-            return b""
+        parts, want = [], size if size >= 0 else 1 << 62
+        while want > 0:
+            try:
+                piece = self._read1(min(want, 1 << 16))
+            except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError, ValueError) as exc:
+                self.failed = True
+                self.warn(f"{self.name}: damaged compressed data, read up to the damage ({exc})")
+                break
+            if not piece:
+                break
+            parts.append(piece)
+            want -= len(piece)
+        return b"".join(parts)
+
+    def _read1(self, n: int) -> bytes:
+        read1 = getattr(self.inner, "read1", None)
+        return read1(n) if read1 is not None else self.inner.read(n)
 
     def close(self) -> None:
         self.inner.close()

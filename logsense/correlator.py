@@ -1,0 +1,420 @@
+"""Group events into explained incidents, incrementally, on event time.
+
+Events arrive in time order (batch sorts them; the daemon feeds them behind a watermark).
+Each host has one window per VM and one host-wide window; a window closes when the watermark
+passes its last event by more than the gap. Only open windows are held, so memory follows the
+window, not the archive; the daemon and `analyze` use this very object, so a replayed archive
+gives the incidents the daemon would have emitted live.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from logsense.catalogue import render
+from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
+
+DEFAULT_GAP = 120.0  # seconds without events that close an incident
+ATTACH_SECONDS = 3.0  # an error naming no VM this close to one VM's failure belongs to it
+MAX_EVIDENCE = 50
+RECOVERY_HOLD = timedelta(seconds=10)  # a restart that fails within this is no recovery
+HOST_KEY = ""  # the window key of host-wide incidents
+
+# What the operator saw happen to the VM, from the lines that show it.
+OUTCOMES = [
+    (re.compile(r"shutting down, reason=failed|unexpectedly closed the monitor|exited while connecting to monitor"
+                r"|[Ff]ailed to start domain|could not start|Failed to start"), "failed to start"),
+    (re.compile(r"shutting down, reason=crashed|Killed process|End of file from monitor|terminating on signal 9"),
+     "crashed"),
+    (re.compile(r"[Pp]aused|I/O error|io-error|No space left"), "was paused or lost its disk"),
+    (re.compile(r"GUEST_PANICKED|guest-panicked|panic", re.I), "guest panicked"),
+]
+STARTED_RE = re.compile(r"starting up libvirt version")
+
+
+def outcome_of(events: Iterable[Event]) -> str | None:
+    for rx, words in OUTCOMES:
+        if any(rx.search(e.record.message) for e in events if e.role != "context"):
+            return words
+    return None
+
+
+def stable_id(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Incident:
+    id: str
+    host: str | None
+    scope: str
+    vm: str | None
+    events: list[Event] = field(default_factory=list)
+    counts: dict[tuple, int] = field(default_factory=dict)  # evidence key -> occurrences
+    affected: set[str] = field(default_factory=set)
+    failures: int = 0  # failed starts / crashes counted for flapping
+    recovered_at: datetime | None = None
+    started_at: datetime | None = None  # a later start, recovery once it has held a while
+    last_ts: datetime | None = None
+    version: int = 0
+    status: str = "open"
+    closed: bool = False
+
+    @property
+    def first_seen(self) -> datetime:
+        return self.events[0].ts
+
+    @property
+    def last_seen(self) -> datetime:
+        return self.last_ts or self.events[-1].ts
+
+    def add(self, ev: Event) -> None:
+        key = (ev.pattern_id, ev.shape or ev.record.message[:200], ev.vm)
+        if self.last_ts is None or ev.ts > self.last_ts:
+            self.last_ts = ev.ts
+        if key in self.counts:
+            self.counts[key] += 1  # repeated: counted, not listed again
+        else:
+            self.counts[key] = 1
+            self.events.append(ev)
+        if ev.vm:
+            self.affected.add(ev.vm)
+        if ev.role != "context" and re.search(r"shutting down, reason=(failed|crashed)", ev.record.message):
+            self.failures += 1
+
+    @property
+    def root(self) -> Event:
+        """Cause over symptom over context, then catalogue priority, severity, and time."""
+        def rank(e: Event) -> tuple:
+            prio = e.pattern.priority if e.pattern is not None else 0
+            return (ROLE_RANK.get(e.role or "context", 0), e.pattern is not None, prio,
+                    SEVERITY_RANK.get(e.severity or "minor", 0), -e.ts.timestamp())
+        return max(self.events, key=rank)
+
+    def significant(self) -> bool:
+        """A window of context lines alone (a normal start, a lease) is not an incident."""
+        return any(e.role in ("cause", "symptom") or e.shape is not None for e in self.events)
+
+    def severity(self) -> str:
+        sev = max((e.severity or "minor" for e in self.events if e.role != "context"),
+                  key=lambda s: SEVERITY_RANK[s], default="minor")
+        return sev
+
+    def fingerprint(self) -> tuple:
+        """What, when it changes, makes the daemon emit an update."""
+        return (self.root.pattern_id, self.root.shape, tuple(sorted(self.affected)), self.severity(),
+                self.recovered_at, self.closed, self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CONTRACT.md incident object."""
+        root = self.root
+        p = root.pattern
+        values = {**root.fields, "vm": self.vm or root.vm or ""}
+        what = outcome_of(self.events)
+        if p is not None:
+            category, cause_title = p.category, p.title
+            cause_text = render(p.cause, values)
+            remediation = [render(s, values) for s in p.remediation]
+            diagnostics = [render(s, values) for s in p.diagnostics]
+        else:
+            category, cause_title = "virt_layer", "unrecognised error"
+            cause_text = f"An error no catalogue pattern knows: {root.record.message[:200]}"
+            remediation, diagnostics = [], []
+        unexplained = root.role != "cause"
+        if self.scope == "host":
+            subject = f"{self.host or 'host'}"
+            title = f"{subject}: {cause_title}"
+            if self.affected:
+                title += f" (affects {', '.join(sorted(self.affected))})"
+        else:
+            subject = self.vm or "unknown VM"
+            verb = what or "had errors"
+            if unexplained and p is not None and root.role == "symptom":
+                title = f"{subject} {verb}: cause not in the logs ({cause_title})"
+            else:
+                title = f"{subject} {verb}: {cause_title}"
+        if self.failures > 1:
+            title += f" — {self.failures} times"
+        if unexplained:
+            diagnostics += [d.replace("{vm}", self.vm or "VM") for d in UNEXPLAINED_DIAGNOSTICS
+                            if d not in diagnostics]
+        return {
+            "id": self.id,
+            "host": self.host,
+            "scope": self.scope,
+            "vm": self.vm if self.scope == "vm" else None,
+            "affected_vms": sorted(self.affected),
+            "category": category,
+            "root_cause": root.pattern_id,
+            "title": title,
+            "explanation": explain(self, root, cause_text, what),
+            "severity": self.severity(),
+            "first_seen": self.first_seen.isoformat(timespec="microseconds"),
+            "last_seen": self.last_seen.isoformat(timespec="microseconds"),
+            "recovered_at": self.recovered_at.isoformat(timespec="microseconds") if self.recovered_at else None,
+            "evidence": self.evidence(root),
+            "remediation": remediation,
+            "diagnostics": diagnostics,
+            "status": self.status,
+            "version": self.version,
+            "occurrences": sum(self.counts.values()),
+        }
+
+    def evidence(self, root: Event) -> list[dict[str, Any]]:
+        ordered = [root] + [e for e in self.events if e is not root]
+        out = []
+        for e in ordered[:MAX_EVIDENCE]:
+            d = e.to_dict()
+            d["count"] = self.counts.get((e.pattern_id, e.shape or e.record.message[:200], e.vm), 1)
+            out.append(d)
+        return out
+
+
+UNEXPLAINED_DIAGNOSTICS = [
+    "virsh start {vm}  (its error names the cause)",
+    "journalctl -u libvirtd -u virtqemud --since -1h",
+    "raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event 3:util\" "
+    "in /etc/libvirt/libvirtd.conf",
+    "less /var/log/libvirt/qemu/{vm}.log",
+]
+
+
+def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> str:
+    """The chain from cause to symptoms, in plain words."""
+    parts = []
+    if root.role == "cause":
+        parts.append(cause_text)
+    else:
+        parts.append(f"No line in the logs names a cause; the first sign is: {cause_text}")
+    seen_titles = []
+    for e in inc.events:
+        if e is root or e.pattern is None or e.role == "context":
+            continue
+        if e.pattern.title not in seen_titles:
+            seen_titles.append(e.pattern.title)
+    if seen_titles:
+        parts.append("Then: " + "; ".join(seen_titles[:6]) + ".")
+    for chain in CHAINS:
+        if sentence := chain(inc, root):
+            parts.append(sentence)
+            break
+    if inc.scope == "host" and inc.affected:
+        parts.append(f"VMs hit: {', '.join(sorted(inc.affected))}.")
+    elif what:
+        parts.append(f"Result: {inc.vm or 'the VM'} {what}.")
+    if inc.failures > 1:
+        parts.append(f"It happened {inc.failures} times (a restart or start loop).")
+    if inc.recovered_at:
+        parts.append(f"Recovered at {inc.recovered_at.isoformat(timespec='seconds')}.")
+    return " ".join(parts)
+
+
+def _has(inc: Incident, rx: str) -> bool:
+    r = re.compile(rx)
+    return any(r.search(e.record.message) for e in inc.events)
+
+
+def _chain_oom(inc: Incident, root: Event) -> str | None:
+    if root.category == "memory" and _has(inc, r"Killed process|oom-kill") and _has(
+            inc, r"reason=crashed|End of file from monitor"):
+        return ("Known chain: the kernel's OOM killer killed the QEMU process to free host memory, "
+                "QEMU died (reason=crashed) and libvirtd lost its monitor (End of file from monitor).")
+    return None
+
+
+def _chain_disk_full(inc: Incident, root: Event) -> str | None:
+    if root.category == "storage" and _has(inc, r"No space left|ENOSPC|enospc") and _has(
+            inc, r"I/O error|[Pp]aused|io-error"):
+        return ("Known chain: the file system holding the disk image filled up, QEMU's writes failed "
+                "with ENOSPC (block I/O error) and the guest was paused (error_policy=stop).")
+    return None
+
+
+def _chain_kvm(inc: Incident, root: Event) -> str | None:
+    if _has(inc, r"KVM kernel module|failed to initialize kvm|[Dd]omain requires KVM|/dev/kvm"):
+        return ("Known chain: KVM is not usable on this host (module not loaded, disabled in the BIOS "
+                "or /dev/kvm not accessible), so every VM of type 'kvm' fails to start.")
+    return None
+
+
+def _chain_network(inc: Incident, root: Event) -> str | None:
+    if root.category == "network" and _has(inc, r"network '[^']+' is not active|is not active"):
+        return "Known chain: the VM's NIC is on a libvirt network that is not active, so the start is refused."
+    return None
+
+
+def _chain_permission(inc: Incident, root: Event) -> str | None:
+    if root.category == "permission" and _has(inc, r"Permission denied|denied"):
+        return ("Known chain: the QEMU process (user qemu/libvirt-qemu, or its SELinux/AppArmor label) "
+                "cannot open a file it needs, so QEMU exits and the start fails.")
+    return None
+
+
+CHAINS = [_chain_oom, _chain_disk_full, _chain_kvm, _chain_network, _chain_permission]
+
+
+class Correlator:
+    """Feed events in time order; get incidents as they open, change and close."""
+
+    def __init__(self, gap: float = DEFAULT_GAP) -> None:
+        self.gap = timedelta(seconds=gap)
+        self.attach = timedelta(seconds=ATTACH_SECONDS)
+        self.open: dict[tuple[str | None, str], Incident] = {}
+        self.pending: list[Event] = []  # events naming no VM, waiting to be attached by time
+        self.watermark: datetime | None = None
+        self.recent_host: dict[str | None, Incident] = {}  # last host incident per host
+        self.done: list[Incident] = []
+        self._emitted: dict[str, tuple] = {}
+
+    # -- input -----------------------------------------------------------------------------
+    def feed(self, ev: Event) -> list[Incident]:
+        """Take one event; return the incidents that opened or changed."""
+        changed = self.advance(ev.ts)
+        if ev.pattern is not None and ev.pattern.scope == "host":
+            inc = self._window(ev.record.host, HOST_KEY, "host", ev)
+            inc.add(ev)
+            self.recent_host[ev.record.host] = inc
+            self._absorb_vm_windows(inc)
+        elif ev.pattern is not None and ev.pattern.is_recovery:
+            self._recover(ev)
+        elif ev.vm:
+            self._to_vm(ev)
+        else:
+            self.pending.append(ev)
+        return changed + self._changes()
+
+    def advance(self, now: datetime) -> list[Incident]:
+        """Move the watermark: attach or place pending events, close quiet windows."""
+        if self.watermark is None or now > self.watermark:
+            self.watermark = now
+        keep = []
+        for ev in self.pending:
+            if self.watermark - ev.ts >= self.attach:
+                self._place_pending(ev)
+            else:
+                keep.append(ev)
+        self.pending = keep
+        for key, inc in list(self.open.items()):
+            if inc.started_at and self.watermark - inc.started_at >= RECOVERY_HOLD:
+                inc.recovered_at, inc.started_at = inc.started_at, None
+            if self.watermark - inc.last_seen > self.gap:
+                self._close(key, inc)
+        return self._changes()
+
+    def flush(self) -> list[Incident]:
+        """End of input: place what is pending, close every window."""
+        for ev in self.pending:
+            self._place_pending(ev)
+        self.pending = []
+        for key, inc in list(self.open.items()):
+            self._close(key, inc)
+        return self._changes()
+
+    # -- windows ---------------------------------------------------------------------------
+    def _window(self, host: str | None, key: str, scope: str, first: Event) -> Incident:
+        inc = self.open.get((host, key))
+        if inc is None:
+            inc = Incident(id=stable_id(host or "", scope, key, first.ts.isoformat(), first.pattern_id or "",
+                                        first.record.message[:100]),
+                           host=host, scope=scope, vm=key or None)
+            self.open[(host, key)] = inc
+        return inc
+
+    def _to_vm(self, ev: Event) -> None:
+        host = ev.record.host
+        hinc = self.open.get((host, HOST_KEY))
+        vinc = self.open.get((host, ev.vm))
+        if hinc is not None and vinc is None and ev.role != "cause":
+            hinc.add(ev)  # a symptom while a host-wide cause is open: impact of that cause
+            return
+        inc = self._window(host, ev.vm, "vm", ev)
+        inc.add(ev)
+        if STARTED_RE.search(ev.record.message):
+            if inc.significant():
+                inc.started_at = ev.ts
+        elif ev.role != "context":
+            inc.started_at = inc.recovered_at = None
+
+    def _absorb_vm_windows(self, hinc: Incident) -> None:
+        """VM windows with symptoms but no cause of their own join an open host-wide incident."""
+        for (host, key), inc in list(self.open.items()):
+            if host != hinc.host or key == HOST_KEY:
+                continue
+            if not any(e.role == "cause" for e in inc.events) and inc.significant():
+                for e in inc.events:
+                    hinc.add(e)
+                del self.open[(host, key)]
+
+    def _place_pending(self, ev: Event) -> None:
+        """An event naming no VM: the VM with a failure within seconds of it, else the host."""
+        host = ev.record.host
+        best, best_dt = None, None
+        for (h, key), inc in self.open.items():
+            if h != host or key == HOST_KEY:
+                continue
+            for e in inc.events:
+                if e.role == "context" and not STARTED_RE.search(e.record.message):
+                    continue
+                dt = abs(e.ts - ev.ts)
+                if dt <= self.attach and (best_dt is None or dt < best_dt):
+                    best, best_dt = inc, dt
+        if best is not None:
+            ev.vm = best.vm
+            best.add(ev)
+            best.events.sort(key=lambda e: e.ts)
+            return
+        if ev.role == "context" and ev.shape is None:
+            return  # context naming nothing and near nothing says nothing
+        inc = self._window(host, HOST_KEY, "host", ev)
+        inc.add(ev)
+        inc.events.sort(key=lambda e: e.ts)
+
+    def _recover(self, ev: Event) -> None:
+        inc = self.open.get((ev.record.host, HOST_KEY)) or self.recent_host.get(ev.record.host)
+        if inc is not None and ev.ts >= inc.first_seen:
+            inc.recovered_at = ev.ts
+            inc.add(ev)
+
+    def _close(self, key: tuple, inc: Incident) -> None:
+        del self.open[key]
+        if inc.started_at:  # started again and nothing failed before the window closed
+            inc.recovered_at, inc.started_at = inc.started_at, None
+        inc.closed = True
+        inc.status = "resolved"
+        if inc.significant():
+            self.done.append(inc)
+
+    # -- output ----------------------------------------------------------------------------
+    def _changes(self) -> list[Incident]:
+        """Incidents whose reportable content changed since last emitted (version bumped)."""
+        out = []
+        for inc in list(self.open.values()) + self.done:
+            if not inc.significant():
+                continue
+            fp = inc.fingerprint()
+            if self._emitted.get(inc.id) == fp:
+                continue
+            first = inc.id not in self._emitted
+            self._emitted[inc.id] = fp
+            inc.version += 1
+            inc.status = "resolved" if inc.closed else ("open" if first else "updated")
+            out.append(inc)
+        self.done = [i for i in self.done if self._emitted.get(i.id) != i.fingerprint()]
+        return out
+
+
+def correlate(events: Iterable[Event], gap: float = DEFAULT_GAP) -> list[Incident]:
+    """Batch: every incident, in its final state, most severe first then by time."""
+    c = Correlator(gap)
+    final: dict[str, Incident] = {}
+    for ev in events:
+        for inc in c.feed(ev):
+            final[inc.id] = inc
+    for inc in c.flush():
+        final[inc.id] = inc
+    return sorted(final.values(), key=lambda i: (-SEVERITY_RANK[i.severity()], i.first_seen, i.id))
