@@ -26,6 +26,7 @@ MESSAGE_VM_RES = [
 ]
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SCOPE_RE = re.compile(r"machine-qemu(?:\\x2d|-)\d+(?:\\x2d|-)(.+?)\.scope")
+OOM_TASK_RE = re.compile(r"task_memcg=\S*?(machine-qemu\S+?\.scope)\S*?,task=[^,]+,pid=(\d+)")
 QEMU_PID_RE = re.compile(r"(?:qemu|QEMU)[^\n]{0,40}?\bpid[= ](\d+)")
 
 
@@ -65,6 +66,8 @@ class EntityMap:
                 self._link("uuid", u, rec.vm, f"-uuid on the command line ({where})")
             for disk in rec.extra.get("disks", ()):
                 self._link("path", disk, rec.vm, f"disk on the command line ({where})")
+        if (m := OOM_TASK_RE.search(rec.message)) and (vm := decode_scope(m.group(1))):
+            self._link("pid", int(m.group(2)), vm, f"OOM report's cgroup {m.group(1)} ({rec.file}:{rec.line})")
         if rec.source in ("libvirtd", "journal") and (m := QEMU_PID_RE.search(rec.message)):
             vm = self.vm_in_message(rec.message)
             if vm:
@@ -116,8 +119,6 @@ class EntityMap:
         rec = ev.record
         if rec.vm:
             return rec.vm, f"QEMU log {rec.file}"
-        if d := rec.extra.get("LIBVIRT_DOMAIN"):
-            return d, "journal field LIBVIRT_DOMAIN"
         if vm := self.vm_in_message(rec.message):
             return vm, "named in the message"
         for u in UUID_IN_TEXT.findall(rec.message.lower()):

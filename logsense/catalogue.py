@@ -76,7 +76,8 @@ class Pattern:
 
     @property
     def is_recovery(self) -> bool:
-        return ".recovery." in self.id
+        """Recovery patterns (a service back up) are named `<area>.<category>.recovery-...`."""
+        return self.id.rsplit(".", 1)[-1].startswith("recovery")
 
 
 @dataclass

@@ -23,6 +23,7 @@ DEFAULT_GAP = 120.0  # seconds without events that close an incident
 ATTACH_SECONDS = 3.0  # an error naming no VM this close to one VM's failure belongs to it
 MAX_EVIDENCE = 50
 RECOVERY_HOLD = timedelta(seconds=10)  # a restart that fails within this is no recovery
+RECOVERY_HORIZON = timedelta(hours=1)  # a restart this long after an incident still recovers it
 HOST_KEY = ""  # the window key of host-wide incidents
 
 # What the operator saw happen to the VM, from the lines that show it.
@@ -82,7 +83,7 @@ class Incident:
         else:
             self.counts[key] = 1
             self.events.append(ev)
-        if ev.vm:
+        if ev.vm and ev.role != "context":
             self.affected.add(ev.vm)
         if ev.role != "context" and re.search(r"shutting down, reason=(failed|crashed)", ev.record.message):
             self.failures += 1
@@ -97,8 +98,9 @@ class Incident:
         return max(self.events, key=rank)
 
     def significant(self) -> bool:
-        """A window of context lines alone (a normal start, a lease) is not an incident."""
-        return any(e.role in ("cause", "symptom") or e.shape is not None for e in self.events)
+        """A window of context lines alone (a normal start, a lease) or of unrecognised errors
+        alone (reported apart, by shape) is not an incident."""
+        return any(e.role in ("cause", "symptom") for e in self.events)
 
     def severity(self) -> str:
         sev = max((e.severity or "minor" for e in self.events if e.role != "context"),
@@ -267,7 +269,7 @@ class Correlator:
         self.open: dict[tuple[str | None, str], Incident] = {}
         self.pending: list[Event] = []  # events naming no VM, waiting to be attached by time
         self.watermark: datetime | None = None
-        self.recent_host: dict[str | None, Incident] = {}  # last host incident per host
+        self.recent: list[Incident] = []  # closed incidents a later start or service may still recover
         self.done: list[Incident] = []
         self._emitted: dict[str, tuple] = {}
 
@@ -275,13 +277,12 @@ class Correlator:
     def feed(self, ev: Event) -> list[Incident]:
         """Take one event; return the incidents that opened or changed."""
         changed = self.advance(ev.ts)
-        if ev.pattern is not None and ev.pattern.scope == "host":
+        if ev.pattern is not None and ev.pattern.is_recovery:
+            self._recover(ev)
+        elif ev.pattern is not None and ev.pattern.scope == "host":
             inc = self._window(ev.record.host, HOST_KEY, "host", ev)
             inc.add(ev)
-            self.recent_host[ev.record.host] = inc
             self._absorb_vm_windows(inc)
-        elif ev.pattern is not None and ev.pattern.is_recovery:
-            self._recover(ev)
         elif ev.vm:
             self._to_vm(ev)
         else:
@@ -299,6 +300,7 @@ class Correlator:
             else:
                 keep.append(ev)
         self.pending = keep
+        self.recent = [i for i in self.recent if self.watermark - i.last_seen <= RECOVERY_HORIZON]
         for key, inc in list(self.open.items()):
             if inc.started_at and self.watermark - inc.started_at >= RECOVERY_HOLD:
                 inc.recovered_at, inc.started_at = inc.started_at, None
@@ -331,6 +333,10 @@ class Correlator:
         vinc = self.open.get((host, ev.vm))
         if hinc is not None and vinc is None and ev.role != "cause":
             hinc.add(ev)  # a symptom while a host-wide cause is open: impact of that cause
+            if STARTED_RE.search(ev.record.message) and ev.vm in hinc.affected:
+                hinc.started_at = ev.ts  # the VM it hit was started again
+            return
+        if vinc is None and STARTED_RE.search(ev.record.message) and self._recover_closed(ev):
             return
         inc = self._window(host, ev.vm, "vm", ev)
         inc.add(ev)
@@ -375,10 +381,27 @@ class Correlator:
         inc.events.sort(key=lambda e: e.ts)
 
     def _recover(self, ev: Event) -> None:
-        inc = self.open.get((ev.record.host, HOST_KEY)) or self.recent_host.get(ev.record.host)
+        """A service back up recovers the host's open (or recently closed) incident."""
+        host = ev.record.host
+        inc = self.open.get((host, HOST_KEY))
+        if inc is None:
+            inc = next((i for i in reversed(self.recent) if i.host == host and i.scope == "host"
+                        and i.recovered_at is None), None)
         if inc is not None and ev.ts >= inc.first_seen:
             inc.recovered_at = ev.ts
             inc.add(ev)
+            if inc.closed:
+                self.done.append(inc)
+
+    def _recover_closed(self, ev: Event) -> bool:
+        """A VM started again after its incident closed: that incident recovered."""
+        for inc in reversed(self.recent):
+            if inc.host == ev.record.host and inc.recovered_at is None and (
+                    inc.vm == ev.vm or ev.vm in inc.affected):
+                inc.recovered_at = ev.ts
+                self.done.append(inc)
+                return True
+        return False
 
     def _close(self, key: tuple, inc: Incident) -> None:
         del self.open[key]
@@ -388,12 +411,13 @@ class Correlator:
         inc.status = "resolved"
         if inc.significant():
             self.done.append(inc)
+            self.recent.append(inc)
 
     # -- output ----------------------------------------------------------------------------
     def _changes(self) -> list[Incident]:
         """Incidents whose reportable content changed since last emitted (version bumped)."""
-        out = []
-        for inc in list(self.open.values()) + self.done:
+        out: list[Incident] = []
+        for inc in {id(i): i for i in list(self.open.values()) + self.done}.values():
             if not inc.significant():
                 continue
             fp = inc.fingerprint()

@@ -298,6 +298,24 @@ def detect_format(path: str, head: bytes) -> str | None:
     return max(votes, key=lambda k: votes[k])
 
 
+HOSTNAME_LINE_RE = re.compile(r"(?:: info : |, )hostname: ([\w.-]+)")
+
+
+def host_hint(fmt: str, head: bytes) -> str | None:
+    """The host a file's first lines name: a syslog line's host field, or the `hostname:` that
+    libvirtd and the QEMU log header print."""
+    text = head[:16384].decode("utf-8", "replace")
+    if fmt == "syslog":
+        for line in text.splitlines()[:20]:
+            if (m := SYSLOG_BSD_RE.match(line)) and m.group(5):
+                return m.group(5)
+            if (m := SYSLOG_ISO_RE.match(line)) and m.group(2):
+                return m.group(2)
+    elif fmt in ("libvirtd", "qemu") and (m := HOSTNAME_LINE_RE.search(text)):
+        return m.group(1).split(".")[0]
+    return None
+
+
 def is_journal_text(path: str, head: bytes) -> bool:
     """journalctl's text output (sosreport's journalctl_*), read as syslog lines of source journal."""
     name = path.rsplit("/", 1)[-1]

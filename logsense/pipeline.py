@@ -131,6 +131,9 @@ class Reader:
             if fmt is not None:
                 detected.append((FORMAT_ORDER.get(fmt, 5), n, lf, fmt, head))
         detected.sort(key=lambda t: (t[0], t[1]))
+        for _, _, _, fmt, head in detected:
+            if host is None:
+                host = parsers.host_hint(fmt, head)
         for _, _, lf, fmt, head in detected:
             for rec in self._read_file(lf, fmt, host, head):
                 if host is None and rec.host:

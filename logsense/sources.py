@@ -136,24 +136,38 @@ def rotation_key(path: str) -> tuple[str, int, int]:
     return base, 2, 0
 
 
-def _is_journal_file(p: Path) -> bool:
-    return p.name.endswith((".journal", ".journal~"))
+def _is_journal_file(name: str) -> bool:
+    return _logical_name(name)[0].endswith((".journal", ".journal~"))
 
 
-def _add_file(col: Collection, p: Path, display: str, warn: Warn) -> None:
+def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace) -> None:
     try:
         st = p.stat()
     except OSError as exc:
         warn(f"{display}: cannot read: {exc.strerror}")
         return
-    if _is_journal_file(p):
-        col.journal_files.append(p)
+    if _is_journal_file(p.name):
+        logical, comp = _logical_name(p.name)
+        if comp is None:
+            col.journal_files.append(p)
+        elif (plain := _decompress_to(LogFile(p, display, st.st_mtime, comp), ws.new() / logical, warn)):
+            col.journal_files.append(plain)  # systemd reads journal files only from disk, uncompressed
         return
     if p.suffix == ".xml" and ("/qemu/" in f"/{display}" or "dumpxml" in display):
         col.domain_xml.append(p)
         return
     logical, comp = _logical_name(p.name)
     col.files.append(LogFile(p, display, st.st_mtime, comp))
+
+
+def _decompress_to(lf: LogFile, dest: Path, warn: Warn) -> Path | None:
+    try:
+        with lf.open(warn) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except OSError as exc:
+        warn(f"{lf.name}: cannot read: {exc}")
+        return None
+    return dest
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -163,7 +177,7 @@ def _walk(root: Path) -> Iterator[Path]:
             yield Path(dirpath) / name
 
 
-def collection_of_dir(root: Path, display_root: str, warn: Warn) -> Collection:
+def collection_of_dir(root: Path, display_root: str, warn: Warn, ws: Workspace) -> Collection:
     sos = (root / "sos_commands").is_dir()
     col = Collection(root=root, sosreport=sos)
     for hostfile in (root / "hostname", root / "etc" / "hostname"):
@@ -176,7 +190,7 @@ def collection_of_dir(root: Path, display_root: str, warn: Warn) -> Collection:
             continue
         if not p.is_file() or p.is_symlink() or rel in ("hostname", "etc/hostname"):
             continue
-        _add_file(col, p, f"{display_root.rstrip('/')}/{rel}", warn)
+        _add_file(col, p, f"{display_root.rstrip('/')}/{rel}", warn, ws)
     return col
 
 
@@ -254,15 +268,15 @@ def discover(paths: list[str], ws: Workspace, warn: Warn) -> list[Collection]:
             warn(f"{arg}: no such file or directory")
             continue
         if p.is_dir():
-            cols.append(collection_of_dir(p, arg, warn))
+            cols.append(collection_of_dir(p, arg, warn, ws))
         elif TAR_RE.search(p.name):
             if (dest := unpack_tar(p, ws, warn)) is not None:
                 root = _single_root(dest)
                 label = f"{arg}:" + (root.name + "/" if root != dest else "")
-                col = collection_of_dir(root, label, warn)
+                col = collection_of_dir(root, label, warn, ws)
                 cols.append(col)
         else:
-            _add_file(loose, p, arg, warn)
+            _add_file(loose, p, arg, warn, ws)
     if loose.files or loose.journal_files or loose.domain_xml:
         cols.insert(0, loose)
     for col in cols:
