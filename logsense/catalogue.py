@@ -24,7 +24,8 @@ from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 try:
     import hyperscan
 
-    HS_FLAGS = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY
+    # MULTILINE: `$` (end of the message) is the end of a line in a buffer of many
+    HS_FLAGS = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY | hyperscan.HS_FLAG_MULTILINE
 except ImportError:  # no wheel on this platform: every line runs the full regexes
     hyperscan = None
 
@@ -265,7 +266,7 @@ def _cache_dir() -> Path:
 def compile_database(patterns: list[Pattern]) -> Any:
     """One Hyperscan database for every pattern and the error-line hints. Building it takes
     seconds, so the compiled form is cached on disk, keyed by the exact expressions."""
-    exprs = [p.regex.encode() for p in patterns]
+    exprs = [prefilter_form(p.regex) for p in patterns]
     ids = list(range(len(patterns)))
     for s, hint in ERROR_HINTS.items():
         exprs.append(hint)
@@ -302,6 +303,17 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
     return Catalogue(patterns, problems)
+
+
+def prefilter_form(regex_text: str) -> bytes:
+    """The expression the buffer scan uses: a message-start `^` is not a line start in a buffer
+    (the line has its prefix), so it is dropped; the full regex still checks it."""
+    text = regex_text
+    if text.startswith("^"):
+        text = text[1:]
+    elif text.startswith("(?:^"):
+        text = "(?:" + text[4:]
+    return text.encode()
 
 
 def hyperscan_problem(expr: bytes) -> str | None:

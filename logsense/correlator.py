@@ -45,6 +45,15 @@ def outcome_of(events: Iterable[Event]) -> str | None:
     return None
 
 
+def is_start(ev: Event) -> bool:
+    """A VM being started: QEMU's log header, or libvirt's debug line for the start job."""
+    return bool(STARTED_RE.search(ev.record.message)) or (ev.pattern_id or "").endswith(".start-requested")
+
+
+def _has_cause(inc: Incident) -> bool:
+    return any(e.role == "cause" for e in inc.events)
+
+
 def stable_id(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
 
@@ -282,6 +291,8 @@ class Correlator:
         elif ev.pattern is not None and ev.pattern.scope == "host":
             inc = self._window(ev.record.host, HOST_KEY, "host", ev)
             inc.add(ev)
+            if ev.role == "cause":
+                inc.affected |= self._starting_vms(ev)
             self._absorb_vm_windows(inc)
         elif ev.vm:
             self._to_vm(ev)
@@ -331,9 +342,15 @@ class Correlator:
         host = ev.record.host
         hinc = self.open.get((host, HOST_KEY))
         vinc = self.open.get((host, ev.vm))
-        if hinc is not None and vinc is None and ev.role != "cause":
-            hinc.add(ev)  # a symptom while a host-wide cause is open: impact of that cause
-            if STARTED_RE.search(ev.record.message) and ev.vm in hinc.affected:
+        if hinc is not None and ev.role != "cause" and (vinc is None or not _has_cause(vinc)) \
+                and (vinc is None or ev.role == "symptom"):
+            # a symptom while a host-wide cause is open: the impact of that cause
+            if vinc is not None:
+                for e in vinc.events:
+                    hinc.add(e)
+                del self.open[(host, ev.vm)]
+            hinc.add(ev)
+            if is_start(ev) and ev.vm in hinc.affected:
                 hinc.started_at = ev.ts  # the VM it hit was started again
             return
         if vinc is None and STARTED_RE.search(ev.record.message) and self._recover_closed(ev):
@@ -346,12 +363,17 @@ class Correlator:
         elif ev.role != "context":
             inc.started_at = inc.recovered_at = None
 
+    def _starting_vms(self, ev: Event) -> set[str]:
+        """VMs of this host that were being started within seconds of `ev`."""
+        return {key for (h, key), inc in self.open.items() if h == ev.record.host and key != HOST_KEY
+                and any(is_start(e) and abs(e.ts - ev.ts) <= self.attach for e in inc.events)}
+
     def _absorb_vm_windows(self, hinc: Incident) -> None:
         """VM windows with symptoms but no cause of their own join an open host-wide incident."""
         for (host, key), inc in list(self.open.items()):
             if host != hinc.host or key == HOST_KEY:
                 continue
-            if not any(e.role == "cause" for e in inc.events) and inc.significant():
+            if not _has_cause(inc) and inc.significant():
                 for e in inc.events:
                     hinc.add(e)
                 del self.open[(host, key)]
@@ -364,7 +386,7 @@ class Correlator:
             if h != host or key == HOST_KEY:
                 continue
             for e in inc.events:
-                if e.role == "context" and not STARTED_RE.search(e.record.message):
+                if e.role == "context" and not is_start(e):
                     continue
                 dt = abs(e.ts - ev.ts)
                 if dt <= self.attach and (best_dt is None or dt < best_dt):
