@@ -49,12 +49,22 @@ class EntityMap:
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     vms: set[str] = field(default_factory=set)
 
+    shared: set[tuple[str, str]] = field(default_factory=set)  # keys two VMs use: they name neither
+
     def _link(self, kind: str, key, vm: str, why: str) -> None:
         table = getattr(self, kind)
         if key not in table:
             table[key] = vm
             self.reasons[(kind, str(key))] = why
+        elif table[key] != vm:
+            self.shared.add((kind, str(key)))
+            self.reasons[(kind, str(key))] = f"used by {table[key]} and {vm}: names neither"
         self.vms.add(vm)
+
+    def _lookup(self, kind: str, key) -> str | None:
+        if (kind, str(key)) in self.shared:
+            return None
+        return getattr(self, kind).get(key)
 
     def learn(self, rec: Record) -> None:
         """Take the links a record carries (QEMU command lines, libvirtd pid lines)."""
@@ -106,26 +116,26 @@ class EntityMap:
         f = ev.fields
         if vm := f.get("vm"):
             return vm, "named in the message"
-        if (u := f.get("uuid")) and u.lower() in self.uuid:
-            return self.uuid[u.lower()], f"uuid {u}: " + self.reasons[("uuid", u.lower())]
+        if (u := f.get("uuid")) and (vm := self._lookup("uuid", u.lower())):
+            return vm, f"uuid {u}: " + self.reasons[("uuid", u.lower())]
         if (s := f.get("scope")) and (vm := decode_scope(s)):
             return vm, f"cgroup {s}"
-        if (p := f.get("path")) and p in self.path:
-            return self.path[p], f"disk {p}: " + self.reasons[("path", p)]
-        if (p := f.get("pid")) and p.isdigit() and int(p) in self.pid:
-            return self.pid[int(p)], f"qemu pid {p}: " + self.reasons[("pid", p)]
-        if (d := f.get("device")) and d in self.device:
-            return self.device[d], f"device {d}: " + self.reasons[("device", d)]
+        if (p := f.get("path")) and (vm := self._lookup("path", p)):
+            return vm, f"disk {p}: " + self.reasons[("path", p)]
+        if (p := f.get("pid")) and p.isdigit() and (vm := self._lookup("pid", int(p))):
+            return vm, f"qemu pid {p}: " + self.reasons[("pid", p)]
+        if (d := f.get("device")) and (vm := self._lookup("device", d)):
+            return vm, f"device {d}: " + self.reasons[("device", d)]
         rec = ev.record
         if rec.vm:
             return rec.vm, f"QEMU log {rec.file}"
         if vm := self.vm_in_message(rec.message):
             return vm, "named in the message"
         for u in UUID_IN_TEXT.findall(rec.message.lower()):
-            if u in self.uuid:
-                return self.uuid[u], f"uuid {u}: " + self.reasons[("uuid", u)]
-        if rec.pid is not None and rec.pid in self.pid:
-            return self.pid[rec.pid], f"qemu pid {rec.pid}"
+            if vm := self._lookup("uuid", u):
+                return vm, f"uuid {u}: " + self.reasons[("uuid", u)]
+        if rec.pid is not None and (vm := self._lookup("pid", rec.pid)):
+            return vm, f"qemu pid {rec.pid}"
         return None, ""
 
     def table(self) -> list[tuple[str, str, str, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -285,7 +285,7 @@ class Correlator:
     # -- input -----------------------------------------------------------------------------
     def feed(self, ev: Event) -> list[Incident]:
         """Take one event; return the incidents that opened or changed."""
-        changed = self.advance(ev.ts)
+        self._advance(ev.ts)
         if ev.pattern is not None and ev.pattern.is_recovery:
             self._recover(ev)
         elif ev.pattern is not None and ev.pattern.scope == "host":
@@ -298,10 +298,15 @@ class Correlator:
             self._to_vm(ev)
         else:
             self.pending.append(ev)
-        return changed + self._changes()
+        return self._changes()
 
     def advance(self, now: datetime) -> list[Incident]:
-        """Move the watermark: attach or place pending events, close quiet windows."""
+        """Move the watermark (the daemon's clock tick on idle logs); return what changed."""
+        self._advance(now)
+        return self._changes()
+
+    def _advance(self, now: datetime) -> None:
+        """Attach or place pending events, confirm restarts, close quiet windows."""
         if self.watermark is None or now > self.watermark:
             self.watermark = now
         keep = []
@@ -317,7 +322,6 @@ class Correlator:
                 inc.recovered_at, inc.started_at = inc.started_at, None
             if self.watermark - inc.last_seen > self.gap:
                 self._close(key, inc)
-        return self._changes()
 
     def flush(self) -> list[Incident]:
         """End of input: place what is pending, close every window."""
@@ -365,8 +369,8 @@ class Correlator:
 
     def _starting_vms(self, ev: Event) -> set[str]:
         """VMs of this host that were being started within seconds of `ev`."""
-        return {key for (h, key), inc in self.open.items() if h == ev.record.host and key != HOST_KEY
-                and any(is_start(e) and abs(e.ts - ev.ts) <= self.attach for e in inc.events)}
+        return {e.vm for (h, _), inc in self.open.items() if h == ev.record.host for e in inc.events
+                if e.vm and is_start(e) and abs(e.ts - ev.ts) <= self.attach}
 
     def _absorb_vm_windows(self, hinc: Incident) -> None:
         """VM windows with symptoms but no cause of their own join an open host-wide incident."""
@@ -392,7 +396,7 @@ class Correlator:
                 if dt <= self.attach and (best_dt is None or dt < best_dt):
                     best, best_dt = inc, dt
         if best is not None:
-            ev.vm = best.vm
+            ev = replace(ev, vm=best.vm)  # a copy: the caller's event keeps what its line said
             best.add(ev)
             best.events.sort(key=lambda e: e.ts)
             return
