@@ -261,7 +261,7 @@ def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: C
     listed once, its repeats in `evidence_counts`), so `events_df.loc[row.evidence]` gets them."""
     order = np.argsort(events_df["ts"].to_numpy(), kind="stable")
     pairs = list(to_events(events_df.iloc[order], catalogue))
-    label_of = {id(ev): label for label, ev in pairs}
+    label_of = {id(ev.record): label for label, ev in pairs}  # events may be copied, records never
     rows, dicts = [], {}
     for inc in correlate((ev for _, ev in pairs), gap=window):
         d = inc.to_dict()
@@ -269,7 +269,7 @@ def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: C
         ordered = [root] + [e for e in inc.events if e is not root]
         dicts[d["id"]] = d
         rows.append({**{c: d.get(c) for c in INCIDENT_COLUMNS},
-                     "evidence": [label_of[id(e)] for e in ordered],
+                     "evidence": [label_of[id(e.record)] for e in ordered],
                      "evidence_counts": [inc.counts.get((e.pattern_id, e.shape or e.record.message[:200], e.vm), 1)
                                          for e in ordered]})
     col = {c: [r[c] for r in rows] for c in INCIDENT_COLUMNS}
