@@ -161,7 +161,18 @@ def pattern_files(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
     return [files[name] for name in sorted(files)]
 
 
-def read_patterns(files: Iterable[Path], problems: list[str]) -> list[Pattern]:
+@dataclass(frozen=True)
+class LibvirtCode:
+    """A libvirt error code (journal field LIBVIRT_CODE) and what it says about the category."""
+
+    code: int
+    name: str
+    category: str
+    severity: str
+
+
+def read_patterns(files: Iterable[Path], problems: list[str],
+                  codes: dict[int, LibvirtCode] | None = None) -> list[Pattern]:
     patterns: dict[str, Pattern] = {}
     for path in files:
         try:
@@ -169,6 +180,16 @@ def read_patterns(files: Iterable[Path], problems: list[str]) -> list[Pattern]:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.append(f"{path.name}: cannot read: {exc}")
             continue
+        for item in data.get("libvirt_code", []):
+            try:
+                code = LibvirtCode(int(item["code"]), str(item["name"]), item["category"], item["severity"])
+            except (KeyError, TypeError, ValueError):
+                problems.append(f"{path.name}: libvirt_code needs code, name, category, severity: {item}")
+                continue
+            if code.category not in CATEGORIES or code.severity not in SEVERITIES:
+                problems.append(f"{path.name}: libvirt_code {code.code}: unknown category or severity")
+            elif codes is not None:
+                codes[code.code] = code
         for item in data.get("pattern", []):
             p = parse_pattern(item, path.name, problems)
             if p is None:
@@ -182,9 +203,11 @@ def read_patterns(files: Iterable[Path], problems: list[str]) -> list[Pattern]:
 class Catalogue:
     """The loaded patterns and the matcher over them."""
 
-    def __init__(self, patterns: list[Pattern], problems: list[str] | None = None) -> None:
+    def __init__(self, patterns: list[Pattern], problems: list[str] | None = None,
+                 libvirt_codes: dict[int, LibvirtCode] | None = None) -> None:
         self.patterns = patterns
         self.problems = problems or []
+        self.libvirt_codes = libvirt_codes or {}
         self.by_id = {p.id: p for p in patterns}
         self.timeouts = 0
         self._by_source = {s: [i for i, p in enumerate(patterns) if s in p.sources] for s in SOURCES}
@@ -299,10 +322,11 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
     """The built-in catalogue plus a site's directories. Invalid patterns are left out and
     listed in `problems`; CatalogueError only when nothing usable is left."""
     problems: list[str] = []
-    patterns = read_patterns(pattern_files(extra_dirs), problems)
+    codes: dict[int, LibvirtCode] = {}
+    patterns = read_patterns(pattern_files(extra_dirs), problems, codes)
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
-    return Catalogue(patterns, problems)
+    return Catalogue(patterns, problems, codes)
 
 
 def prefilter_form(regex_text: str) -> bytes:

@@ -47,6 +47,8 @@ SYSLOG_5424_RE = re.compile(
 DMESG_T_RE = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d:\d\d:\d\d) (\d{4})\] (.*)", re.S)
 DMESG_RE = re.compile(r"\[\s*(\d+\.\d+)\] (.*)", re.S)
 UPTIME_RE = re.compile(r"\[\s*(\d+\.\d+)\] ")
+# libvirtd's own syslog output: "<thread>: <level> : <function>:<line> : <message>"
+LIBVIRT_SYSLOG_RE = re.compile(r"(\d+): (debug|info|warning|error) : (?:([\w.]+):(\d+) : )?(.*)", re.S)
 JOURNAL_META_RE = re.compile(r"-- (?:Logs begin|Journal begins|Boot |No entries|Reboot)")
 QEMU_PROGRAM_RE = re.compile(r"(?:\S*/)?qemu-(?:system-[\w-]+|kvm)(?=:)")
 GUEST_RE = re.compile(r"-name (?:guest=)?([^,\s]+)")
@@ -239,6 +241,10 @@ class SyslogParser:
         if prog == "kernel" and (u := UPTIME_RE.match(message)):
             rec.extra["uptime"] = float(u.group(1))
             rec.message = message[u.end():]
+        elif (m := LIBVIRT_SYSLOG_RE.match(message)) and prog and prog.startswith(("libvirtd", "virt")):
+            rec.level, rec.message = m.group(2), m.group(5)
+            if m.group(3):
+                rec.extra["function"] = m.group(3)
         return rec
 
 

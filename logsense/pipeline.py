@@ -64,6 +64,11 @@ def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | No
     if m is not None:
         p = m.pattern
         return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
+    code = rec.extra.get("LIBVIRT_CODE")
+    if code is not None and code.isdigit() and (known := cat.libvirt_codes.get(int(code))) is not None:
+        # libvirt's journal entries carry their error code: it tells the category of an unknown message
+        return Event(rec, category=known.category, severity=known.severity, role="context",
+                     shape=message_shape(rec.message), fields={"libvirt_code": known.name})
     if rec.level == "error":
         return Event(rec, role="context", shape=message_shape(rec.message))
     if all_lines:

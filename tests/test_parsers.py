@@ -93,6 +93,16 @@ def test_syslog_iso_rfc5424_and_dmesg_t():
     assert dm.ts == datetime(2024, 3, 5, 10, 11, 12, tzinfo=UTC) and dm.message == "kvm: disabled by bios"
 
 
+def test_libvirtd_lines_forwarded_to_syslog_keep_level_and_function():
+    p = SyslogParser(FileContext("m", tz=UTC, year=2024))
+    rec = p.parse("Mar  5 10:11:12 kvm01 libvirtd[1432]: 1466: error : virStorageSourceReportBrokenChain:1283 : "
+                  "Cannot access storage file '/x.img': No such file or directory", 1)
+    assert (rec.level, rec.extra["function"], rec.pid) == ("error", "virStorageSourceReportBrokenChain", 1432)
+    assert rec.message == "Cannot access storage file '/x.img': No such file or directory"
+    plain = p.parse("Mar  5 10:11:12 kvm01 libvirtd[1432]: internal error: End of file from monitor", 2)
+    assert plain.level is None and plain.message == "internal error: End of file from monitor"
+
+
 def test_journalctl_short_precise_with_separators(tmp_path):
     f = tmp_path / "journalctl_--no-pager"
     f.write_text("-- Logs begin at Tue 2024-03-05 09:00:00 UTC, end at Tue 2024-03-05 11:00:00 UTC. --\n"
