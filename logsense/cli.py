@@ -238,10 +238,47 @@ def catalogue_test(path: Annotated[Path, typer.Argument(help="A log file.")],
     print(f"{int(s['lines_read'])} lines, {int(s['events_matched'])} matched")
 
 
+class Emit(StrEnum):
+    incidents = "incidents"
+    events = "events"
+
+
+@app.command()
+def watch(paths: Annotated[list[str] | None, typer.Argument(
+              help="Files, directories (every log file under them, also later ones) or globs. "
+                   "Default: /var/log/libvirt, /var/log/messages or /var/log/syslog, and the journal.")] = None,
+          config: Annotated[str | None, typer.Option("--config", help="TOML config file.")] = None,
+          state_dir: Annotated[str | None, typer.Option("--state-dir", help="Where positions are saved.")] = None,
+          no_journal: Annotated[bool, typer.Option("--no-journal", help="Do not follow the journal.")] = False,
+          journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Follow this journal directory.")
+                                 ] = None,
+          from_start: Annotated[bool, typer.Option("--from-start", help="Read files present at the first start "
+                                                   "from their beginning.")] = False,
+          window: Annotated[float | None, typer.Option("--window", help="Seconds of quiet that close an incident.")
+                            ] = None,
+          sink: Annotated[list[str] | None, typer.Option(
+              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS (repeatable; replaces the config's).")
+                          ] = None,
+          emit: Annotated[Emit | None, typer.Option("--emit", help="Emit incidents (default) or every event.")
+                          ] = None,
+          all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
+                               ] = False,
+          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
+    """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
+    from logsense.daemon import watch as run_watch
+
+    overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
+                 "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
+                 "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
+                 "host": host, "catalogue": catalogue or None}
+    raise typer.Exit(run_watch(config, overrides, sink))
+
+
 def main() -> None:
     """Entry point: every failure is one line on stderr, never a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, CatalogueError) as exc:
         for line in str(exc).splitlines() or ["error"]:
             print(f"logsense: error: {line}", file=sys.stderr)

@@ -66,6 +66,7 @@ def test_benign_lines_are_not_events(tmp_path: Path):
 
 def test_normal_start_and_stop_raise_nothing():
     from conftest import FIXTURES
+
     from logsense.correlator import correlate
 
     for scenario in ("destroy", "clean-shutdown"):
