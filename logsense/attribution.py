@@ -25,6 +25,7 @@ MESSAGE_VM_RES = [
     re.compile(r"\bdomain=([A-Za-z0-9_.+-]+)"),
 ]
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MCS_RE = re.compile(r":(s0:c\d+,c\d+)$")  # the per-VM category pair of an svirt label
 SCOPE_RE = re.compile(r"machine-qemu(?:\\x2d|-)\d+(?:\\x2d|-)(.+?)\.scope")
 OOM_TASK_RE = re.compile(r"task_memcg=\S*?(machine-qemu\S+?\.scope)\S*?,task=[^,]+,pid=(\d+)")
 QEMU_PID_RE = re.compile(r"(?:qemu|QEMU)[^\n]{0,40}?\bpid[= ](\d+)")
@@ -46,6 +47,7 @@ class EntityMap:
     path: dict[str, str] = field(default_factory=dict)
     pid: dict[int, str] = field(default_factory=dict)
     device: dict[str, str] = field(default_factory=dict)
+    label: dict[str, str] = field(default_factory=dict)  # SELinux MCS pair (s0:c12,c34) -> VM
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)
     vms: set[str] = field(default_factory=set)
 
@@ -104,6 +106,9 @@ class EntityMap:
         for tgt in root.iterfind("./devices/interface/target"):
             if dev := tgt.get("dev"):
                 self._link("device", dev, name, why)
+        for lab in root.iterfind("./seclabel/label"):
+            if lab.text and (m := MCS_RE.search(lab.text.strip())):
+                self._link("label", m.group(1), name, why)
 
     def vm_in_message(self, message: str) -> str | None:
         for rx in MESSAGE_VM_RES:
@@ -126,6 +131,8 @@ class EntityMap:
             return vm, f"qemu pid {p}: " + self.reasons[("pid", p)]
         if (d := f.get("device")) and (vm := self._lookup("device", d)):
             return vm, f"device {d}: " + self.reasons[("device", d)]
+        if (s := f.get("scontext")) and (m := MCS_RE.search(s)) and (vm := self._lookup("label", m.group(1))):
+            return vm, f"SELinux label {m.group(1)}: " + self.reasons[("label", m.group(1))]
         rec = ev.record
         if rec.vm:
             return rec.vm, f"QEMU log {rec.file}"
@@ -141,7 +148,7 @@ class EntityMap:
     def table(self) -> list[tuple[str, str, str, str]]:
         """(kind, key, vm, reason) rows for `--show-entities`."""
         rows = []
-        for kind in ("uuid", "path", "pid", "device"):
+        for kind in ("uuid", "path", "pid", "device", "label"):
             for key, vm in sorted(getattr(self, kind).items(), key=lambda kv: str(kv[0])):
                 rows.append((kind, str(key), vm, self.reasons[(kind, str(key))]))
         return rows

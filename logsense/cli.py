@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -110,6 +111,21 @@ FailOpt = Annotated[str | None, typer.Option("--fail-on", help="Exit 1 if an inc
 SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "sample-outage"
 
 
+@contextmanager
+def file_progress():
+    """A progress line on stderr while files are read, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.completed} files · {task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("", total=None)
+        yield lambda name: progress.update(task, advance=1, description=safe(name[-70:]))
+
+
 def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
                  fail_on: str | None, show_entities: bool) -> None:
     from logsense import report
@@ -120,8 +136,9 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
         raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
-    reader = Reader(opts, warn=stderr_warn)
-    evs = reader.events(paths)
+    with file_progress() as on_file:
+        reader = Reader(opts, warn=stderr_warn, on_file=on_file)
+        evs = reader.events(paths)
     incidents = [i.to_dict() for i in correlate(evs, gap=window)]
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)

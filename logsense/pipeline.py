@@ -80,11 +80,13 @@ class Reader:
     """Reads every record under some paths, classifying as it goes."""
 
     def __init__(self, opts: Options, cat: Catalogue | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None,
+                 on_file: Callable[[str], None] | None = None) -> None:
         self.opts = opts
         self.cat = cat or load_catalogue(opts.catalogue_dirs)
         self.run = Run()
         self._warn = warn
+        self._on_file = on_file  # told each file's name as reading starts (a progress bar)
 
     def warn(self, msg: str) -> None:
         self.run.warnings.append(msg)
@@ -166,6 +168,8 @@ class Reader:
     def _read_file(self, lf: LogFile, fmt: str, host: str | None, head: bytes) -> Iterator[Record]:
         stats = self.run.stats
         stats["files_read"] += 1
+        if self._on_file is not None:
+            self._on_file(lf.name)
         try:
             stream = lf.open(self.warn)
         except OSError as exc:
@@ -214,6 +218,8 @@ class Reader:
 
     def _journal_files(self, files: list[Path], host: str | None) -> Iterator[Event]:
         self.run.stats["files_read"] += len(files)
+        if self._on_file is not None:
+            self._on_file(str(files[0].parent))
         try:
             for rec in journal.read_journal_files(sorted(files), host):
                 self.run.stats["lines_read"] += 1

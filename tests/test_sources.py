@@ -6,6 +6,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import tarfile
 from pathlib import Path
 
@@ -96,3 +97,22 @@ def test_unreadable_file_is_a_warning_and_the_rest_is_analyzed(tmp_path: Path):
     assert "missing.log: no such file or directory" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stdout.splitlines()) == 1
+
+
+def test_gzip_header_mtime_gives_the_year_of_a_rotated_syslog(tmp_path: Path):
+    """logrotate compresses days later: the year comes from the gzip header, not the file's mtime."""
+    from datetime import UTC, datetime
+
+    data = b"Dec 31 23:59:59 kvm01 kernel: [1.0] x\nJan  1 00:00:01 kvm01 kernel: [2.0] y\n"
+    header_time = datetime(2021, 1, 1, 0, 5, tzinfo=UTC).timestamp()
+    f = tmp_path / "messages-20210102.gz"
+    f.write_bytes(gzip.compress(data, mtime=int(header_time)))
+    os.utime(f, (datetime(2023, 6, 1, tzinfo=UTC).timestamp(),) * 2)
+    evs, _ = read_events([f], all_lines=True)
+    assert [e.record.ts.year for e in evs] == [2020, 2021]
+
+
+def test_no_progress_bar_when_piped(tmp_path: Path):
+    (tmp_path / "libvirtd.log").write_bytes(lines(1))
+    proc = logsense("analyze", "--format", "json", str(tmp_path))
+    assert proc.stderr == ""
