@@ -6,16 +6,16 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from logsense import SAMPLE
 from logsense.catalogue import CatalogueError, load_catalogue
 from logsense.model import Event
-from logsense.pipeline import InputError, Options, Reader, parse_zone, stderr_warn
+from logsense.pipeline import InputError, Options, Reader, parse_time, parse_zone, stderr_warn
 from logsense.text import safe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,19 +43,9 @@ HostOpt = Annotated[str | None, typer.Option(help="Host name for sources that ca
 CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", help="Extra or replacement pattern files.")]
 
 
-def _time(value: str | None, tz) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InputError(f"not an ISO 8601 time: {value!r}") from exc
-    return ts if ts.tzinfo else ts.replace(tzinfo=tz)
-
-
 def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Options:
     zone = parse_zone(tz)
-    return Options(since=_time(since, zone), until=_time(until, zone), tz=zone, year=year, host=host,
+    return Options(since=parse_time(since, zone), until=parse_time(until, zone), tz=zone, year=year, host=host,
                    all_lines=all_lines, catalogue_dirs=list(catalogue or []))
 
 
@@ -108,7 +98,6 @@ def events(paths: PathsArg = None,
 
 WindowOpt = Annotated[float, typer.Option("--window", help="Seconds of quiet that close an incident.")]
 FailOpt = Annotated[str | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
-SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "sample-outage"
 
 
 @contextmanager

@@ -42,7 +42,7 @@ import pandas as pd
 from logsense.catalogue import Catalogue, load_catalogue, message_shape
 from logsense.correlator import DEFAULT_GAP, correlate
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES, Event, Record
-from logsense.pipeline import Options, Reader, parse_zone
+from logsense.pipeline import Options, Reader, parse_time, parse_zone
 
 EVENT_COLUMNS = ["ts", "host", "source", "file", "line", "cursor", "vm", "pattern", "category", "severity",
                  "role", "message", "fields"]
@@ -129,13 +129,6 @@ def events_frame(evs: Iterable[Event]) -> EventFrame:
     return frame_from_dicts(e.to_dict() for e in evs)
 
 
-def _time(value: str | datetime | None, zone: tzinfo) -> datetime | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value).to_pydatetime()
-    return ts if ts.tzinfo else ts.replace(tzinfo=zone)
-
-
 def _dirs(catalogue: CatalogueLike) -> list[str]:
     if catalogue is None or isinstance(catalogue, Catalogue):
         return []
@@ -163,7 +156,7 @@ def events(paths: PathsLike, *, since: str | datetime | None = None, until: str 
     `df.attrs` holds the run's `stats`, its `warnings` (also summarised as one Python warning)
     and the `catalogue` directories, which `incidents()` uses to re-link pattern ids."""
     zone = tz if isinstance(tz, tzinfo) else parse_zone(tz)
-    opts = Options(since=_time(since, zone), until=_time(until, zone), tz=zone, year=year, host=host,
+    opts = Options(since=parse_time(since, zone), until=parse_time(until, zone), tz=zone, year=year, host=host,
                    all_lines=all_lines, catalogue_dirs=_dirs(catalogue))
     reader = Reader(opts, catalogue if isinstance(catalogue, Catalogue) else None)
     df = events_frame(reader.events(_paths(paths)))

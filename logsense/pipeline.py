@@ -57,6 +57,20 @@ def parse_zone(name: str | None) -> tzinfo:
         raise InputError(f"unknown time zone: {name}") from exc
 
 
+def parse_time(value: str | datetime | None, zone: tzinfo) -> datetime | None:
+    """--since/--until: ISO 8601 text or a datetime; without a zone, `zone`'s local time."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        ts = value
+    else:
+        try:
+            ts = datetime.fromisoformat(str(value))
+        except ValueError as exc:
+            raise InputError(f"not an ISO 8601 time: {value!r}") from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=zone)
+
+
 def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | None:
     """The event for a record: its best pattern; an unknown error-level line as an
     unrecognised event (role context); anything else only with `all_lines`."""
