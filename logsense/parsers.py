@@ -388,7 +388,7 @@ def parse_stream(stream: BinaryIO, fmt: str, ctx: FileContext,
     for buf, first in iter_chunks(stream, ctx):
         ctx.count("lines_read", buf.count(b"\n"))
         if fast:
-            yield from _parse_selected(parser, buf, first, select, ctx)
+            yield from parse_selected(parser, buf, first, select, ctx)
             continue
         lineno = first
         start = 0
@@ -406,7 +406,7 @@ def parse_stream(stream: BinaryIO, fmt: str, ctx: FileContext,
         yield rec
 
 
-def _parse_selected(parser, buf: bytes, first: int, select: Selector, ctx: FileContext) -> Iterator[Record]:
+def parse_selected(parser, buf: bytes, first: int, select: Selector, ctx: FileContext) -> Iterator[Record]:
     lineno, pos = first, 0
     for start, end in select(buf):
         lineno += buf.count(b"\n", pos, start)

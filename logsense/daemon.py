@@ -1,0 +1,504 @@
+"""`logsense watch`: the pipeline, live. Follow files and the journal, classify and correlate
+with the very objects `analyze` uses, emit incidents as they open, change and resolve.
+
+One loop, one thread doing the work: inotify (watchdog) and the journal thread only say
+*something changed*; the loop reads what is new in every changed source, classifies it,
+feeds the correlator in time order, hands the changes to the sinks, and saves the state
+(positions after the events they cover, the open windows, undelivered sink queues).
+
+Event time drives the windows. While the logs are idle, a wall-clock tick moves the
+correlator's watermark on by the time elapsed since the newest event was read (minus a
+small lag for lines that arrive late), exactly as a later line would in a replay: a window
+that closes live after `--window` quiet seconds closes in `analyze` at the next line or at
+the end of the input.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from logsense.attribution import EntityMap
+from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
+from logsense.correlator import DEFAULT_GAP, Correlator
+from logsense.follow import FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.model import Event, Record
+from logsense.pipeline import InputError, classify, parse_zone
+from logsense.sinks import Delivery, SinkError, make_sink, parse_sink_flag
+from logsense.state import (
+    STATE_FILE,
+    Relinker,
+    catalogue_digest,
+    correlator_from_json,
+    correlator_to_json,
+    entities_from_json,
+    entities_to_json,
+    read_state,
+    write_atomic,
+)
+
+LIVE_DIRS = ("/var/log/libvirt",)
+LIVE_FILES = ("/var/log/messages", "/var/log/syslog")
+LAG = 1.0  # seconds a line may arrive after a later-stamped one and still count as on time
+TICK = 0.2  # seconds between watermark ticks while a window is open
+SAFETY_POLL = 10.0  # seconds between checks of every file (a missed inotify event, an overflow)
+SAVE_EVERY = 1.0  # seconds: positions over benign lines only are saved at most this often
+# after emitting; a crash in between re-emits the same incident versions (same id and version)
+SAVE_OUTPUTS_EVERY = 0.1
+STATUS_EVERY = 5.0
+JOURNAL_BATCH = 5000
+
+
+@dataclass
+class Config:
+    """`/etc/logsense/logsense.toml`; flags override."""
+
+    paths: list[str] = field(default_factory=list)
+    journal: bool = True
+    journal_dir: str | None = None
+    window: float = DEFAULT_GAP
+    state_dir: str = "/var/lib/logsense"
+    host: str | None = None
+    tz: str | None = None
+    catalogue: list[str] = field(default_factory=list)
+    sinks: list[dict[str, Any]] = field(default_factory=lambda: [{"type": "stdout"}])
+    from_start: bool = False
+    emit: str = "incidents"
+    all_lines: bool = False
+
+    @classmethod
+    def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
+        cfg = cls()
+        if path:
+            try:
+                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise InputError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise InputError(f"{path}: not valid TOML: {exc}") from exc
+            names = {f.name for f in fields(cls)}
+            for key, value in data.items():
+                key = key.replace("-", "_")
+                if key == "sink":
+                    key = "sinks"
+                if key not in names:
+                    raise InputError(f"{path}: unknown setting {key!r}")
+                setattr(cfg, key, value)
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(cfg, key, value)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if not isinstance(self.window, int | float) or self.window <= 0:
+            raise InputError("window must be a positive number of seconds")
+        if self.emit not in ("incidents", "events"):
+            raise InputError("emit must be 'incidents' or 'events'")
+        if isinstance(self.paths, str) or isinstance(self.catalogue, str) or not isinstance(self.sinks, list):
+            raise InputError("paths and catalogue are lists; sinks a list of tables ([[sink]])")
+        for spec in self.sinks:
+            try:
+                make_sink(spec)
+            except SinkError as exc:
+                raise InputError(f"sink: {exc}") from exc
+
+    def specs(self) -> list[PathSpec]:
+        if self.paths:
+            return [PathSpec(os.path.abspath(p)) for p in self.paths]
+        files = [p for p in LIVE_FILES if os.path.exists(p)] or [LIVE_FILES[0]]
+        return [PathSpec(p) for p in (*LIVE_DIRS, *files)]
+
+
+def notify(message: str) -> None:
+    """sd_notify, harmless without NOTIFY_SOCKET."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    try:
+        from systemd import daemon
+
+        daemon.notify(message)
+    except (ImportError, OSError):
+        pass
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"logsense: {message}\n")
+    sys.stderr.flush()
+
+
+def warn(message: str) -> None:
+    say(f"warning: {message}")
+
+
+class Daemon:
+    def __init__(self, cfg: Config, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg
+        self.config_file = config_file
+        self.overrides = overrides or {}
+        self.wake = Waker()
+        self.stopping = False
+        self.reload_requested = False
+        self.host = cfg.host or socket.gethostname().split(".")[0] or None
+        self.tz = parse_zone(cfg.tz)
+        self.cat: Catalogue = load_catalogue(cfg.catalogue)
+        self.corr = Correlator(cfg.window)
+        self.entities = EntityMap()
+        self.specs = cfg.specs()
+        self.tailers: dict[str, Tailer] = {}
+        self.dirty: set[str] = set()
+        self.deliveries: list[Delivery] = []
+        self.state_path = Path(cfg.state_dir) / STATE_FILE
+        self.journal_q: queue.Queue[Record] = queue.Queue(maxsize=4 * JOURNAL_BATCH)
+        self.journal: JournalFollower | None = None
+        self.journal_cursor: str | None = None
+        self.max_ts: datetime | None = None
+        self.max_mono = time.monotonic()
+        self.journal_lines = 0
+        self.emitted = 0
+        self.last_save = 0.0
+        self.positions_moved = False
+        self.unsaved_outputs = False
+        self._selectors: dict[str, Any] = {}
+
+    # -- start ------------------------------------------------------------------------------
+    def _file_options(self) -> FileOptions:
+        return FileOptions(host=self.host, tz=self.tz)
+
+    def _restore(self) -> dict[str, Any] | None:
+        try:
+            Path(self.cfg.state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{self.cfg.state_dir}: cannot create state directory: {exc.strerror or exc}") from exc
+        if not os.access(self.cfg.state_dir, os.W_OK):
+            raise InputError(f"{self.cfg.state_dir}: state directory is not writable")
+        state = read_state(self.state_path, warn)
+        if state is None:
+            return None
+        same = state.get("catalogue") == catalogue_digest(self.cat)
+        if "correlator" in state:
+            relink = Relinker(self.cat, same)
+            try:
+                correlator_from_json(state["correlator"], self.corr, relink)
+                self.entities = entities_from_json(state.get("entities") or {})
+            except (KeyError, TypeError, ValueError) as exc:
+                warn(f"{self.state_path}: open incident windows unusable ({exc}); discarded")
+                self.corr = Correlator(self.cfg.window)
+            if not same:
+                warn(f"{self.state_path}: saved with another catalogue: open windows migrated "
+                     f"({relink.reclassified} event(s) reclassified, {relink.dropped} dropped)")
+            self.max_ts = self.corr.watermark
+        self.journal_cursor = (state.get("journal") or {}).get("cursor")
+        return state
+
+    def _start_files(self, state: dict[str, Any] | None) -> None:
+        saved_files = (state or {}).get("files") or {}
+        first_start = state is None
+        for spec in self.specs:
+            for path in spec.files():
+                if path in self.tailers:
+                    continue
+                t = Tailer(path, self._file_options(), warn)
+                if path in saved_files:
+                    t.resume(saved_files[path])
+                else:
+                    t.open(at_end=first_start and not self.cfg.from_start)
+                self.tailers[path] = t
+                self.dirty.add(path)
+
+    def _start_sinks(self, state: dict[str, Any] | None) -> None:
+        saved = (state or {}).get("sinks") or {}
+        old = {d.name: d for d in self.deliveries}
+        new = []
+        for spec in self.cfg.sinks:
+            sink = make_sink(spec)
+            if sink.name in old:
+                new.append(old.pop(sink.name))
+            else:
+                queued = saved.get(sink.name) if isinstance(saved.get(sink.name), list) else None
+                new.append(Delivery(sink, warn, queued))
+        for d in old.values():
+            d.wait_idle(2.0)
+            d.stop()
+        self.deliveries = new
+
+    def _start_journal(self) -> None:
+        if not self.cfg.journal:
+            return
+        self.journal = JournalFollower(self.journal_q, self.wake, self.host, warn, directory=self.cfg.journal_dir,
+                                       cursor=self.journal_cursor, from_start=self.cfg.from_start)
+        self.journal.start()
+        self.journal.ready.wait(10)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        state = self._restore()
+        self._start_sinks(state)
+        self.watcher = Watcher(self.wake)
+        self.watcher.watch(self.specs)
+        self.watcher.start()
+        self._start_files(state)
+        self._start_journal()
+        self._save()  # the starting positions: a crash before the first batch must not skip lines
+        watching = f"watching {len(self.tailers)} files"
+        if self.journal is not None and not self.journal.failed:
+            watching += " and the journal"
+        say(watching)
+        notify("READY=1\nSTATUS=" + watching)
+        watchdog_every = int(os.environ.get("WATCHDOG_USEC", "0") or 0) / 2e6
+        last_watchdog = last_status = last_safety = time.monotonic()
+        lines_then, status_then = 0, time.monotonic()
+        more = True
+        try:
+            while not self.stopping:
+                if not more:
+                    self.wake.wait(self._timeout(watchdog_every))
+                self.wake.clear()
+                if self.reload_requested:
+                    self.reload_requested = False
+                    self._reload()
+                now = time.monotonic()
+                if now - last_safety >= SAFETY_POLL:
+                    self.dirty.update(self.tailers)
+                    last_safety = now
+                more = self._pass()
+                now = time.monotonic()
+                if watchdog_every and now - last_watchdog >= watchdog_every:
+                    notify("WATCHDOG=1")
+                    last_watchdog = now
+                if now - last_status >= STATUS_EVERY:
+                    lines = self._lines_read()
+                    rate = (lines - lines_then) / max(now - status_then, 1e-6)
+                    notify(f"STATUS={rate:.0f} lines/s, {len(self.corr.open)} open incident(s), "
+                           f"{len(self.tailers)} files")
+                    lines_then, status_then, last_status = lines, now, now
+        finally:
+            self._shutdown()
+        return 0
+
+    def _timeout(self, watchdog_every: float) -> float:
+        waits = [SAFETY_POLL, STATUS_EVERY]
+        if watchdog_every:
+            waits.append(watchdog_every)
+        if self.corr.open or self.corr.pending:
+            waits.append(TICK)
+        if self.unsaved_outputs:
+            waits.append(SAVE_OUTPUTS_EVERY)
+        elif self.positions_moved:
+            waits.append(SAVE_EVERY)
+        return min(waits)
+
+    def _lines_read(self) -> int:
+        return sum(t.lines_read for t in self.tailers.values()) + self.journal_lines
+
+    def _pass(self) -> bool:
+        """One batch: what changed, read, classified, correlated, emitted, saved. True when
+        more input is already waiting."""
+        more = self._take_changes()
+        records: list[Record] = []
+        for path in sorted(self.dirty):
+            t = self.tailers.get(path)
+            if t is None:
+                self.dirty.discard(path)
+                continue
+            recs, t_more = t.poll(self._selector)
+            records.extend(recs)
+            self.positions_moved = True
+            if not t_more:
+                self.dirty.discard(path)
+            more = more or t_more
+        for _ in range(JOURNAL_BATCH):
+            try:
+                records.append(self.journal_q.get_nowait())
+            except queue.Empty:
+                break
+        else:
+            more = True
+        outputs = self._process(records)
+        outputs.extend(self._tick())
+        if outputs:
+            for d in self.deliveries:
+                d.put(outputs)
+            self.emitted += len(outputs)
+            for d in self.deliveries:
+                d.wait_idle(0.5)
+            self.unsaved_outputs = True
+        since = time.monotonic() - self.last_save
+        if self.unsaved_outputs and since >= SAVE_OUTPUTS_EVERY or self.positions_moved and since >= SAVE_EVERY:
+            self._save()
+        return more
+
+    def _selector(self, source: str):
+        if self.cfg.all_lines:
+            return None
+        if source not in self._selectors:
+            self._selectors[source] = self.cat.selector(source)
+        return self._selectors[source]
+
+    def _take_changes(self) -> bool:
+        changed, dirs = self.watcher.take()
+        if dirs:
+            self.watcher.watch(self.specs)
+            for spec in self.specs:
+                for path in spec.files():
+                    changed.add(path)
+        for path in changed:
+            if path in self.tailers:
+                self.dirty.add(path)
+                continue
+            if os.path.isfile(path) and not os.path.islink(path) and any(s.wants(path) for s in self.specs):
+                t = Tailer(path, self._file_options(), warn)
+                if t.open(at_end=False):  # a file that appears later: from its beginning
+                    self.tailers[path] = t
+                    self.dirty.add(path)
+        return False
+
+    def _process(self, records: list[Record]) -> list[dict[str, Any]]:
+        events: list[Event] = []
+        for rec in records:
+            if rec.host is None:
+                rec.host = self.host
+            if rec.cursor:  # only journal entries carry one
+                self.journal_cursor = rec.cursor
+                self.journal_lines += 1
+                self.positions_moved = True
+            self.entities.learn(rec)
+            ev = classify(rec, self.cat, self.cfg.all_lines)
+            if ev is not None:
+                ev.vm, _ = self.entities.resolve(ev)
+                events.append(ev)
+        events.sort(key=lambda e: e.record.ts)
+        outputs: list[dict[str, Any]] = []
+        emit_events = self.cfg.emit == "events"
+        for ev in events:
+            if emit_events:
+                outputs.append(ev.to_dict())
+                continue
+            if self.max_ts is None or ev.ts > self.max_ts:
+                self.max_ts = ev.ts
+            self.max_mono = time.monotonic()
+            outputs.extend(inc.to_dict() for inc in self.corr.feed(ev))
+        return outputs
+
+    def _tick(self) -> list[dict[str, Any]]:
+        """While the logs are idle, event time moves on with the wall clock."""
+        if self.max_ts is None or not (self.corr.open or self.corr.pending):
+            return []
+        idle = time.monotonic() - self.max_mono - LAG
+        if idle <= 0:
+            return []
+        return [inc.to_dict() for inc in self.corr.advance(self.max_ts + timedelta(seconds=idle))]
+
+    # -- state ------------------------------------------------------------------------------
+    def _save(self) -> None:
+        files = {}
+        for path, t in self.tailers.items():
+            if (saved := t.saved()) is not None:
+                files[path] = saved
+        data = {
+            "version": 1,
+            "catalogue": catalogue_digest(self.cat),
+            "saved_at": datetime.now().astimezone().isoformat(),
+            "host": self.host,
+            "files": files,
+            "journal": {"cursor": self.journal_cursor} if self.journal_cursor else {},
+            "correlator": correlator_to_json(self.corr),
+            "entities": entities_to_json(self.entities),
+            "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
+        }
+        try:
+            write_atomic(self.state_path, data)
+        except OSError as exc:
+            warn(f"{self.state_path}: cannot save state: {exc.strerror or exc}")
+            return
+        self.last_save = time.monotonic()
+        self.positions_moved = self.unsaved_outputs = False
+
+    # -- signals ----------------------------------------------------------------------------
+    def _on_stop(self, signum, frame) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    def _on_hup(self, signum, frame) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    def _reload(self) -> None:
+        try:
+            cfg = Config.load(self.config_file, self.overrides)
+        except InputError as exc:
+            say(f"error: config reload failed, keeping the old one: {exc}")
+            return
+        try:
+            cat = load_catalogue(cfg.catalogue)
+            if cat.problems:
+                raise CatalogueError(cat.problems)
+        except CatalogueError as exc:
+            problems = exc.problems
+            say(f"error: catalogue reload failed, keeping the old one: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+            cat = self.cat
+        if cat is not self.cat:
+            self._relink(cat)
+            self.cat = cat
+            self._selectors = {}
+        self.cfg = cfg
+        self.corr.gap = timedelta(seconds=cfg.window)
+        known = {s.text for s in self.specs}
+        self.specs = cfg.specs()
+        self.watcher.watch(self.specs)
+        for spec in self.specs:
+            for path in spec.files():
+                if path not in self.tailers:
+                    # a path newly configured starts at its end, like a first start; a file
+                    # that appeared under a path already followed, from its beginning
+                    t = Tailer(path, self._file_options(), warn)
+                    if t.open(at_end=spec.text not in known and not cfg.from_start):
+                        self.tailers[path] = t
+                        self.dirty.add(path)
+        self._start_sinks(None)
+        say(f"reloaded: {len(cat.patterns)} patterns, watching {len(self.tailers)} files")
+
+    def _relink(self, cat: Catalogue) -> None:
+        """Events in open windows point at the new catalogue's patterns (same id)."""
+        evs = [e for inc in self.corr.open.values() for e in inc.events] + self.corr.pending
+        for e in evs:
+            if e.pattern is not None and e.pattern.id in cat.by_id:
+                e.pattern = cat.by_id[e.pattern.id]
+
+    def _shutdown(self) -> None:
+        if self.journal is not None:
+            self.journal.stop()
+        self.watcher.stop()
+        for d in self.deliveries:
+            d.wait_idle(5.0)
+        self._save()
+        for d in self.deliveries:
+            d.stop()
+        for t in self.tailers.values():
+            t.close()
+        if self.journal is not None:
+            self.journal.join(timeout=2)
+
+
+def watch(cfg_file: str | None, overrides: dict[str, Any], sink_flags: list[str] | None) -> int:
+    """The `logsense watch` command."""
+    if sink_flags:
+        try:
+            overrides = {**overrides, "sinks": [parse_sink_flag(s) for s in sink_flags]}
+        except SinkError as exc:
+            raise InputError(f"--sink: {exc}") from exc
+    cfg = Config.load(cfg_file, overrides)
+    return Daemon(cfg, cfg_file, overrides).run()

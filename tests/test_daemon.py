@@ -1,0 +1,342 @@
+"""`logsense watch`, the real daemon as a subprocess: live incidents, nothing lost, nothing
+doubled, across rotations, truncations, restarts and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import logsense
+from test_daemon_helpers import (
+    GUEST_RAM,
+    MISSING_IMAGE,
+    OOM,
+    Watch,
+    append,
+    libvirtd_line,
+    qemu_libvirt_line,
+    qemu_line,
+    syslog_line,
+)
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    """An empty /var/log/libvirt-like tree and a state directory."""
+    logs = tmp_path / "log"
+    (logs / "qemu").mkdir(parents=True)
+    (logs / "libvirtd.log").write_text(libvirtd_line("libvirt version: 9.0.0, package: 9.0.0-4+deb12u1 (Debian)",
+                                                     level="info", where="virLogVMMessage:2", pid=1432))
+    (tmp_path / "state").mkdir()
+    return tmp_path
+
+
+def watch(host: Path, *extra: str, paths: list[Path] | None = None, **kw) -> Watch:
+    args = [str(p) for p in (paths or [host / "log"])]
+    return Watch(*args, "--no-journal", "--state-dir", str(host / "state"), "--host", "kvm01", "--tz", "UTC",
+                 *extra, **kw).ready()
+
+
+def lines_of(w: Watch) -> list[str]:
+    return [o["message"] for o in w.out if "message" in o]
+
+
+def test_incident_opens_within_a_second_then_resolves_as_batch_sees_it(host: Path):
+    w = watch(host, "--window", "2")
+    vmlog = host / "log" / "qemu" / "web01.log"
+    t0 = time.monotonic()
+    append(vmlog, qemu_line(GUEST_RAM))
+    opened = w.wait(lambda o: o["status"] == "open")
+    assert time.monotonic() - t0 < 1.0
+    assert (opened["vm"], opened["root_cause"], opened["version"]) == ("web01", "qemu.memory.guest-ram-alloc-failed", 1)
+    append(vmlog, qemu_libvirt_line("shutting down, reason=failed"))
+    updated = w.wait(lambda o: o["status"] == "updated")
+    assert (updated["id"], updated["version"]) == (opened["id"], 2)
+    resolved = w.wait(lambda o: o["status"] == "resolved")
+    assert resolved["id"] == opened["id"] and resolved["version"] == 3
+    assert w.stop() == 0
+    batch = logsense("analyze", "--format", "jsonl", "--window", "2", "--host", "kvm01", "--tz", "UTC",
+                     str(host / "log"))
+    final = [json.loads(line) for line in batch.stdout.splitlines()]
+    assert [(i["id"], i["root_cause"], i["title"]) for i in final] == \
+        [(resolved["id"], resolved["root_cause"], resolved["title"])]
+
+
+def test_file_present_at_first_start_is_read_from_its_end_and_new_files_from_their_start(host: Path):
+    append(host / "log" / "libvirtd.log", libvirtd_line(MISSING_IMAGE) * 3)  # old news
+    w = watch(host, "--emit", "events")
+    append(host / "log" / "qemu" / "new-vm.log", qemu_line(GUEST_RAM))
+    ev = w.wait(lambda o: True)
+    assert (ev["vm"], ev["line"], ev["pattern"]) == ("new-vm", 1, "qemu.memory.guest-ram-alloc-failed")
+    append(host / "log" / "libvirtd.log", libvirtd_line(MISSING_IMAGE))
+    ev = w.wait(lambda o: o["source"] == "libvirtd")
+    assert ev["line"] == 5  # line numbers stay true when starting at the end
+    assert w.stop() == 0
+    assert len(w.out) == 2
+
+
+def numbered(n0: int, n1: int) -> str:
+    return "".join(libvirtd_line(f"benign seq={i}", level="info", where="virNetServerAddClient:17")
+                   for i in range(n0, n1))
+
+
+def seqs(w: Watch) -> list[int]:
+    return [int(m.split("seq=")[1]) for m in lines_of(w) if "seq=" in m]
+
+
+def test_rotations_truncation_and_partial_lines_lose_and_double_nothing(host: Path):
+    log = host / "log" / "libvirtd.log"
+    w = watch(host, "--emit", "events", "--all")
+    append(log, numbered(0, 100))
+    w.wait(lambda o: o["message"].endswith("seq=99"))
+    # a line written without its newline is held until complete
+    append(log, libvirtd_line("benign seq=100", level="info", where="virNetServerAddClient:17").rstrip("\n"))
+    append(log, numbered(200, 200))
+    append(log, "\n" + numbered(101, 150))
+    w.wait(lambda o: o["message"].endswith("seq=149"))
+    # rename rotation (logrotate create): the rest of the old file is read before switching
+    os.rename(log, str(log) + ".1")
+    append(Path(str(log) + ".1"), numbered(150, 160))
+    append(log, numbered(160, 200))
+    w.wait(lambda o: o["message"].endswith("seq=199"))
+    # copytruncate
+    shutil.copy(log, str(log) + ".2")
+    with open(log, "r+") as f:
+        f.truncate(0)
+    append(log, numbered(200, 210))
+    w.wait(lambda o: o["message"].endswith("seq=209"))
+    # deleted and re-created
+    log.unlink()
+    append(log, numbered(210, 230))
+    w.wait(lambda o: o["message"].endswith("seq=229"))
+    # virtlogd: vm.log -> vm.log.0, then a new vm.log
+    vm = host / "log" / "qemu" / "db01.log"
+    append(vm, "".join(qemu_line(f"benign seq={i}") for i in range(230, 240)))
+    w.wait(lambda o: o["message"].endswith("seq=239"))
+    os.rename(vm, str(vm) + ".0")
+    append(vm, "".join(qemu_line(f"benign seq={i}") for i in range(240, 250)))
+    w.wait(lambda o: o["message"].endswith("seq=249"))
+    assert w.stop() == 0
+    assert seqs(w) == list(range(250))
+
+
+def test_a_directory_that_appears_later_is_followed(tmp_path: Path):
+    (tmp_path / "state").mkdir()
+    w = watch(tmp_path, "--emit", "events", paths=[tmp_path / "later" / "libvirt"])
+    qemu_dir = tmp_path / "later" / "libvirt" / "qemu"
+    qemu_dir.mkdir(parents=True)
+    append(qemu_dir / "web01.log", qemu_line(GUEST_RAM))
+    ev = w.wait(lambda o: True)
+    assert ev["vm"] == "web01" and ev["line"] == 1
+    assert w.stop() == 0
+
+
+def test_clean_restart_continues_exactly_where_it_stopped(host: Path):
+    log = host / "log" / "libvirtd.log"
+    w = watch(host, "--emit", "events", "--all")
+    append(log, numbered(0, 50))
+    w.wait(lambda o: o["message"].endswith("seq=49"))
+    assert w.stop() == 0
+    append(log, numbered(50, 80))  # written while it was stopped
+    w2 = watch(host, "--emit", "events", "--all")
+    append(log, numbered(80, 100))
+    w2.wait(lambda o: o["message"].endswith("seq=99"))
+    assert w2.stop() == 0
+    assert seqs(w) + seqs(w2) == list(range(100))
+
+
+def test_kill_9_again_and_again_loses_no_line_and_repeats_only_what_was_unsaved(host: Path):
+    log = host / "log" / "libvirtd.log"
+    rng = random.Random(6)
+    runs: list[Watch] = []
+    n = 0
+    for round_ in range(8):
+        w = watch(host, "--emit", "events", "--all")
+        runs.append(w)
+        for _ in range(rng.randint(1, 4)):
+            k = rng.randint(20, 400)
+            append(log, numbered(n, n + k))
+            n += k
+            if rng.random() < 0.5:
+                w.wait(lambda o, last=n - 1: o["message"].endswith(f"seq={last}"))
+        if round_ == 3:  # a rotation while it was down
+            os.rename(log, str(log) + ".1")
+        w.kill()
+        append(log, numbered(n, n + 10))
+        n += 10
+    w = watch(host, "--emit", "events", "--all")
+    w.wait(lambda o: o["message"].endswith(f"seq={n - 1}"))
+    assert w.stop() == 0
+    got = [s for r in [*runs, w] for s in seqs(r)]
+    assert sorted(set(got)) == list(range(n))  # nothing lost
+    # what repeats is only what a killed run emitted but had not saved yet, in order
+    firsts = sorted(set(got), key=got.index)
+    assert firsts == list(range(n))
+    # a repeat is a line a killed run emitted before it could save its position
+    killed = [s for r in runs for s in seqs(r)]
+    repeats = [s for s, k in Counter(got).items() if k > 1]
+    assert set(repeats) <= set(killed)
+    assert len(seqs(w)) == len(set(seqs(w)))  # within one run, never
+
+
+def test_open_incident_survives_a_restart_and_resolves_once(host: Path):
+    vmlog = host / "log" / "qemu" / "web01.log"
+    w = watch(host, "--window", "3")
+    append(vmlog, qemu_line(GUEST_RAM))
+    opened = w.wait(lambda o: o["status"] == "open")
+    assert w.stop() == 0
+    w2 = watch(host, "--window", "3")
+    append(vmlog, qemu_libvirt_line("shutting down, reason=failed"))
+    upd = w2.wait(lambda o: o["status"] == "updated")
+    assert (upd["id"], upd["version"]) == (opened["id"], 2)
+    res = w2.wait(lambda o: o["status"] == "resolved")
+    assert (res["id"], res["version"]) == (opened["id"], 3)
+    assert w2.stop() == 0
+    assert [(o["status"], o["version"]) for o in w.out + w2.out] == [("open", 1), ("updated", 2), ("resolved", 3)]
+
+
+def test_after_kill_9_a_re_emitted_incident_has_the_same_id_and_version(host: Path):
+    vmlog = host / "log" / "qemu" / "web01.log"
+    seen: dict[tuple, dict] = {}
+    for i in range(4):
+        w = watch(host, "--window", "30")
+        append(vmlog, qemu_line(GUEST_RAM if i % 2 == 0 else "kvm_init_vcpu failed: Cannot allocate memory"))
+        w.wait(lambda o: True)
+        w.kill()
+        for o in w.out:
+            key = (o["id"], o["version"])
+            assert seen.setdefault(key, o) == o  # a repeat is the very same object
+    assert [v for _, v in sorted(seen)] == list(range(1, len(seen) + 1))
+    assert len({i for i, _ in seen}) == 1
+
+
+def test_kernel_oom_in_syslog_makes_a_host_incident(host: Path):
+    messages = host / "log" / "messages"
+    messages.write_text(syslog_line("Linux version 6.1.0-18-amd64", prog="kernel"))
+    w = watch(host, "--window", "30", paths=[host / "log"])
+    append(messages, syslog_line(OOM))
+    inc = w.wait(lambda o: o["status"] == "open")
+    assert inc["category"] == "memory" and inc["host"] == "kvm01"
+    assert w.stop() == 0
+
+
+def test_failing_command_sink_is_retried_and_does_not_hold_up_stdout(host: Path, tmp_path: Path):
+    script = tmp_path / "hook.py"
+    got = tmp_path / "hook.out"
+    script.write_text(
+        "import sys, pathlib\n"
+        f"tries = pathlib.Path({str(tmp_path / 'tries')!r})\n"
+        "n = int(tries.read_text()) if tries.exists() else 0\n"
+        "tries.write_text(str(n + 1))\n"
+        "data = sys.stdin.read()\n"
+        "if n < 2:\n    sys.exit(3)\n"
+        f"open({str(got)!r}, 'a').write(data)\n")
+    import sys
+
+    out_file = tmp_path / "incidents.jsonl"
+    w = watch(host, "--window", "30", "--sink", "stdout", "--sink", f"file:{out_file}",
+              "--sink", f"command:{sys.executable} {script}")
+    append(host / "log" / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+    inc = w.wait(lambda o: o["status"] == "open")
+    w.wait_err(lambda line: "sink command:" in line and "retrying" in line)
+    deadline = time.monotonic() + 10
+    while not (got.exists() and got.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the hook is another process: its file is all there is to watch
+    assert json.loads(got.read_text())["id"] == inc["id"]
+    assert [json.loads(x)["id"] for x in out_file.read_text().splitlines()] == [inc["id"]]
+    assert w.stop() == 0
+
+
+def test_sighup_with_a_broken_catalogue_keeps_the_old_one(host: Path, tmp_path: Path):
+    site = tmp_path / "site-patterns"
+    site.mkdir()
+    (site / "site.toml").write_text("")
+    w = watch(host, "--window", "30", "--catalogue", str(site))
+    (site / "site.toml").write_text("[[pattern]]\nid = 'broken'\nregex = '('\n")
+    w.proc.send_signal(signal.SIGHUP)
+    line = w.wait_err(lambda line: "catalogue reload failed" in line)
+    assert "keeping the old one" in line
+    append(host / "log" / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+    assert w.wait(lambda o: o["status"] == "open")["root_cause"] == "qemu.memory.guest-ram-alloc-failed"
+    assert w.stop() == 0
+
+
+def test_sd_notify_ready_and_status_over_the_real_socket(host: Path, tmp_path: Path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(15)
+    w = watch(host, env={"NOTIFY_SOCKET": path})
+    msgs = [sock.recv(4096).decode()]
+    assert "READY=1" in msgs[0]
+    assert w.stop() == 0
+    sock.close()
+
+
+def test_unusable_state_is_a_warning_not_a_crash(host: Path):
+    (host / "state" / "state.json").write_text("{not json")
+    w = watch(host, "--emit", "events")
+    assert any("not valid JSON" in line for line in w.err)
+    append(host / "log" / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+    w.wait(lambda o: True)
+    assert w.stop() == 0
+    state = json.loads((host / "state" / "state.json").read_text())
+    state["version"] = 0
+    state["catalogue"] = "another"
+    (host / "state" / "state.json").write_text(json.dumps(state))
+    w = watch(host, "--emit", "events")
+    assert any("state version 0" in line for line in w.err)
+    assert w.stop() == 0
+
+
+def export_entries(start: int, n: int) -> str:
+    out = []
+    for i in range(start, start + n):
+        out.append(f"__CURSOR=s=0;i={i}\n__REALTIME_TIMESTAMP={1709633472000000 + i * 1000000}\n"
+                   f"__MONOTONIC_TIMESTAMP={i}\n_BOOT_ID=5b1c7d2a4e6f4a0b9c8d7e6f5a4b3c2d\n_HOSTNAME=kvm01\n"
+                   "PRIORITY=3\nSYSLOG_IDENTIFIER=libvirtd\n_SYSTEMD_UNIT=libvirtd.service\n"
+                   f"MESSAGE=internal error: End of file from monitor seq={i}\n\n")
+        out.append(f"__CURSOR=s=0;i={i}x\n__REALTIME_TIMESTAMP={1709633472000000 + i * 1000000 + 1}\n"
+                   f"__MONOTONIC_TIMESTAMP={i}\n_BOOT_ID=5b1c7d2a4e6f4a0b9c8d7e6f5a4b3c2d\n_HOSTNAME=kvm01\n"
+                   "PRIORITY=6\nSYSLOG_IDENTIFIER=sshd\n"
+                   f"MESSAGE=Accepted publickey for root seq={i}\n\n")
+    return "".join(out)
+
+
+def add_journal(jdir: Path, tmp_path: Path, start: int, n: int) -> None:
+    export = tmp_path / f"export-{start}.txt"
+    export.write_text(export_entries(start, n))
+    subprocess.run([JOURNAL_REMOTE, "-o", str(jdir / "x.journal"), str(export)], check=True, capture_output=True)
+
+
+def test_journal_is_followed_filtered_and_resumed_at_its_cursor(host: Path, tmp_path: Path):
+    if not Path(JOURNAL_REMOTE).exists():
+        pytest.fail("systemd-journal-remote is not installed (bash dev.sh test installs it)")
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    add_journal(jdir, tmp_path, 0, 5)
+    args = ["--from-start", "--emit", "events", "--journal-dir", str(jdir)]
+    w = Watch(str(host / "log"), "--state-dir", str(host / "state"), "--host", "kvm01", *args).ready()
+    assert "and the journal" in w.err[-1]
+    w.wait(lambda o: o["message"].endswith("seq=4"))
+    add_journal(jdir, tmp_path, 5, 3)  # while it runs
+    w.wait(lambda o: o["message"].endswith("seq=7"))
+    assert w.stop() == 0
+    add_journal(jdir, tmp_path, 8, 2)  # while it is stopped
+    w2 = Watch(str(host / "log"), "--state-dir", str(host / "state"), "--host", "kvm01", *args).ready()
+    w2.wait(lambda o: o["message"].endswith("seq=9"))
+    assert w2.stop() == 0
+    got = [o["message"] for o in w.out + w2.out]
+    assert got == [f"internal error: End of file from monitor seq={i}" for i in range(10)]  # sshd filtered out
+    assert all(o["source"] == "journal" and o["cursor"] for o in w.out + w2.out)
