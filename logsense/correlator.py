@@ -274,7 +274,7 @@ class Correlator:
 
     def __init__(self, gap: float = DEFAULT_GAP) -> None:
         self.gap = timedelta(seconds=gap)
-        self.attach = timedelta(seconds=ATTACH_SECONDS)
+        self.attach = timedelta(seconds=min(ATTACH_SECONDS, gap / 2))  # placed before its window closes
         self.open: dict[tuple[str | None, str], Incident] = {}
         self.pending: list[Event] = []  # events naming no VM, waiting to be attached by time
         self.watermark: datetime | None = None
