@@ -116,3 +116,30 @@ def test_no_progress_bar_when_piped(tmp_path: Path):
     (tmp_path / "libvirtd.log").write_bytes(lines(1))
     proc = logsense("analyze", "--format", "json", str(tmp_path))
     assert proc.stderr == ""
+
+
+def test_sosreport_tree(tmp_path: Path):
+    sos = tmp_path / "sosreport-kvm01-2024-03-05-abcdef"
+    (sos / "sos_commands" / "logs").mkdir(parents=True)
+    (sos / "sos_commands" / "networking").mkdir(parents=True)
+    (sos / "var" / "log" / "libvirt" / "qemu").mkdir(parents=True)
+    (sos / "etc" / "libvirt" / "qemu").mkdir(parents=True)
+    (sos / "hostname").write_text("kvm01.example.org\n")
+    (sos / "sos_commands" / "networking" / "ip_-d_address").write_text("1: lo: <LOOPBACK,UP> mtu 65536\n")
+    (sos / "sos_commands" / "logs" / "journalctl_--no-pager_--catalog_--boot").write_text(
+        "-- Journal begins at Tue 2024-03-05 09:00:00 UTC, ends at Tue 2024-03-05 11:00:00 UTC. --\n"
+        "Mar 05 10:11:12 kvm01 libvirtd[1432]: Cannot access storage file '/srv/images/web01.qcow2': "
+        "No such file or directory\n")
+    (sos / "var" / "log" / "libvirt" / "qemu" / "web01.log").write_text(
+        "2024-03-05 10:11:12.402+0000: shutting down, reason=failed\n")
+    (sos / "etc" / "libvirt" / "qemu" / "web01.xml").write_text(
+        "<domain type='kvm'><name>web01</name><uuid>0d2bc6a8-0c0c-4a5e-9d2a-1c2f3e4d5a6b</uuid><devices>"
+        "<disk type='file' device='disk'><source file='/srv/images/web01.qcow2'/></disk></devices></domain>")
+    evs, run = read_events([sos], year=2024)
+    assert run.warnings == []  # the sosreport's other command outputs are not read at all
+    assert run.stats["files_read"] == 2
+    journal_line = next(e for e in evs if e.record.source == "journal")
+    assert (journal_line.record.host, journal_line.vm) == ("kvm01", "web01")  # vm from the domain XML's disk
+    assert journal_line.pattern_id == "libvirt.disk_image.storage-file-missing"
+    qemu = next(e for e in evs if e.record.source == "qemu")
+    assert (qemu.record.host, qemu.vm) == ("kvm01", "web01")
