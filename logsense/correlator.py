@@ -70,6 +70,7 @@ class Incident:
     failures: int = 0  # failed starts / crashes counted for flapping
     recovered_at: datetime | None = None
     started_at: datetime | None = None  # a later start, recovery once it has held a while
+    first_ts: datetime | None = None
     last_ts: datetime | None = None
     version: int = 0
     status: str = "open"
@@ -77,7 +78,7 @@ class Incident:
 
     @property
     def first_seen(self) -> datetime:
-        return self.events[0].ts
+        return self.first_ts or self.events[0].ts
 
     @property
     def last_seen(self) -> datetime:
@@ -87,6 +88,8 @@ class Incident:
         key = (ev.pattern_id, ev.shape or ev.record.message[:200], ev.vm)
         if self.last_ts is None or ev.ts > self.last_ts:
             self.last_ts = ev.ts
+        if self.first_ts is None or ev.ts < self.first_ts:
+            self.first_ts = ev.ts  # windows merged into a host incident may bring earlier events
         if key in self.counts:
             self.counts[key] += 1  # repeated: counted, not listed again
         else:
