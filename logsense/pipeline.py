@@ -122,6 +122,10 @@ class Reader:
 
     def _events(self, paths: list[str]) -> Iterator[Event]:
         live = not paths
+        missing = [p for p in paths if not Path(p).exists()]
+        if paths and len(missing) == len(paths):
+            raise InputError(f"{missing[0]}: no such file or directory" if len(missing) == 1
+                             else f"none of the {len(missing)} paths exists (first: {missing[0]})")
         ws = Workspace()
         try:
             cols = discover(paths or live_paths(), ws, self.warn)

@@ -71,6 +71,12 @@ def test_monster_line_is_cut_and_counted(tmp_path: Path):
     assert len(evs[1].record.message) <= 1 << 20
 
 
+def test_only_missing_paths_is_an_input_error(tmp_path: Path):
+    proc = logsense("analyze", str(tmp_path / "nope.log"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"logsense: error: {tmp_path / 'nope.log'}: no such file or directory"
+
+
 def test_tarball_is_read_and_hostile_member_refused(tmp_path: Path):
     tar_path = tmp_path / "sos.tar.xz"
     outside = tmp_path.parent / "evil-written"
