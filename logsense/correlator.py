@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +25,10 @@ MAX_EVIDENCE = 50
 RECOVERY_HOLD = timedelta(seconds=10)  # a restart that fails within this is no recovery
 RECOVERY_HORIZON = timedelta(hours=1)  # a restart this long after an incident still recovers it
 HOST_KEY = ""  # the window key of host-wide incidents
+# How events are saved and restored is the caller's business (the daemon re-links them to the
+# loaded catalogue); the correlator saves everything else about its windows itself.
+EventToJson = Callable[[Event], dict[str, Any]]
+EventFromJson = Callable[[dict[str, Any]], Event | None]  # None: the event cannot be restored
 
 # What the operator saw happen to the VM, from the lines that show it.
 OUTCOMES = [
@@ -45,6 +49,11 @@ def outcome_of(events: Iterable[Event]) -> str | None:
     return None
 
 
+def evidence_key(ev: Event) -> tuple:
+    """Lines with the same key are one piece of evidence, counted."""
+    return (ev.pattern_id, ev.shape or ev.record.message[:200], ev.vm)
+
+
 def is_start(ev: Event) -> bool:
     """A VM being started: QEMU's log header, or libvirt's debug line for the start job."""
     return bool(STARTED_RE.search(ev.record.message)) or (ev.pattern_id or "").endswith(".start-requested")
@@ -56,6 +65,14 @@ def _has_cause(inc: Incident) -> bool:
 
 def stable_id(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def iso_or_none(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def datetime_or_none(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
 @dataclass
@@ -85,7 +102,7 @@ class Incident:
         return self.last_ts or self.events[-1].ts
 
     def add(self, ev: Event) -> None:
-        key = (ev.pattern_id, ev.shape or ev.record.message[:200], ev.vm)
+        key = evidence_key(ev)
         if self.last_ts is None or ev.ts > self.last_ts:
             self.last_ts = ev.ts
         if self.first_ts is None or ev.ts < self.first_ts:
@@ -171,7 +188,7 @@ class Incident:
             "first_seen": self.first_seen.isoformat(timespec="microseconds"),
             "last_seen": self.last_seen.isoformat(timespec="microseconds"),
             "recovered_at": self.recovered_at.isoformat(timespec="microseconds") if self.recovered_at else None,
-            "evidence": self.evidence(root),
+            "evidence": self.evidence(),
             "remediation": remediation,
             "diagnostics": diagnostics,
             "status": self.status,
@@ -179,14 +196,42 @@ class Incident:
             "occurrences": sum(self.counts.values()),
         }
 
-    def evidence(self, root: Event) -> list[dict[str, Any]]:
-        ordered = [root] + [e for e in self.events if e is not root]
-        out = []
-        for e in ordered[:MAX_EVIDENCE]:
-            d = e.to_dict()
-            d["count"] = self.counts.get((e.pattern_id, e.shape or e.record.message[:200], e.vm), 1)
-            out.append(d)
-        return out
+    # -- state ---------------------------------------------------------------------------
+    def to_state(self, event_to_json: EventToJson) -> dict[str, Any]:
+        """Plain JSON values, everything needed to go on growing it after a restart."""
+        return {
+            "id": self.id, "host": self.host, "scope": self.scope, "vm": self.vm,
+            "events": [event_to_json(e) for e in self.events],
+            "counts": [[list(k), n] for k, n in self.counts.items()],
+            "affected": sorted(self.affected), "failures": self.failures,
+            "recovered_at": iso_or_none(self.recovered_at), "started_at": iso_or_none(self.started_at),
+            "first_ts": iso_or_none(self.first_ts), "last_ts": iso_or_none(self.last_ts),
+            "version": self.version, "status": self.status, "closed": self.closed,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any], event_from_json: EventFromJson) -> Incident | None:
+        """The incident `to_state` saved; None when none of its events could be restored."""
+        events = [e for e in (event_from_json(x) for x in d.get("events", [])) if e is not None]
+        if not events:
+            return None
+        return cls(id=str(d["id"]), host=d.get("host"), scope=str(d["scope"]), vm=d.get("vm"), events=events,
+                   counts={tuple(k): int(n) for k, n in d.get("counts", [])}, affected=set(d.get("affected", [])),
+                   failures=int(d.get("failures", 0)), recovered_at=datetime_or_none(d.get("recovered_at")),
+                   started_at=datetime_or_none(d.get("started_at")),
+                   first_ts=datetime_or_none(d.get("first_ts")) or min(e.ts for e in events),
+                   last_ts=datetime_or_none(d.get("last_ts")),
+                   version=int(d.get("version", 0)), status=str(d.get("status", "open")),
+                   closed=bool(d.get("closed", False)))
+
+    def evidence_events(self) -> list[tuple[Event, int]]:
+        """The evidence, cause first and then in time order, each with how often it occurred."""
+        root = self.root
+        rest = sorted((e for e in self.events if e is not root), key=lambda e: e.ts)
+        return [(e, self.counts.get(evidence_key(e), 1)) for e in [root, *rest]]
+
+    def evidence(self) -> list[dict[str, Any]]:
+        return [{**e.to_dict(), "count": n} for e, n in self.evidence_events()[:MAX_EVIDENCE]]
 
 
 UNEXPLAINED_DIAGNOSTICS = [
@@ -223,8 +268,6 @@ def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> st
         parts.append(f"Result: {inc.vm or 'the VM'} {what}.")
     if inc.failures > 1:
         parts.append(f"It happened {inc.failures} times (a restart or start loop).")
-    if inc.recovered_at:
-        parts.append(f"Recovered at {inc.recovered_at.isoformat(timespec='seconds')}.")
     return " ".join(parts)
 
 
@@ -234,11 +277,17 @@ def _has(inc: Incident, rx: str) -> bool:
 
 
 def _chain_oom(inc: Incident, root: Event) -> str | None:
-    if root.category == "memory" and _has(inc, r"Killed process|oom-kill") and _has(
-            inc, r"reason=crashed|End of file from monitor"):
-        return ("Known chain: the kernel's OOM killer killed the QEMU process to free host memory, "
-                "QEMU died (reason=crashed) and libvirtd lost its monitor (End of file from monitor).")
-    return None
+    if root.category != "memory" or not _has(inc, r"Killed process|oom-kill"):
+        return None
+    crashed, eof = _has(inc, r"reason=crashed"), _has(inc, r"End of file from monitor")
+    if not (crashed or eof):
+        return None
+    steps = ["the kernel's OOM killer killed the QEMU process to free host memory"]
+    if crashed:
+        steps.append("QEMU died (reason=crashed)")
+    if eof:
+        steps.append("libvirtd lost its monitor (End of file from monitor)")
+    return "Known chain: " + ", ".join(steps) + "."
 
 
 def _chain_disk_full(inc: Incident, root: Event) -> str | None:
@@ -276,14 +325,18 @@ class Correlator:
     """Feed events in time order; get incidents as they open, change and close."""
 
     def __init__(self, gap: float = DEFAULT_GAP) -> None:
-        self.gap = timedelta(seconds=gap)
-        self.attach = timedelta(seconds=min(ATTACH_SECONDS, gap / 2))  # placed before its window closes
+        self.set_gap(gap)
         self.open: dict[tuple[str | None, str], Incident] = {}
         self.pending: list[Event] = []  # events naming no VM, waiting to be attached by time
         self.watermark: datetime | None = None
         self.recent: list[Incident] = []  # closed incidents a later start or service may still recover
         self.done: list[Incident] = []
         self._emitted: dict[str, tuple] = {}
+
+    def set_gap(self, gap: float) -> None:
+        """The window length (seconds of quiet that close an incident); the daemon's reload sets it."""
+        self.gap = timedelta(seconds=gap)
+        self.attach = timedelta(seconds=min(ATTACH_SECONDS, gap / 2))  # placed before its window closes
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, ev: Event) -> list[Incident]:
@@ -459,6 +512,52 @@ class Correlator:
             out.append(inc)
         self.done = [i for i in self.done if self._emitted.get(i.id) != i.fingerprint()]
         return out
+
+    # -- state -----------------------------------------------------------------------------
+    def to_state(self, event_to_json: EventToJson) -> dict[str, Any]:
+        """Open windows, pending events, closed incidents a later line may still recover, and
+        what was emitted of each (only for incidents still alive: the others are never emitted
+        again), as plain JSON values."""
+        incidents: dict[str, Incident] = {}
+        for inc in [*self.open.values(), *self.done, *self.recent]:
+            incidents[inc.id] = inc
+        return {
+            "watermark": iso_or_none(self.watermark),
+            "incidents": [i.to_state(event_to_json) for i in incidents.values()],
+            "open": [[host, key, inc.id] for (host, key), inc in self.open.items()],
+            "done": [i.id for i in self.done],
+            "recent": [i.id for i in self.recent],
+            "pending": [event_to_json(e) for e in self.pending],
+            "emitted": {i: _fingerprint_to_json(self._emitted[i]) for i in incidents if i in self._emitted},
+        }
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any], event_from_json: EventFromJson, gap: float = DEFAULT_GAP) -> Correlator:
+        """A correlator that goes on where the one that saved `d` stopped; the gap is the
+        caller's (a new --window applies to the restored windows too). Raises KeyError,
+        TypeError or ValueError on a state it cannot use."""
+        c = cls(gap)
+        by_id: dict[str, Incident] = {}
+        for x in d.get("incidents", []):
+            if (inc := Incident.from_state(x, event_from_json)) is not None:
+                by_id[inc.id] = inc
+        c.watermark = datetime_or_none(d.get("watermark"))
+        c.open = {(host, key): by_id[i] for host, key, i in d.get("open", []) if i in by_id}
+        c.done = [by_id[i] for i in d.get("done", []) if i in by_id]
+        c.recent = [by_id[i] for i in d.get("recent", []) if i in by_id]
+        c.pending = [e for e in (event_from_json(x) for x in d.get("pending", [])) if e is not None]
+        c._emitted = {i: _fingerprint_from_json(v) for i, v in d.get("emitted", {}).items() if i in by_id}
+        return c
+
+
+def _fingerprint_to_json(fp: tuple) -> list:
+    pid, shape, affected, severity, recovered, closed, failures = fp
+    return [pid, shape, list(affected), severity, iso_or_none(recovered), closed, failures]
+
+
+def _fingerprint_from_json(v: list) -> tuple:
+    pid, shape, affected, severity, recovered, closed, failures = v
+    return (pid, shape, tuple(affected), severity, datetime_or_none(recovered), bool(closed), int(failures))
 
 
 def correlate(events: Iterable[Event], gap: float = DEFAULT_GAP) -> list[Incident]:

@@ -258,13 +258,11 @@ def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: C
     rows, dicts = [], {}
     for inc in correlate((ev for _, ev in pairs), gap=window):
         d = inc.to_dict()
-        root = inc.root
-        ordered = [root] + [e for e in inc.events if e is not root]
         dicts[d["id"]] = d
+        evidence = inc.evidence_events()
         rows.append({**{c: d.get(c) for c in INCIDENT_COLUMNS},
-                     "evidence": [label_of[id(e.record)] for e in ordered],
-                     "evidence_counts": [inc.counts.get((e.pattern_id, e.shape or e.record.message[:200], e.vm), 1)
-                                         for e in ordered]})
+                     "evidence": [label_of[id(e.record)] for e, _ in evidence],
+                     "evidence_counts": [n for _, n in evidence]})
     col = {c: [r[c] for r in rows] for c in INCIDENT_COLUMNS}
     out = IncidentFrame({
         "id": _text(col["id"]),
