@@ -38,10 +38,9 @@ from logsense.state import (
     STATE_FILE,
     Relinker,
     catalogue_digest,
-    correlator_from_json,
-    correlator_to_json,
     entities_from_json,
     entities_to_json,
+    event_to_json,
     read_state,
     write_atomic,
 )
@@ -131,6 +130,17 @@ def notify(message: str) -> None:
         pass
 
 
+def watchdog_period() -> float:
+    """Seconds within which systemd expects WATCHDOG=1 (0: no watchdog), as sd_watchdog_enabled
+    reads it: WATCHDOG_USEC, for this process only when WATCHDOG_PID names another."""
+    try:
+        usec = int(os.environ.get("WATCHDOG_USEC") or 0)
+        pid = int(os.environ.get("WATCHDOG_PID") or os.getpid())
+    except ValueError:
+        return 0.0
+    return usec / 1e6 if usec > 0 and pid == os.getpid() else 0.0
+
+
 def say(message: str) -> None:
     sys.stderr.write(f"logsense: {message}\n")
     sys.stderr.flush()
@@ -161,6 +171,7 @@ class Daemon:
         self.journal_q: queue.Queue[Record] = queue.Queue(maxsize=4 * JOURNAL_BATCH)
         self.journal: JournalFollower | None = None
         self.journal_cursor: str | None = None
+        self.journal_since: datetime | None = None  # with state but no cursor: the last save
         self.max_ts: datetime | None = None
         self.max_mono = time.monotonic()
         self.journal_lines = 0
@@ -188,7 +199,7 @@ class Daemon:
         if "correlator" in state:
             relink = Relinker(self.cat, same)
             try:
-                correlator_from_json(state["correlator"], self.corr, relink)
+                self.corr = Correlator.from_state(state["correlator"], relink.event, self.cfg.window)
                 self.entities = entities_from_json(state.get("entities") or {})
             except (KeyError, TypeError, ValueError) as exc:
                 warn(f"{self.state_path}: open incident windows unusable ({exc}); discarded")
@@ -198,7 +209,17 @@ class Daemon:
                      f"({relink.reclassified} event(s) reclassified, {relink.dropped} dropped)")
             self.max_ts = self.corr.watermark
         self.journal_cursor = (state.get("journal") or {}).get("cursor")
+        if self.cfg.journal and not self.journal_cursor:
+            self.journal_since = self._saved_at(state)
         return state
+
+    def _saved_at(self, state: dict[str, Any]) -> datetime | None:
+        try:
+            saved = datetime.fromisoformat(state["saved_at"])
+        except (KeyError, TypeError, ValueError):
+            warn(f"{self.state_path}: no usable saved_at; the journal is followed from its end")
+            return None
+        return saved if saved.tzinfo is not None else saved.astimezone()
 
     def _start_files(self, state: dict[str, Any] | None) -> None:
         saved_files = (state or {}).get("files") or {}
@@ -235,7 +256,8 @@ class Daemon:
         if not self.cfg.journal:
             return
         self.journal = JournalFollower(self.journal_q, self.wake, self.host, warn, directory=self.cfg.journal_dir,
-                                       cursor=self.journal_cursor, from_start=self.cfg.from_start)
+                                       cursor=self.journal_cursor, from_start=self.cfg.from_start,
+                                       since=self.journal_since)
         self.journal.start()
         self.journal.ready.wait(10)
 
@@ -257,9 +279,9 @@ class Daemon:
             watching += " and the journal"
         say(watching)
         notify("READY=1\nSTATUS=" + watching)
-        watchdog_every = int(os.environ.get("WATCHDOG_USEC", "0") or 0) / 2e6
+        watchdog_every = watchdog_period() / 2
         last_watchdog = last_status = last_safety = time.monotonic()
-        lines_then, status_then = 0, time.monotonic()
+        lines_then, open_then = 0, 0
         more = True
         try:
             while not self.stopping:
@@ -278,12 +300,12 @@ class Daemon:
                 if watchdog_every and now - last_watchdog >= watchdog_every:
                     notify("WATCHDOG=1")
                     last_watchdog = now
-                if now - last_status >= STATUS_EVERY:
-                    lines = self._lines_read()
-                    rate = (lines - lines_then) / max(now - status_then, 1e-6)
-                    notify(f"STATUS={rate:.0f} lines/s, {len(self.corr.open)} open incident(s), "
-                           f"{len(self.tailers)} files")
-                    lines_then, status_then, last_status = lines, now, now
+                # every few seconds, and at once when an incident opens or closes
+                if now - last_status >= STATUS_EVERY or len(self.corr.open) != open_then:
+                    lines, open_then = self._lines_read(), len(self.corr.open)
+                    rate = (lines - lines_then) / max(now - last_status, 1e-6)
+                    notify(f"STATUS={rate:.0f} lines/s, {open_then} open incident(s), {len(self.tailers)} files")
+                    lines_then, last_status = lines, now
         finally:
             self._shutdown()
         return 0
@@ -414,7 +436,7 @@ class Daemon:
             "host": self.host,
             "files": files,
             "journal": {"cursor": self.journal_cursor} if self.journal_cursor else {},
-            "correlator": correlator_to_json(self.corr),
+            "correlator": self.corr.to_state(event_to_json),
             "entities": entities_to_json(self.entities),
             "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
         }
@@ -455,7 +477,7 @@ class Daemon:
             self.cat = cat
             self._selectors = {}
         self.cfg = cfg
-        self.corr.gap = timedelta(seconds=cfg.window)
+        self.corr.set_gap(cfg.window)
         known = {s.text for s in self.specs}
         self.specs = cfg.specs()
         self.watcher.watch(self.specs)

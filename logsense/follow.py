@@ -567,13 +567,19 @@ JOURNAL_IDENTIFIERS = (*JOURNAL_UNITS, "kernel", "audit", "dnsmasq", "dnsmasq-dh
 class JournalFollower(threading.Thread):
     """Reads the journal (the system's, or a directory's) in its own thread: systemd.journal's
     Reader is not shared between threads. Records go to `out` with their cursor; the daemon
-    saves the cursor of the last record it has emitted."""
+    saves the cursor of the last record it has emitted.
+
+    Where reading starts: after the saved cursor; else at the head with `from_start`; else at
+    `since` (the last save of a state that has no cursor: the journal was not followed, or
+    was empty, so what was written while the daemon was stopped is still to be read); else at
+    the end (a first start)."""
 
     def __init__(self, out: queue.Queue, wake: Waker, host: str | None, warn: Warn,
-                 directory: str | None = None, cursor: str | None = None, from_start: bool = False) -> None:
+                 directory: str | None = None, cursor: str | None = None, from_start: bool = False,
+                 since: datetime | None = None) -> None:
         super().__init__(name="logsense-journal", daemon=True)
         self.out, self.wake, self.host, self.warn = out, wake, host, warn
-        self.directory, self.cursor, self.from_start = directory, cursor, from_start
+        self.directory, self.cursor, self.from_start, self.since = directory, cursor, from_start, since
         self.stopping = threading.Event()
         self.ready = threading.Event()
         self.failed = False
@@ -602,9 +608,12 @@ class JournalFollower(threading.Thread):
                     reader.get_previous()  # the saved entry is gone: do not skip its successor
                 return
             except OSError as exc:
-                self.warn(f"journal: saved cursor unusable ({exc}); following from the end")
+                where = "its start" if self.from_start else "the last save" if self.since else "its end"
+                self.warn(f"journal: saved cursor unusable ({exc}); reading from {where}")
         if self.from_start:
             reader.seek_head()
+        elif self.since is not None:
+            reader.seek_realtime(self.since.timestamp())
         else:
             reader.seek_tail()
             reader.get_previous()

@@ -16,13 +16,12 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue
-from logsense.correlator import Correlator, Incident
+from logsense.correlator import datetime_or_none, iso_or_none
 from logsense.model import Event, Record
 
 STATE_VERSION = 1
@@ -73,7 +72,8 @@ def read_state(path: Path, warn: Warn) -> dict[str, Any] | None:
     if data.get("version") != STATE_VERSION:
         warn(f"{path}: state version {data.get('version')!r} is not {STATE_VERSION}: file positions kept, "
              "open incident windows discarded")
-        return {"version": STATE_VERSION, "files": data.get("files") or {}, "journal": data.get("journal") or {}}
+        return {"version": STATE_VERSION, "files": data.get("files") or {}, "journal": data.get("journal") or {},
+                "saved_at": data.get("saved_at")}
     return data
 
 
@@ -85,25 +85,17 @@ def catalogue_digest(cat: Catalogue) -> str:
 
 
 # -- values ---------------------------------------------------------------------------------
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-
-
 RECORD_FIELDS = ("source", "message", "host", "file", "line", "cursor", "pid", "level", "vm", "parsed", "extra")
 
 
 def record_to_json(r: Record) -> dict[str, Any]:
     d = {k: getattr(r, k) for k in RECORD_FIELDS}
-    d["ts"] = _ts(r.ts)
+    d["ts"] = iso_or_none(r.ts)
     return d
 
 
 def record_from_json(d: dict[str, Any]) -> Record:
-    rec = Record(ts=_dt(d["ts"]), source=str(d["source"]), message=str(d.get("message", "")))
+    rec = Record(ts=datetime_or_none(d["ts"]), source=str(d["source"]), message=str(d.get("message", "")))
     for k in RECORD_FIELDS[2:]:
         if k in d:
             setattr(rec, k, d[k])
@@ -118,7 +110,8 @@ def event_to_json(ev: Event) -> dict[str, Any]:
 
 
 class Relinker:
-    """Events back to the loaded catalogue's patterns; counts what had to change."""
+    """Events back to the loaded catalogue's patterns; counts what had to change. `event` is
+    what `Correlator.from_state` is given to restore events with."""
 
     def __init__(self, cat: Catalogue, same_catalogue: bool) -> None:
         self.cat = cat
@@ -143,74 +136,6 @@ class Relinker:
             return fresh
         return Event(rec, pattern, dict(d.get("fields") or {}), vm=d.get("vm"), category=d.get("category"),
                      severity=d.get("severity"), role=d.get("role"), shape=d.get("shape"))
-
-
-def incident_to_json(inc: Incident) -> dict[str, Any]:
-    return {
-        "id": inc.id, "host": inc.host, "scope": inc.scope, "vm": inc.vm,
-        "events": [event_to_json(e) for e in inc.events],
-        "counts": [[list(k), n] for k, n in inc.counts.items()],
-        "affected": sorted(inc.affected), "failures": inc.failures,
-        "recovered_at": _ts(inc.recovered_at), "started_at": _ts(inc.started_at), "last_ts": _ts(inc.last_ts),
-        "version": inc.version, "status": inc.status, "closed": inc.closed,
-    }
-
-
-def incident_from_json(d: dict[str, Any], relink: Relinker) -> Incident | None:
-    events = [e for e in (relink.event(x) for x in d.get("events", [])) if e is not None]
-    if not events:
-        return None
-    inc = Incident(id=str(d["id"]), host=d.get("host"), scope=str(d["scope"]), vm=d.get("vm"), events=events,
-                   counts={tuple(k): int(n) for k, n in d.get("counts", [])}, affected=set(d.get("affected", [])),
-                   failures=int(d.get("failures", 0)), recovered_at=_dt(d.get("recovered_at")),
-                   started_at=_dt(d.get("started_at")), last_ts=_dt(d.get("last_ts")),
-                   version=int(d.get("version", 0)), status=str(d.get("status", "open")),
-                   closed=bool(d.get("closed", False)))
-    return inc
-
-
-def _fingerprint_to_json(fp: tuple) -> list:
-    pid, shape, affected, severity, recovered, closed, failures = fp
-    return [pid, shape, list(affected), severity, _ts(recovered), closed, failures]
-
-
-def _fingerprint_from_json(v: list) -> tuple:
-    pid, shape, affected, severity, recovered, closed, failures = v
-    return (pid, shape, tuple(affected), severity, _dt(recovered), bool(closed), int(failures))
-
-
-# -- the correlator -------------------------------------------------------------------------
-def correlator_to_json(c: Correlator) -> dict[str, Any]:
-    """Open windows, pending events, closed incidents a later line may still recover, and
-    what was emitted of each (only for incidents still alive: the others are never emitted
-    again)."""
-    recent = list(c.recent)
-    incidents: dict[str, Incident] = {}
-    for inc in [*c.open.values(), *c.done, *recent]:
-        incidents[inc.id] = inc
-    return {
-        "watermark": _ts(c.watermark),
-        "incidents": [incident_to_json(i) for i in incidents.values()],
-        "open": [[host, key, inc.id] for (host, key), inc in c.open.items()],
-        "done": [i.id for i in c.done],
-        "recent": [i.id for i in recent],
-        "pending": [event_to_json(e) for e in c.pending],
-        "emitted": {i: _fingerprint_to_json(c._emitted[i]) for i in incidents if i in c._emitted},
-    }
-
-
-def correlator_from_json(d: dict[str, Any], c: Correlator, relink: Relinker) -> None:
-    """Fill a fresh Correlator with saved windows."""
-    by_id: dict[str, Incident] = {}
-    for x in d.get("incidents", []):
-        if (inc := incident_from_json(x, relink)) is not None:
-            by_id[inc.id] = inc
-    c.watermark = _dt(d.get("watermark"))
-    c.open = {(host, key): by_id[i] for host, key, i in d.get("open", []) if i in by_id}
-    c.done = [by_id[i] for i in d.get("done", []) if i in by_id]
-    c.recent = [by_id[i] for i in d.get("recent", []) if i in by_id]
-    c.pending = [e for e in (relink.event(x) for x in d.get("pending", [])) if e is not None]
-    c._emitted = {i: _fingerprint_from_json(v) for i, v in d.get("emitted", {}).items() if i in by_id}
 
 
 # -- the VM map -----------------------------------------------------------------------------

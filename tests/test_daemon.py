@@ -3,9 +3,11 @@ doubled, across rotations, truncations, restarts and kill -9."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -15,18 +17,27 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import logsense
+from conftest import logsense, read_events
 from test_daemon_helpers import (
     GUEST_RAM,
     MISSING_IMAGE,
     OOM,
     Watch,
     append,
+    in_private_journald,
     libvirtd_line,
     qemu_libvirt_line,
     qemu_line,
+    stop_private_journald,
     syslog_line,
 )
+
+import logsense as ls
+from logsense.catalogue import load_catalogue
+from logsense.correlator import Correlator
+from logsense.daemon import watchdog_period
+from logsense.sinks import MESSAGE_ID
+from logsense.state import Relinker, event_to_json
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 
@@ -272,16 +283,66 @@ def test_sighup_with_a_broken_catalogue_keeps_the_old_one(host: Path, tmp_path: 
     assert w.stop() == 0
 
 
-def test_sd_notify_ready_and_status_over_the_real_socket(host: Path, tmp_path: Path):
-    path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(15)
-    w = watch(host, env={"NOTIFY_SOCKET": path})
-    msgs = [sock.recv(4096).decode()]
-    assert "READY=1" in msgs[0]
+class NotifySocket:
+    """The NOTIFY_SOCKET systemd gives a Type=notify service: a datagram socket, each message
+    one datagram of NAME=value lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.got: list[tuple[float, str]] = []  # (monotonic time of arrival, message)
+
+    def wait(self, pred, timeout: float = 15.0) -> tuple[float, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no such notification; got {[m for _, m in self.got]}")
+            self.sock.settimeout(left)
+            try:
+                msg = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.got.append((time.monotonic(), msg))
+            if pred(msg):
+                return self.got[-1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_sd_notify_ready_watchdog_and_status_over_the_real_socket(host: Path, tmp_path: Path):
+    notify = NotifySocket(tmp_path / "notify.sock")
+    w = watch(host, "--window", "30", env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
+    ready_at, ready = notify.wait(lambda m: "READY=1" in m)
+    assert "STATUS=watching 1 files" in ready
+    # WATCHDOG=1 within every period (1 s), again and again
+    then = ready_at
+    for _ in range(3):
+        at, _ = notify.wait(lambda m: m == "WATCHDOG=1", timeout=2.0)
+        assert at - then < 1.0
+        then = at
+    append(host / "log" / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+    w.wait(lambda o: o["status"] == "open")
+    _, status = notify.wait(lambda m: m.startswith("STATUS=") and "1 open incident(s)" in m, timeout=3.0)
+    assert re.fullmatch(r"STATUS=\d+ lines/s, 1 open incident\(s\), 2 files", status)
     assert w.stop() == 0
-    sock.close()
+    notify.close()
+
+
+def test_watchdog_period_is_read_as_sd_watchdog_enabled_reads_it(monkeypatch):
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    assert watchdog_period() == 0.0
+    monkeypatch.setenv("WATCHDOG_USEC", "3000000")
+    assert watchdog_period() == 3.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_period() == 3.0
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))  # meant for another process
+    assert watchdog_period() == 0.0
+    monkeypatch.setenv("WATCHDOG_USEC", "soon")
+    assert watchdog_period() == 0.0
 
 
 def test_unusable_state_is_a_warning_not_a_crash(host: Path):
@@ -300,23 +361,23 @@ def test_unusable_state_is_a_warning_not_a_crash(host: Path):
     assert w.stop() == 0
 
 
-def export_entries(start: int, n: int) -> str:
+def export_entries(start: int, n: int, base_usec: int = 1709633472000000) -> str:
     out = []
     for i in range(start, start + n):
-        out.append(f"__CURSOR=s=0;i={i}\n__REALTIME_TIMESTAMP={1709633472000000 + i * 1000000}\n"
+        out.append(f"__CURSOR=s=0;i={i}\n__REALTIME_TIMESTAMP={base_usec + i * 1000000}\n"
                    f"__MONOTONIC_TIMESTAMP={i}\n_BOOT_ID=5b1c7d2a4e6f4a0b9c8d7e6f5a4b3c2d\n_HOSTNAME=kvm01\n"
                    "PRIORITY=3\nSYSLOG_IDENTIFIER=libvirtd\n_SYSTEMD_UNIT=libvirtd.service\n"
                    f"MESSAGE=internal error: End of file from monitor seq={i}\n\n")
-        out.append(f"__CURSOR=s=0;i={i}x\n__REALTIME_TIMESTAMP={1709633472000000 + i * 1000000 + 1}\n"
+        out.append(f"__CURSOR=s=0;i={i}x\n__REALTIME_TIMESTAMP={base_usec + i * 1000000 + 1}\n"
                    f"__MONOTONIC_TIMESTAMP={i}\n_BOOT_ID=5b1c7d2a4e6f4a0b9c8d7e6f5a4b3c2d\n_HOSTNAME=kvm01\n"
                    "PRIORITY=6\nSYSLOG_IDENTIFIER=sshd\n"
                    f"MESSAGE=Accepted publickey for root seq={i}\n\n")
     return "".join(out)
 
 
-def add_journal(jdir: Path, tmp_path: Path, start: int, n: int) -> None:
+def add_journal(jdir: Path, tmp_path: Path, start: int, n: int, base_usec: int = 1709633472000000) -> None:
     export = tmp_path / f"export-{start}.txt"
-    export.write_text(export_entries(start, n))
+    export.write_text(export_entries(start, n, base_usec))
     subprocess.run([JOURNAL_REMOTE, "-o", str(jdir / "x.journal"), str(export)], check=True, capture_output=True)
 
 
@@ -340,3 +401,99 @@ def test_journal_is_followed_filtered_and_resumed_at_its_cursor(host: Path, tmp_
     got = [o["message"] for o in w.out + w2.out]
     assert got == [f"internal error: End of file from monitor seq={i}" for i in range(10)]  # sshd filtered out
     assert all(o["source"] == "journal" and o["cursor"] for o in w.out + w2.out)
+
+
+@pytest.mark.parametrize("first_run", ["--no-journal", "a quiet journal"])
+def test_journal_without_a_saved_cursor_is_read_from_the_last_save(host: Path, tmp_path: Path, first_run: str):
+    """State but no cursor (the journal was not followed, or nothing new came): what was
+    written while the daemon was stopped is read, what came before the last save is not."""
+    if not Path(JOURNAL_REMOTE).exists():
+        pytest.fail("systemd-journal-remote is not installed (bash dev.sh test installs it)")
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    add_journal(jdir, tmp_path, 0, 3, base_usec=int((time.time() - 600) * 1e6))  # before the first run
+    common = [str(host / "log"), "--state-dir", str(host / "state"), "--host", "kvm01", "--emit", "events"]
+    first = ["--no-journal"] if first_run == "--no-journal" else ["--journal-dir", str(jdir)]
+    w = Watch(*common, *first).ready()
+    assert w.stop() == 0
+    assert "cursor" not in json.loads((host / "state" / "state.json").read_text())["journal"]
+    add_journal(jdir, tmp_path, 3, 2, base_usec=int(time.time() * 1e6) - 3 * 1000000)  # while it was stopped
+    w2 = Watch(*common, "--journal-dir", str(jdir)).ready()
+    w2.wait(lambda o: o["message"].endswith("seq=4"))
+    assert w2.stop() == 0
+    assert [o["message"] for o in w.out + w2.out] == \
+        [f"internal error: End of file from monitor seq={i}" for i in (3, 4)]
+
+
+def test_sighup_reloads_the_paths_and_the_window_from_the_config(host: Path, tmp_path: Path):
+    more = tmp_path / "more"  # a second libvirt log tree, added to the config while running
+    (more / "qemu").mkdir(parents=True)
+    append(more / "qemu" / "db01.log", qemu_line(GUEST_RAM))  # there before it is configured: old news
+    config = tmp_path / "logsense.toml"
+    config.write_text(f"paths = [{str(host / 'log')!r}]\nwindow = 300\n")
+    w = Watch("--config", str(config), "--no-journal", "--state-dir", str(host / "state"), "--host", "kvm01",
+              "--tz", "UTC").ready()
+    assert w.err[-1] == "logsense: watching 1 files"
+    config.write_text(f"paths = [{str(host / 'log')!r}, {str(more)!r}]\nwindow = 1\n")
+    w.proc.send_signal(signal.SIGHUP)
+    assert w.wait_err(lambda line: "reloaded" in line).endswith("watching 2 files")
+    append(more / "qemu" / "db01.log", qemu_line(GUEST_RAM))
+    opened = w.wait(lambda o: o["status"] == "open")
+    assert (opened["vm"], opened["root_cause"]) == ("db01", "qemu.memory.guest-ram-alloc-failed")
+    assert [(e["line"], e["count"]) for e in opened["evidence"]] == [(2, 1)]  # the new line alone
+    resolved = w.wait(lambda o: o["status"] == "resolved", timeout=5.0)  # window 1 s, not 300
+    assert resolved["id"] == opened["id"]
+    assert w.stop() == 0
+    assert {o["vm"] for o in w.out} == {"db01"} and len(w.out) == 2
+
+
+def test_a_correlator_restored_from_its_state_emits_what_it_would_have(tmp_path: Path):
+    """Stopped after any event and restored from its saved state (through JSON, as on disk),
+    the correlator emits exactly what one uninterrupted run emits."""
+    events, _ = read_events([ls.SAMPLE])
+    cat = load_catalogue([])
+
+    def emitted(c: Correlator, evs) -> list[dict]:
+        out = [inc.to_dict() for ev in evs for inc in c.feed(ev)]
+        return out
+
+    whole = emitted(c := Correlator(60), events) + [i.to_dict() for i in c.flush()]
+    assert len(whole) > 5
+    inc = next(iter(c.recent))
+    saved = inc.to_state(event_to_json)
+    assert {f.name for f in dataclasses.fields(inc)} <= set(saved)  # a field added later is saved too
+    for k in range(len(events) + 1):
+        c = Correlator(60)
+        out = emitted(c, events[:k])
+        saved = json.loads(json.dumps(c.to_state(event_to_json)))
+        c = Correlator.from_state(saved, Relinker(cat, same_catalogue=True).event, gap=60)
+        out += emitted(c, events[k:]) + [i.to_dict() for i in c.flush()]
+        assert out == whole, f"differs when stopped after event {k}"
+
+
+def test_journal_sink_writes_an_entry_a_real_journald_stores(host: Path, tmp_path: Path):
+    if os.geteuid() != 0:
+        pytest.skip("a private journald needs a mount namespace: root (CI runs as root)")
+    work = tmp_path / "journald"
+    w = watch(host, "--window", "30", "--sink", "stdout", "--sink", "journal", wrapper=in_private_journald(work))
+    try:
+        append(host / "log" / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+        inc = w.wait(lambda o: o["status"] == "open")
+        assert w.stop() == 0
+    finally:
+        if w.proc.poll() is None:
+            w.kill()
+        stop_private_journald(work)  # when the namespace could not
+    got = subprocess.run(["journalctl", "-D", str(work / "run-log" / "journal"), "-o", "json",
+                          f"MESSAGE_ID={MESSAGE_ID}"], capture_output=True, text=True, check=True)
+    entries = [json.loads(line) for line in got.stdout.splitlines()]
+    assert len(entries) == 1, got.stdout
+    e = entries[0]
+    assert e["MESSAGE"] == f"[open v1] {inc['title']}"
+    assert (e["SYSLOG_IDENTIFIER"], e["PRIORITY"]) == \
+        ("logsense", {"critical": "2", "major": "3", "minor": "4"}[inc["severity"]])
+    assert (e["LOGSENSE_ID"], e["LOGSENSE_STATUS"], e["LOGSENSE_VERSION"]) == (inc["id"], "open", "1")
+    assert (e["LOGSENSE_VM"], e["LOGSENSE_ROOT_CAUSE"], e["LOGSENSE_SEVERITY"]) == \
+        ("web01", "qemu.memory.guest-ram-alloc-failed", inc["severity"])
+    assert e["LOGSENSE_REMEDIATION"].split("\n") == inc["remediation"]
+    assert json.loads(e["LOGSENSE_EVIDENCE"]) == inc["evidence"]

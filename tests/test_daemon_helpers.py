@@ -7,10 +7,12 @@ awaited.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -66,9 +68,9 @@ def append(path: Path, text: str) -> None:
 class Watch:
     """`python -m logsense watch ARGS` with its stdout parsed as JSON lines."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, wrapper: list[str] | None = None) -> None:
         self.args = args
-        self.proc = subprocess.Popen([sys.executable, "-m", "logsense", "watch", *args], cwd=ROOT,
+        self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "logsense", "watch", *args], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         self.out: list[dict] = []
@@ -165,3 +167,65 @@ class Watch:
 
 def _short(o: dict) -> str:
     return f"{o.get('id', '')}:{o.get('status', '')}:{o.get('version', '')}:{(o.get('title') or o.get('message'))}"
+
+
+# -- a private systemd-journald -------------------------------------------------------------
+JOURNALD = "/lib/systemd/systemd-journald"
+JOURNALD_CONF = ("[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\nForwardToWall=no\n"
+                 "ForwardToConsole=no\nSeal=no\nCompress=no\n")
+
+
+def in_private_journald(work: Path) -> list[str]:
+    """A command prefix: run the command in a private mount namespace with its own
+    systemd-journald (lab/run's recipe), whose journal lands in WORK/run-log/journal.
+
+    Nothing outside the namespace is touched: /run/systemd is a tmpfs there, /run/log and
+    /etc/systemd/journald.conf are bind mounts of files under WORK. The journald is stopped by
+    pid when the command ends (its pid is in WORK/journald.pid, for the test to make sure)."""
+    (work / "run-log").mkdir(parents=True, exist_ok=True)
+    (work / "journald.conf").write_text(JOURNALD_CONF)
+    return ["unshare", "-m", "--propagation", "private", sys.executable, __file__, "journald-namespace", str(work),
+            "--"]
+
+
+def _journald_namespace(work: Path, argv: list[str]) -> int:
+    """Inside the namespace: mounts, journald (awaited by its own READY=1), then the command,
+    with SIGTERM and SIGINT passed on to it."""
+    for args in (["-t", "tmpfs", "-o", "mode=0755", "logsense-test", "/run/systemd"],
+                 ["--bind", str(work / "run-log"), "/run/log"],
+                 ["--bind", str(work / "journald.conf"), "/etc/systemd/journald.conf"]):
+        subprocess.run(["mount", *args], check=True)
+    ready = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ready.bind(str(work / "journald.notify"))
+    ready.settimeout(WAIT)
+    journald = subprocess.Popen([JOURNALD], env={**os.environ, "NOTIFY_SOCKET": str(work / "journald.notify")},
+                                stdout=subprocess.DEVNULL, stderr=open(work / "journald.stderr", "w"))
+    (work / "journald.pid").write_text(str(journald.pid))
+    try:
+        while "READY=1" not in ready.recv(4096).decode():
+            pass
+        child = subprocess.Popen(argv)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+        rc = child.wait()
+        subprocess.run(["journalctl", "--sync"], check=False)  # every entry on disk before the test reads
+        return rc
+    finally:
+        journald.terminate()
+        journald.wait(WAIT)
+        (work / "journald.pid").unlink()
+
+
+def stop_private_journald(work: Path) -> None:
+    """Kill (by pid) the journald of `in_private_journald` if its namespace did not stop it."""
+    pidfile = work / "journald.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == JOURNALD.encode():
+            os.kill(pid, signal.SIGKILL)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["journald-namespace"]:
+    sys.exit(_journald_namespace(Path(sys.argv[2]), sys.argv[sys.argv.index("--") + 1:]))
