@@ -160,6 +160,8 @@ class Incident:
         if self.scope == "host":
             subject = f"{self.host or 'host'}"
             title = f"{subject}: {cause_title}"
+            if p is not None and p.scope == "vm" and not self.affected:
+                title += " (no line names the VM)"
             if self.affected:
                 title += f" (affects {', '.join(sorted(self.affected))})"
         else:

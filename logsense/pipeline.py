@@ -43,7 +43,7 @@ class Run:
 
     stats: dict[str, float] = field(default_factory=lambda: {
         "lines_read": 0, "events_matched": 0, "files_read": 0, "unparsed_lines": 0, "seconds": 0.0,
-        "unrecognised_errors": 0, "long_lines": 0})
+        "unrecognised_errors": 0, "long_lines": 0, "files_skipped": 0})
     warnings: list[str] = field(default_factory=list)
     entities: EntityMap = field(default_factory=EntityMap)
 
@@ -179,8 +179,10 @@ class Reader:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return None, b""
         fmt = parsers.detect_format(lf.name, head)
-        if fmt is None and b"\x00" not in head[:4096] and head.strip():
-            self.warn(f"{lf.name}: not a log format logsense knows, skipped")
+        if fmt is None:
+            self.run.stats["files_skipped"] += 1
+            if lf.explicit:  # a folder's other files (notes, XML, binaries) are skipped quietly
+                self.warn(f"{lf.name}: not a log format logsense knows, skipped")
         return fmt, head
 
     def _read_file(self, lf: LogFile, fmt: str, host: str | None, head: bytes) -> Iterator[Record]:

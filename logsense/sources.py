@@ -41,6 +41,7 @@ class LogFile:
     name: str
     mtime: float
     compression: str | None = None
+    explicit: bool = False  # named on the command line (not found by walking a folder)
 
     def open(self, warn: Warn) -> BinaryIO:
         raw = open(self.path, "rb")  # noqa: SIM115 - owned by the returned stream
@@ -140,7 +141,7 @@ def _is_journal_file(name: str) -> bool:
     return _logical_name(name)[0].endswith((".journal", ".journal~"))
 
 
-def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace) -> None:
+def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace, explicit: bool = False) -> None:
     try:
         st = p.stat()
     except OSError as exc:
@@ -157,7 +158,7 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace)
         col.domain_xml.append(p)
         return
     logical, comp = _logical_name(p.name)
-    col.files.append(LogFile(p, display, st.st_mtime, comp))
+    col.files.append(LogFile(p, display, st.st_mtime, comp, explicit))
 
 
 def _decompress_to(lf: LogFile, dest: Path, warn: Warn) -> Path | None:
@@ -276,7 +277,7 @@ def discover(paths: list[str], ws: Workspace, warn: Warn) -> list[Collection]:
                 col = collection_of_dir(root, label, warn, ws)
                 cols.append(col)
         else:
-            _add_file(loose, p, arg, warn, ws)
+            _add_file(loose, p, arg, warn, ws, explicit=True)
     if loose.files or loose.journal_files or loose.domain_xml:
         cols.insert(0, loose)
     for col in cols:

@@ -130,9 +130,11 @@ def test_no_events_is_an_empty_frame_with_the_same_dtypes(tmp_path, ev):
 def test_warnings_are_kept_in_attrs_and_summarised_once(tmp_path):
     (tmp_path / "notes.txt").write_text("not a log at all\n")
     with pytest.warns(UserWarning, match="not a log format"):
-        df = logsense.events(tmp_path, tz="UTC")
+        df = logsense.events(tmp_path / "notes.txt", tz="UTC")  # named: warned; found in a folder: quietly skipped
     assert any("notes.txt" in w for w in df.attrs["warnings"])
-    assert df.attrs["stats"]["files_read"] == 0
+    assert df.attrs["stats"]["files_read"] == 0 and df.attrs["stats"]["files_skipped"] == 1
+    quiet = logsense.events(tmp_path, tz="UTC")
+    assert quiet.attrs["warnings"] == [] and quiet.attrs["stats"]["files_skipped"] == 1
 
 
 def test_incidents_are_the_incidents_analyze_finds(ev, inc):
