@@ -183,3 +183,22 @@ def test_no_path_reads_the_live_host_without_crashing():
 
 def test_sample_fixture_is_what_the_generator_writes(tmp_path):
     assert (Path(SAMPLE) / "var/log/journal").is_dir() and list(SAMPLE.rglob("*.journal.xz"))
+
+
+def test_a_fleet_archive_never_correlates_across_hosts(tmp_path):
+    """Two hosts' trees in one run: the same minute's failures stay two incidents, one per host."""
+    for host in ("kvm01", "kvm02"):
+        log = tmp_path / host / "var" / "log"
+        (log / "libvirt" / "qemu").mkdir(parents=True)
+        (log / "messages").write_text(f"2024-03-05T10:00:00.000000+00:00 {host} systemd[1]: Started "
+                                      "session-1.scope - Session 1 of User root.\n")
+        (log / "libvirt" / "libvirtd.log").write_text(
+            "2024-03-05 10:00:01.000+0000: 1: error : virStorageSourceReportBrokenChain:1283 : Cannot access "
+            "storage file '/var/lib/libvirt/images/web01.qcow2': No such file or directory\n")
+        (log / "libvirt" / "qemu" / "web01.log").write_text("2024-03-05 10:00:01.001+0000: shutting down, "
+                                                          "reason=failed\n")
+    rep = json.loads(logsense("analyze", "--format", "json", str(tmp_path / "kvm01"), str(tmp_path / "kvm02")).stdout)
+    got = sorted((i["host"], i["vm"], i["root_cause"]) for i in rep["incidents"])
+    assert got == [("kvm01", "web01", "libvirt.disk_image.storage-file-missing"),
+                   ("kvm02", "web01", "libvirt.disk_image.storage-file-missing")]
+    assert len({i["id"] for i in rep["incidents"]}) == 2
