@@ -30,7 +30,7 @@ from typing import Any
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.correlator import DEFAULT_GAP, Correlator
-from logsense.follow import FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
 from logsense.model import Event, Record
 from logsense.pipeline import InputError, classify, parse_zone
 from logsense.sinks import Delivery, SinkError, make_sink, parse_sink_flag
@@ -141,6 +141,20 @@ def watchdog_period() -> float:
     return usec / 1e6 if usec > 0 and pid == os.getpid() else 0.0
 
 
+def rotated_grace() -> float:
+    """Seconds a rotated file is read on after it went quiet; LOGSENSE_ROTATED_GRACE, unlisted,
+    lets tests shorten or lengthen it."""
+    text = os.environ.get("LOGSENSE_ROTATED_GRACE")
+    try:
+        grace = float(text) if text else ROTATED_GRACE
+    except ValueError:
+        grace = -1.0
+    if not grace >= 0:
+        warn(f"LOGSENSE_ROTATED_GRACE={text!r} is not a number of seconds; using {ROTATED_GRACE}")
+        return ROTATED_GRACE
+    return grace
+
+
 def say(message: str) -> None:
     sys.stderr.write(f"logsense: {message}\n")
     sys.stderr.flush()
@@ -160,6 +174,7 @@ class Daemon:
         self.reload_requested = False
         self.host = cfg.host or socket.gethostname().split(".")[0] or None
         self.tz = parse_zone(cfg.tz)
+        self.rotated_grace = rotated_grace()
         self.cat: Catalogue = load_catalogue(cfg.catalogue)
         self.corr = Correlator(cfg.window)
         self.entities = EntityMap()
@@ -183,7 +198,7 @@ class Daemon:
 
     # -- start ------------------------------------------------------------------------------
     def _file_options(self) -> FileOptions:
-        return FileOptions(host=self.host, tz=self.tz)
+        return FileOptions(host=self.host, tz=self.tz, rotated_grace=self.rotated_grace)
 
     def _restore(self) -> dict[str, Any] | None:
         try:
@@ -235,6 +250,14 @@ class Daemon:
                     t.open(at_end=first_start and not self.cfg.from_start)
                 self.tailers[path] = t
                 self.dirty.add(path)
+        # a path rotated away while logsense was stopped, its new file not created yet: the
+        # rest of the old one is read now, the new one when it appears
+        for path, saved in saved_files.items():
+            if path not in self.tailers and any(s.wants(path) for s in self.specs):
+                t = Tailer(path, self._file_options(), warn)
+                if t.resume_rotated(saved):
+                    self.tailers[path] = t
+                    self.dirty.add(path)
 
     def _start_sinks(self, state: dict[str, Any] | None) -> None:
         saved = (state or {}).get("sinks") or {}
@@ -320,6 +343,9 @@ class Daemon:
             waits.append(SAVE_OUTPUTS_EVERY)
         elif self.positions_moved:
             waits.append(SAVE_EVERY)
+        due = [d for t in self.tailers.values() if (d := t.rotated_due()) is not None]
+        if due:
+            waits.append(max(0.0, min(due) - time.monotonic()))
         return min(waits)
 
     def _lines_read(self) -> int:
@@ -376,10 +402,20 @@ class Daemon:
             for spec in self.specs:
                 for path in spec.files():
                     changed.add(path)
+        now = time.monotonic()
+        draining = []  # paths with rotated files still read: their names start with the path
+        for path, t in self.tailers.items():
+            if t.rotated:
+                draining.append(path)
+                due = t.rotated_due()
+                if due is not None and due <= now:
+                    self.dirty.add(path)
         for path in changed:
             if path in self.tailers:
                 self.dirty.add(path)
                 continue
+            if owner := next((p for p in draining if path.startswith(p)), None):
+                self.dirty.add(owner)
             if os.path.isfile(path) and not os.path.islink(path) and any(s.wants(path) for s in self.specs):
                 t = Tailer(path, self._file_options(), warn)
                 if t.open(at_end=False):  # a file that appears later: from its beginning

@@ -1,9 +1,13 @@
 """Follow live sources: log files as they grow, rotate and come and go, and the journal.
 
-A `Tailer` owns one file: an open descriptor, the file's identity (device, inode and a
+A `Tailer` owns one path: an open descriptor, the file's identity (device, inode and a
 fingerprint of its first bytes, so a reused inode is not mistaken for the same file), the
 offset of the first byte not yet handed out as a complete line, and the parser that keeps
 the file's context. A line without its newline yet stays in the file until it is complete.
+When the path is rotated away (renamed, or deleted and created anew) the old file is not
+finished at once: a writer keeps appending to it until it reopens its log (rsyslog at
+logrotate's postrotate HUP), so it stays open beside the new one, read under its rotated
+name, until it has been quiet for `ROTATED_GRACE` seconds.
 `Watcher` turns inotify events (watchdog) into a set of paths to look at; nothing polls while
 the logs are idle. `JournalFollower` reads the journal in a thread with `wait()`.
 Nothing here classifies or correlates: it yields `Record`s.
@@ -12,12 +16,14 @@ Nothing here classifies or correlates: it yields `Record`s.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fnmatch
 import hashlib
 import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -30,6 +36,7 @@ from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX
 
 FP_BYTES = 1024  # the head fingerprint covers the first min(size, FP_BYTES) bytes
 READ_BYTES = 1 << 20  # per file per pass, so one busy file cannot starve the others
+ROTATED_GRACE = 5.0  # seconds a rotated file must be quiet, with the new one in place, to be finished
 SKIP_SUFFIXES = (".journal", ".journal~", ".xml", ".tmp", ".swp", ".pos", ".lock", ".pid", ".sock")
 Warn = Callable[[str], None]
 
@@ -110,13 +117,16 @@ class FileOptions:
     host: str | None
     tz: tzinfo
     year: int | None = None
+    rotated_grace: float = ROTATED_GRACE
 
 
 class Tailer:
-    """One followed file (see the module docstring)."""
+    """One followed path (see the module docstring). `rotated` holds the files rotated away
+    from it that are still read, oldest first: each a Tailer of its own, named as it is now."""
 
     def __init__(self, path: str, opts: FileOptions, warn: Warn) -> None:
         self.path = path
+        self.name = path  # the name records carry: the path, or a rotated file's rotated name
         self.opts = opts
         self.warn = warn
         self.fd: int | None = None
@@ -128,9 +138,12 @@ class Tailer:
         self.ignored = False  # content that is not a log format logsense knows
         self.parser: Any = None
         self.ctx: parsers.FileContext | None = None
-        self.orphan = False  # the path no longer names our file: finish it when a new one appears
         self.skipping = False
         self.lines_read = 0
+        self.rotated: list[Tailer] = []
+        self.live = False  # at the last poll the descriptor was the file at the path
+        self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
+        self.grown_at = 0.0
 
     # -- opening and resuming -------------------------------------------------------------
     def open(self, at_end: bool) -> bool:
@@ -145,8 +158,16 @@ class Tailer:
 
     def resume(self, saved: dict[str, Any]) -> None:
         """Continue where a previous run stopped: the same file at the saved offset, or, if it
-        was rotated meanwhile, the rest of the old file (found by its identity beside it) and
-        then the new one from its start."""
+        was rotated meanwhile, the rest of the old file (found by its identity beside it, and
+        read as any rotated file is) and the new one from its start. Rotated files that were
+        still read at the save are found the same way."""
+        for entry in saved.get("rotated") or []:
+            if not self._resume_rotated(entry):
+                self.warn(f"{self.path}: a rotated file still being read is gone; "
+                          "what it got after the last save is lost")
+        if "identity" not in saved and self.rotated:  # saved while the path named no file
+            self.open(at_end=False)
+            return
         try:
             ident = Identity.from_json(saved["identity"])
             offset, lineno = int(saved["offset"]), int(saved["line"])
@@ -157,30 +178,79 @@ class Tailer:
         fd = self._open_fd(self.path, quiet=True)
         if fd is not None and ident.matches(fd):
             self._attach(fd, ident)
-            size = os.fstat(fd).st_size
-            if size < offset:
-                self.warn(f"{self.path}: truncated while logsense was stopped; reading from its start")
-            else:
-                self.offset, self.lineno = offset, lineno
-                self.safe = (offset, lineno)
-                self._restore_context(saved.get("context") or {})
+            self._resume_at(offset, lineno, saved.get("context"))
             return
-        old = self._find_rotated(ident)
-        if old is not None:
-            old_fd = self._open_fd(old, quiet=True)
-            if old_fd is not None:
-                self._attach(old_fd, ident)
-                self.offset, self.lineno, self.safe = offset, lineno, (offset, lineno)
-                self._restore_context(saved.get("context") or {})
-                self.orphan = True  # finished on the first pass, then the new file from its start
-                if fd is not None:
-                    os.close(fd)
-                return
-        else:
+        if not self._resume_rotated(saved):
             self.warn(f"{self.path}: replaced while logsense was stopped and the old file is gone; "
                       "reading the new one from its start")
         if fd is not None:
             self._attach(fd)
+
+    def resume_rotated(self, saved: dict[str, Any]) -> bool:
+        """For a path that names no file now: only the files rotated away from it, if any is
+        found beside it (the new file is read from its start when it appears)."""
+        found = [self._resume_rotated(entry) for entry in (*(saved.get("rotated") or []), saved)]
+        return any(found)
+
+    def _resume_at(self, offset: int, lineno: int, context: dict[str, Any] | None) -> None:
+        assert self.fd is not None
+        if os.fstat(self.fd).st_size < offset:
+            self.warn(f"{self.name}: truncated while logsense was stopped; reading from its start")
+            return
+        self.offset, self.lineno = offset, lineno
+        self.safe = (offset, lineno)
+        self._restore_context(context or {})
+
+    def _resume_rotated(self, saved: dict[str, Any]) -> bool:
+        """A file saved as this path's (or as one rotated from it), found by its identity
+        beside the path, read on from the saved offset as a rotated file."""
+        try:
+            ident = Identity.from_json(saved["identity"])
+            offset, lineno = int(saved["offset"]), int(saved["line"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        name = self._find_rotated(ident)
+        fd = self._open_fd(name, quiet=True) if name is not None else None
+        if fd is None:
+            return False
+        old = Tailer(self.path, self.opts, self.warn)
+        old.name = name
+        old._attach(fd, ident)
+        old._resume_at(offset, lineno, saved.get("context"))
+        old._note_growth()
+        self.rotated.append(old)
+        return True
+
+    def _rotate(self, fd: int) -> None:
+        """The path names a new file (`fd`): the old one goes on being read beside it, under
+        the name it has now, while its writer may still append to it."""
+        assert self.ident is not None
+        old = copy.copy(self)  # the descriptor, position and parser move to `old`
+        old.rotated, old.lines_read = [], 0
+        old.name = self._find_rotated(self.ident) or self.path  # deleted, or moved out of sight
+        if old.ctx is not None:
+            old.ctx.file = old.name
+        old._note_growth()
+        self.rotated.append(old)
+        self.fd = None
+        self._attach(fd)
+
+    def _note_growth(self) -> None:
+        """A rotated file: when it last grew; and its name, should it have been rotated on."""
+        assert self.fd is not None and self.ident is not None
+        fst = os.fstat(self.fd)
+        if fst.st_size == self.size_seen:
+            return
+        self.size_seen, self.grown_at = fst.st_size, time.monotonic()
+        try:
+            st = os.stat(self.name)
+            moved = (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino)
+        except OSError:
+            moved = True
+        if moved and fst.st_nlink and (name := self._find_rotated(self.ident)) is not None:
+            self.name = name
+            if self.ctx is not None:
+                self.ctx.file = name
 
     def _find_rotated(self, ident: Identity) -> str | None:
         parent = os.path.dirname(self.path) or "."
@@ -225,7 +295,7 @@ class Tailer:
         self.fd = fd
         self.ident = ident or Identity.of(fd)
         self.offset, self.lineno, self.safe = 0, 1, (0, 1)
-        self.orphan = self.skipping = False
+        self.skipping = False
         self.fmt, self.parser, self.ctx, self.ignored = None, None, None, False
 
     def _seek_end(self) -> None:
@@ -275,7 +345,7 @@ class Tailer:
             return False
         self.fmt = fmt
         now = datetime.now(self.opts.tz)
-        self.ctx = parsers.FileContext(file=self.path, host=self.opts.host, tz=self.opts.tz,
+        self.ctx = parsers.FileContext(file=self.name, host=self.opts.host, tz=self.opts.tz,
                                        year=self.opts.year or now.year, month=12 if self.opts.year else now.month)
         if fmt == "qemu":
             self.ctx.vm = Path(self.path).name.split(".log")[0] or None
@@ -309,36 +379,64 @@ class Tailer:
 
     # -- reading --------------------------------------------------------------------------
     def poll(self, select_for: Callable[[str], Any]) -> tuple[list[Record], bool]:
-        """New complete lines as records, after checking for rotation and truncation; and
-        whether more is waiting (READ_BYTES was reached)."""
-        if self.fd is None and not self.open(at_end=False):
-            return [], False
-        assert self.fd is not None and self.ident is not None
+        """New complete lines as records, the rotated files' before the path's, after checking
+        for rotation and truncation; and whether more is waiting (READ_BYTES was reached).
+        A rotated file quiet for the grace period, with the new file in place, is finished."""
+        if self.fd is None:
+            self.open(at_end=False)
+        self._check_path()
+        recs: list[Record] = []
+        more = False
+        for old in self.rotated:
+            old._note_growth()
+            got, old_more = old._read(select_for, final=False)
+            recs.extend(got)
+            more = more or old_more
+        if self.fd is not None:
+            got, more_here = self._read(select_for, final=False)
+            recs.extend(got)
+            more = more or more_here
+        if self.live:
+            now = time.monotonic()
+            for old in [o for o in self.rotated if now - o.grown_at >= self.opts.rotated_grace]:
+                old._read_rest(recs, select_for)
+                old.close()
+                self.rotated.remove(old)
+                self.lines_read += old.lines_read
+        for old in self.rotated:  # counted as this path's
+            self.lines_read += old.lines_read
+            old.lines_read = 0
+        return recs, more
+
+    def _check_path(self) -> None:
+        """Is the descriptor still the file at the path, from its start? Rotated away?"""
+        self.live = False
+        if self.fd is None:
+            return
+        assert self.ident is not None
         try:
             st = os.stat(self.path)
         except OSError:
-            st = None
+            return  # renamed away or deleted, no new file yet: read on, its writer may still write
         fst = os.fstat(self.fd)
-        if st is not None and (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino) and not self.orphan:
-            if fst.st_size < self.offset or not self.ident.head_matches(self.fd):
-                self.warn(f"{self.path}: truncated or rewritten in place; reading it from its start")
-                self._attach(self.fd)
-            return self._read(select_for, final=False)
-        # renamed away (logrotate create, virtlogd's vm.log -> vm.log.0) or deleted:
-        # finish the old file before anything else
-        recs, more = self._read(select_for, final=st is not None)
-        if more:
-            return recs, True
-        self.orphan = True
-        if st is None:
-            return recs, False  # wait for the path to come back; the old file may still grow
-        self._read_rest(recs, select_for)
-        fd = self._open_fd(self.path)
-        if fd is None:
-            return recs, False
-        self._attach(fd)
-        recs2, more = self._read(select_for, final=False)
-        return recs + recs2, more
+        if (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino):
+            # renamed away (logrotate create, virtlogd's vm.log -> vm.log.0) or deleted and
+            # created anew
+            fd = self._open_fd(self.path)
+            if fd is None:
+                return
+            self._rotate(fd)
+        elif fst.st_size < self.offset or not self.ident.head_matches(self.fd):
+            self.warn(f"{self.path}: truncated or rewritten in place; reading it from its start")
+            self._attach(self.fd)
+        self.live = True
+
+    def rotated_due(self) -> float | None:
+        """When (monotonic) the longest-quiet rotated file is to be finished, if the path has
+        its new file; a poll then finishes it, unless it grew meanwhile."""
+        if not self.live or not self.rotated:
+            return None
+        return min(o.grown_at for o in self.rotated) + self.opts.rotated_grace
 
     def _read_rest(self, recs: list[Record], select_for) -> None:
         while True:
@@ -420,12 +518,21 @@ class Tailer:
         return out
 
     def saved(self) -> dict[str, Any] | None:
-        if self.ident is None:
-            return None
-        offset, line = self.safe
-        return {"identity": self.ident.to_json(), "offset": offset, "line": line, "context": self.context()}
+        """The position to resume at; with the rotated files still read, unless deleted (a
+        restart could not find them)."""
+        out: dict[str, Any] = {}
+        if self.ident is not None:
+            offset, line = self.safe
+            out = {"identity": self.ident.to_json(), "offset": offset, "line": line, "context": self.context()}
+        rotated = [o.saved() for o in self.rotated if o.fd is not None and os.fstat(o.fd).st_nlink]
+        if rotated:
+            out["rotated"] = rotated
+        return out or None
 
     def close(self) -> None:
+        for old in self.rotated:
+            old.close()
+        self.rotated = []
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

@@ -3,6 +3,7 @@ doubled, across rotations, truncations, restarts and kill -9."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -140,6 +141,136 @@ def test_rotations_truncation_and_partial_lines_lose_and_double_nothing(host: Pa
     w.wait(lambda o: o["message"].endswith("seq=249"))
     assert w.stop() == 0
     assert seqs(w) == list(range(250))
+
+
+def rotate_while_the_old_writer_writes_on(host: Path, w: Watch) -> tuple[Path, Path]:
+    """logrotate `create`: libvirtd.log is renamed to libvirtd.log.1 and a new libvirtd.log
+    created, and the daemon has switched to the new one (seq 50-59); the writer that had the
+    log open writes on into the renamed file (seq 60-64) until it reopens its log."""
+    log = host / "log" / "libvirtd.log"
+    old = Path(str(log) + ".1")
+    append(log, numbered(0, 50))
+    w.wait(lambda o: o["message"].endswith("seq=49"))
+    os.rename(log, old)
+    append(log, numbered(50, 60))
+    w.wait(lambda o: o["message"].endswith("seq=59"))
+    append(old, numbered(60, 65))
+    w.wait(lambda o: o["message"].endswith("seq=64"))
+    return log, old
+
+
+def where_read(log: Path, old: Path, read_before_rename: int) -> dict[int, tuple[str, int]]:
+    """Each seq's (file, line) as the daemon names it: the name it was read under (the old
+    file's first lines were read before the rename) and its line number in its file."""
+    got = {}
+    for path in (log, old):
+        for lineno, text in enumerate(path.read_text().splitlines(), 1):
+            if "seq=" in text:
+                seq = int(text.split("seq=")[1])
+                name = log if path == old and seq < read_before_rename else path
+                got[seq] = (str(name), lineno)
+    return got
+
+
+def test_a_renamed_file_its_old_writer_still_writes_to_is_read_beside_the_new_one(host: Path):
+    w = watch(host, "--emit", "events", "--all", env={"LOGSENSE_ROTATED_GRACE": "30"})
+    log, old = rotate_while_the_old_writer_writes_on(host, w)
+    n = 65
+    for _ in range(8):  # both writers, interleaved
+        append(old, numbered(n, n + 3))
+        append(log, numbered(n + 3, n + 6))
+        n += 6
+    tail = libvirtd_line(f"benign seq={n}", level="info", where="virNetServerAddClient:17")
+    append(old, tail[:20])  # a line the old writer has not finished is held back...
+    append(log, numbered(n + 1, n + 2))
+    w.wait(lambda o: o["message"].endswith(f"seq={n + 1}"))
+    append(old, tail[20:])  # ...until it is
+    w.wait(lambda o: o["message"].endswith(f"seq={n}"))
+    n += 2
+    assert w.stop() == 0
+    assert sorted(seqs(w)) == list(range(n))  # every line, once
+    where = where_read(log, old, 50)
+    assert {int(o["message"].split("seq=")[1]): (o["file"], o["line"]) for o in w.out} == where
+    assert where[60] == (str(old), 52)  # the old file's line numbers run on under its new name
+    saved = json.loads((host / "state" / "state.json").read_text())["files"][str(log)]
+    assert [r["offset"] for r in saved["rotated"]] == [old.stat().st_size]  # still read at the stop
+
+
+def open_files(pid: int) -> set[str]:
+    fds = Path(f"/proc/{pid}/fd")
+    out = set()
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            out.add(os.readlink(fd))
+    return out
+
+
+def test_a_rotated_file_quiet_for_the_grace_period_is_let_go(host: Path):
+    w = watch(host, "--emit", "events", "--all", env={"LOGSENSE_ROTATED_GRACE": "1"})
+    log, old = rotate_while_the_old_writer_writes_on(host, w)
+    assert str(old) in open_files(w.proc.pid)
+    deadline = time.monotonic() + 5
+    while str(old) in open_files(w.proc.pid):  # nothing but /proc shows the descriptor closed
+        assert time.monotonic() < deadline, "the rotated file is still open"
+        time.sleep(0.05)
+    append(log, numbered(65, 70))
+    w.wait(lambda o: o["message"].endswith("seq=69"))
+    assert w.stop() == 0
+    assert sorted(seqs(w)) == list(range(70))
+    assert "rotated" not in json.loads((host / "state" / "state.json").read_text())["files"][str(log)]
+
+
+def test_kill_9_while_a_rotated_file_is_read_loses_none_of_its_lines(host: Path):
+    env = {"LOGSENSE_ROTATED_GRACE": "30"}
+    state = host / "state" / "state.json"
+    w = watch(host, "--emit", "events", "--all", env=env)
+    log, old = rotate_while_the_old_writer_writes_on(host, w)
+    deadline = time.monotonic() + 5
+    while [r["offset"] for r in json.loads(state.read_text())["files"][str(log)].get("rotated", [])] != \
+            [old.stat().st_size]:  # the save is the daemon's own business: its file is all there is
+        assert time.monotonic() < deadline, state.read_text()
+        time.sleep(0.05)
+    append(old, numbered(65, 70))
+    append(log, numbered(70, 75))
+    w.kill()  # read or not, saved or not
+    append(old, numbered(75, 80))  # while it is down
+    append(log, numbered(80, 85))
+    w2 = watch(host, "--emit", "events", "--all", env=env)
+    append(old, numbered(85, 90))
+    append(log, numbered(90, 95))
+    w2.wait(lambda o: o["message"].endswith("seq=89"))
+    w2.wait(lambda o: o["message"].endswith("seq=94"))
+    assert w2.stop() == 0
+    got = seqs(w) + seqs(w2)
+    assert sorted(set(got)) == list(range(95))  # nothing lost
+    repeats = [s for s, k in Counter(got).items() if k > 1]
+    assert set(repeats) <= set(range(65, 75)) & set(seqs(w))  # only what the killed run had not saved
+    assert len(seqs(w2)) == len(set(seqs(w2)))
+    where = where_read(log, old, 50)
+    assert all((o["file"], o["line"]) == where[int(o["message"].split("seq=")[1])] for o in w2.out)
+
+
+def test_a_log_renamed_while_stopped_and_not_yet_created_anew_is_read_on(host: Path):
+    """Stopped, then logrotate renames the log (`nocreate`: the writer creates the new one
+    when it reopens): the renamed file is read on from the saved position, and the new file,
+    when it appears, from its start."""
+    log = host / "log" / "libvirtd.log"
+    old = Path(str(log) + ".1")
+    w = watch(host, "--emit", "events", "--all")
+    append(log, numbered(0, 10))
+    w.wait(lambda o: o["message"].endswith("seq=9"))
+    assert w.stop() == 0
+    os.rename(log, old)
+    append(old, numbered(10, 20))
+    w2 = watch(host, "--emit", "events", "--all", env={"LOGSENSE_ROTATED_GRACE": "30"})
+    w2.wait(lambda o: o["message"].endswith("seq=19"))
+    append(old, numbered(20, 25))
+    w2.wait(lambda o: o["message"].endswith("seq=24"))
+    append(log, numbered(25, 30))
+    w2.wait(lambda o: o["message"].endswith("seq=29"))
+    assert w2.stop() == 0
+    assert seqs(w) + seqs(w2) == list(range(30))
+    assert {o["file"] for o in w2.out} == {str(old), str(log)}
 
 
 def test_a_directory_that_appears_later_is_followed(tmp_path: Path):
