@@ -297,6 +297,9 @@ class Daemon:
         self._start_files(state)
         self._start_journal()
         self._save()  # the starting positions: a crash before the first batch must not skip lines
+        for spec in self.specs:
+            if not spec.is_glob and not os.path.exists(spec.text):
+                warn(f"{spec.text} does not exist yet; it will be read from its start when it appears")
         watching = f"watching {len(self.tailers)} files"
         if self.journal is not None and not self.journal.failed:
             watching += " and the journal"

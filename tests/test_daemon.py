@@ -628,3 +628,16 @@ def test_journal_sink_writes_an_entry_a_real_journald_stores(host: Path, tmp_pat
         ("web01", "qemu.memory.guest-ram-alloc-failed", inc["severity"])
     assert e["LOGSENSE_REMEDIATION"].split("\n") == inc["remediation"]
     assert json.loads(e["LOGSENSE_EVIDENCE"]) == inc["evidence"]
+
+
+def test_a_path_that_does_not_exist_yet_is_warned_about_and_read_when_it_appears(host: Path):
+    later = host / "log" / "later" / "app.log"
+    (host / "log" / "later").mkdir()
+    w = watch(host, "--emit", "events", paths=[later])
+    try:
+        assert any(f"{later} does not exist yet" in line for line in w.err)
+        append(later, libvirtd_line(MISSING_IMAGE))
+        ev = w.wait(lambda o: o.get("file") == str(later))
+        assert (ev["line"], ev["pattern"]) == (1, "libvirt.disk_image.storage-file-missing")
+    finally:
+        assert w.stop() == 0
