@@ -63,8 +63,10 @@ def entry_record(entry: Mapping[str, Any], file: str | None, host: str | None) -
     return rec
 
 
-def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | None = None) -> Iterator[Record]:
-    """Entries of binary journal files, interleaved in time order by systemd itself."""
+def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | None = None,
+                       name: str | None = None) -> Iterator[Record]:
+    """Entries of binary journal files, interleaved in time order by systemd itself; `name` is
+    what records give as their file (default: the file, or the folder of several)."""
     from systemd import journal
 
     files = [str(f) for f in files]
@@ -73,7 +75,7 @@ def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | No
         if cursor:
             reader.seek_cursor(cursor)
             reader.get_next()  # the entry at the cursor was read already
-        name = files[0] if len(files) == 1 else str(Path(files[0]).parent)
+        name = name or (files[0] if len(files) == 1 else str(Path(files[0]).parent))
         for entry in reader:
             yield entry_record(entry, name, host)
     finally:

@@ -168,7 +168,9 @@ class Reader:
                 if (ev := self._keep(rec)) is not None:
                     yield ev
         if col.journal_files:
-            yield from self._journal_files(col.journal_files, host)
+            names = [col.journal_names.get(f, str(f)) for f in col.journal_files]
+            name = names[0] if len(names) == 1 else str(Path(names[0]).parent)
+            yield from self._journal_files(col.journal_files, host, name)
 
     def _detect(self, lf: LogFile) -> tuple[str | None, bytes]:
         """The file's format and first bytes (damage is reported when the file is read)."""
@@ -236,12 +238,12 @@ class Reader:
             ctx.source = "journal"
         return ctx
 
-    def _journal_files(self, files: list[Path], host: str | None) -> Iterator[Event]:
+    def _journal_files(self, files: list[Path], host: str | None, name: str) -> Iterator[Event]:
         self.run.stats["files_read"] += len(files)
         if self._on_file is not None:
-            self._on_file(str(files[0].parent))
+            self._on_file(name)
         try:
-            for rec in journal.read_journal_files(sorted(files), host):
+            for rec in journal.read_journal_files(sorted(files), host, name=name):
                 self.run.stats["lines_read"] += 1
                 if (ev := self._keep(rec)) is not None:
                     yield ev

@@ -115,6 +115,7 @@ class Collection:
     host: str | None = None
     files: list[LogFile] = field(default_factory=list)
     journal_files: list[Path] = field(default_factory=list)
+    journal_names: dict[Path, str] = field(default_factory=dict)  # file read -> what reports show
     domain_xml: list[Path] = field(default_factory=list)
     sosreport: bool = False
 
@@ -151,8 +152,10 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace,
         logical, comp = _logical_name(p.name)
         if comp is None:
             col.journal_files.append(p)
+            col.journal_names[p] = display
         elif (plain := _decompress_to(LogFile(p, display, st.st_mtime, comp), ws.new() / logical, warn)):
             col.journal_files.append(plain)  # systemd reads journal files only from disk, uncompressed
+            col.journal_names[plain] = display
         return
     if p.suffix == ".xml" and ("/qemu/" in f"/{display}" or "dumpxml" in display):
         col.domain_xml.append(p)

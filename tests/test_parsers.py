@@ -128,3 +128,24 @@ def test_parsers_are_stateful_per_file():
     assert q.parse("qemu-system-x86_64: early line", 1).parsed is False  # no time seen yet
     lp = LibvirtdParser(FileContext("l"))
     assert lp.parse("stray continuation", 1).parsed is False
+
+
+def test_real_lab_output_is_parsed_field_by_field():
+    """What libvirt 9.0 / QEMU 7.2 really wrote when QEMU could not read a disk image (lab/run)."""
+    from conftest import FIXTURES
+
+    evs, _ = read_events([FIXTURES / "lab" / "unreadable-image" / "warn"])
+    by_source = {e.record.source: e for e in evs if "Permission denied" in e.record.message}
+    lv = by_source["libvirtd"].record
+    assert (lv.ts, lv.pid, lv.level, lv.extra["function"], lv.line, lv.host) == (
+        datetime(2026, 11, 25, 18, 48, 53, 32000, tzinfo=UTC), 17335, "error", "qemuProcessReportLogError", 9, "vm")
+    q = by_source["qemu"].record
+    assert (q.ts, q.vm, q.line, q.host) == (datetime(2026, 11, 25, 18, 48, 53, 30549, tzinfo=UTC),
+                                            "lab-unreadable-image", 35, "vm")
+    j = by_source["journal"].record
+    assert (j.ts, j.pid, j.host, j.level) == (datetime(2026, 11, 25, 18, 48, 53, 32258, tzinfo=UTC), 17296, "vm",
+                                              "error")
+    assert (j.extra["LIBVIRT_CODE"], j.extra["CODE_FUNC"]) == ("1", "qemuProcessReportLogError")
+    assert j.cursor and j.file.endswith("unreadable-image/warn/var/log/journal/3d1219c7c4c5404aaa1f6d2a48adfda4/"
+                                        "system.journal.xz")  # the file as given, not the unpacked copy
+    assert {e.pattern_id for e in by_source.values()} == {"qemu.permission.image-open-denied"}
