@@ -83,3 +83,16 @@ def test_verdicts_hold_on_a_fresh_lab_run(tmp_path: Path):
         expected = json.loads((tmp_path / scenario / "expected.json").read_text())
         for level in ("warn", "debug"):
             check_verdict(scenario, level, incidents_of(tmp_path / scenario / level), expected)
+
+
+def test_a_tarball_of_a_lab_host_gives_the_same_verdict(tmp_path: Path):
+    """The same real logs, archived as an operator would send them (journal.xz inside)."""
+    import tarfile
+
+    src = LAB / "unreadable-image" / "warn"
+    tar = tmp_path / "host.tar.xz"
+    with tarfile.open(tar, "w:xz") as t:
+        t.add(src / "var", arcname="host/var")
+    from_dir = [(i["vm"], i["root_cause"], i["category"]) for i in incidents_of(src)]
+    from_tar = [(i["vm"], i["root_cause"], i["category"]) for i in incidents_of(tar)]
+    assert from_tar == from_dir == [("lab-unreadable-image", "qemu.permission.image-open-denied", "permission")]
