@@ -3,7 +3,8 @@
 The catalogue is data (see patterns/README.md). Matching has two steps: a native
 multi-pattern scan (Hyperscan, prefilter mode) over whole buffers decides which lines can
 match at all, so benign lines cost no Python work; only those candidates run the full
-`regex` patterns, each under a timeout.
+`regex` patterns, each under a timeout. Where Hyperscan has no wheel, an Aho-Corasick scan for
+literals every match must contain (logsense/prefilter.py) does the first step.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ try:
 
     # MULTILINE: `$` (end of the message) is the end of a line in a buffer of many
     HS_FLAGS = hyperscan.HS_FLAG_PREFILTER | hyperscan.HS_FLAG_ALLOWEMPTY | hyperscan.HS_FLAG_MULTILINE
-except ImportError:  # no wheel on this platform: every line runs the full regexes
+except ImportError:  # no wheel on this platform: the literal prefilter (Aho-Corasick) stands in
     hyperscan = None
+try:
+    from logsense import prefilter
+except ImportError:  # neither: every line runs the full regexes
+    prefilter = None  # type: ignore[assignment]
+
+PREFILTERS = ("hyperscan", "aho", "none")  # LOGSENSE_PREFILTER forces one (tests, benchmarks)
 
 REGEX_TIMEOUT = 0.05  # seconds; a line that takes longer is not matched (counted)
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "patterns"
@@ -204,7 +211,7 @@ class Catalogue:
     """The loaded patterns and the matcher over them."""
 
     def __init__(self, patterns: list[Pattern], problems: list[str] | None = None,
-                 libvirt_codes: dict[int, LibvirtCode] | None = None) -> None:
+                 libvirt_codes: dict[int, LibvirtCode] | None = None, prefilter_kind: str | None = None) -> None:
         self.patterns = patterns
         self.problems = problems or []
         self.libvirt_codes = libvirt_codes or {}
@@ -212,14 +219,19 @@ class Catalogue:
         self.timeouts = 0
         self._by_source = {s: [i for i, p in enumerate(patterns) if s in p.sources] for s in SOURCES}
         self._source_sets = {s: frozenset(idx) for s, idx in self._by_source.items()}
-        self._db: Any = compile_database(patterns) if hyperscan is not None else None
+        self.prefilter = choose_prefilter(prefilter_kind)
+        self._db: Any = compile_database(patterns) if self.prefilter == "hyperscan" else None
         # our own scratch: the library's default one is shared by every database in the process
         self._scratch = hyperscan.Scratch(self._db) if self._db is not None else None
-        self.fast = self._db is not None
+        self._aho = prefilter.LiteralPrefilter([p.regex for p in patterns], [p.sources for p in patterns]) \
+            if self.prefilter == "aho" else None
+        self.fast = self.prefilter != "none"
 
     def selector(self, source: str):
         """A function picking, in one native scan, the lines of a buffer that may match
         (start, end offsets); None when there is no fast path."""
+        if self._aho is not None:
+            return self._aho.selector(source)
         db = self._db
         if db is None:
             return None
@@ -250,6 +262,8 @@ class Catalogue:
         return select
 
     def _candidates(self, message: str, source: str) -> list[int]:
+        if self._aho is not None:
+            return sorted(self._aho.candidates(message) & self._source_sets[source])
         if self._db is None:
             return self._by_source.get(source, [])
         found: set[int] = set()
@@ -276,6 +290,19 @@ class Catalogue:
                 fields = {k: v for k, v in m.groupdict().items() if v is not None}
                 best, best_key = Match(p, fields, m.end() - m.start()), key
         return best
+
+
+def choose_prefilter(kind: str | None = None) -> str:
+    """The first step of matching: `kind`, else LOGSENSE_PREFILTER, else the best one installed
+    (Hyperscan, then the Aho-Corasick literal prefilter, then none: every line runs the regexes)."""
+    kind = kind or os.environ.get("LOGSENSE_PREFILTER") or ""
+    if not kind:
+        return "hyperscan" if hyperscan is not None else "aho" if prefilter is not None else "none"
+    if kind not in PREFILTERS:
+        raise CatalogueError([f"LOGSENSE_PREFILTER={kind}: not one of {', '.join(PREFILTERS)}"])
+    if kind == "hyperscan" and hyperscan is None or kind == "aho" and prefilter is None:
+        raise CatalogueError([f"LOGSENSE_PREFILTER={kind}: its module is not installed on this machine"])
+    return kind
 
 
 HINT_BASE = 1 << 20  # ids of the error-line hints, one per source, after any pattern's

@@ -11,7 +11,7 @@ import time
 from datetime import UTC
 
 from logsense import parsers
-from logsense.catalogue import Catalogue, Example, Pattern, hyperscan_problem
+from logsense.catalogue import Catalogue, Example, Pattern, hyperscan_problem, prefilter
 from logsense.model import Record
 
 BIG_REPEAT_RE = re.compile(r"\{\d*,?(\d+)\}")
@@ -46,6 +46,19 @@ def selected_in_buffer(cat: Catalogue, line: str, source: str) -> bool:
     before = b"2024-03-05 10:00:00.000+0000: 1: info : f:1 : benign line before\n"
     buf = before + line.encode() + b"\nbenign line after\n"
     return any(start == len(before) for start, _ in select(buf))
+
+
+def holds_literal(literals: frozenset[tuple[str, bool]], message: str) -> bool:
+    """Whether a message holds one of a pattern's necessary literals (the portable prefilter's test)."""
+    raw = message.encode("utf-8", "replace")
+    return any(t.encode("utf-8") in (raw.lower() if ci else raw) for t, ci in literals)
+
+
+def without_literal(cat: Catalogue) -> list[str]:
+    """Ids of the patterns the portable prefilter has no literal for (always candidates: slow)."""
+    if prefilter is None:
+        return []
+    return [p.id for p in cat.patterns if prefilter.necessary_literals(p.regex) is None]
 
 
 def adversarial_lines(p: Pattern) -> list[str]:
@@ -86,6 +99,7 @@ def check_catalogue(cat: Catalogue, timing: bool = True) -> list[str]:
         if big:
             problems.append(f"{where}: bounded repeat {{..,{max(big)}}} makes the fast path slow to build; "
                             f"use * or + (with a class that excludes the delimiter) or a bound <= {MAX_REPEAT}")
+        literals = prefilter.necessary_literals(p.regex) if prefilter is not None else None
         if not p.examples:
             problems.append(f"{where}: no examples: every pattern needs real lines it must match")
         if not p.remediation:
@@ -107,6 +121,9 @@ def check_catalogue(cat: Catalogue, timing: bool = True) -> list[str]:
             if rec.source != "journal" and not selected_in_buffer(cat, ex.line, rec.source):
                 problems.append(f"{where}: example {n} is missed by the fast path's buffer scan "
                                 "(an anchor or construct Hyperscan reads differently?)")
+            if literals is not None and not holds_literal(literals, rec.message):
+                problems.append(f"{where}: example {n} holds none of the literals the portable prefilter "
+                                f"derived: {sorted(t for t, _ in literals)[:5]}")
             for key, want in ex.fields.items():
                 got = m.fields.get(key)
                 if got != want:

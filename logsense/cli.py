@@ -213,7 +213,7 @@ def catalogue_check(catalogue: CatOpt = None,
                     timing: Annotated[bool, typer.Option(help="Time each regex on adversarial lines.")] = True
                     ) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
-    from logsense.catalogue_check import check_catalogue
+    from logsense.catalogue_check import check_catalogue, without_literal
 
     cat = load_catalogue(catalogue or [])
     problems = check_catalogue(cat, timing=timing)
@@ -224,6 +224,9 @@ def catalogue_check(catalogue: CatOpt = None,
         print(f"catalogue check: {len(problems)} problem(s) in {len(cat.patterns)} patterns", file=sys.stderr)
         raise typer.Exit(1)
     print(f"catalogue check: {len(cat.patterns)} patterns, {examples} examples, all good")
+    if bare := without_literal(cat):  # info, not a failure: correct, but every line runs them
+        print(f"catalogue check: info: {len(bare)} pattern(s) have no literal for the portable prefilter "
+              f"(always candidates where Hyperscan is missing): {', '.join(bare)}")
 
 
 @catalogue_app.command("test")
