@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from logsense import journal, parsers
 from logsense.attribution import EntityMap
-from logsense.catalogue import Catalogue, load_catalogue, message_shape
+from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue, message_shape
 from logsense.model import Event, Record
 from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
 
@@ -118,6 +118,11 @@ class Reader:
         self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
         self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
         self.run.stats["seconds"] = round(time.perf_counter() - t0, 3)
+        if timeouts := self.cat.timeouts:
+            self.run.stats["regex_timeouts"] = sum(timeouts.values())
+            worst, n = timeouts.most_common(1)[0]
+            self.warn(f"{sum(timeouts.values())} line(s) were left unmatched because a pattern took longer than "
+                      f"{REGEX_TIMEOUT * 1000:.0f} ms on them (most: {worst}, {n})")
         return out
 
     def _events(self, paths: list[str]) -> Iterator[Event]:
