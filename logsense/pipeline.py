@@ -205,7 +205,7 @@ class Reader:
         with stream:
             if fmt == "journal-export":
                 n = 0
-                for n, rec in enumerate(journal.read_export(stream, lf.name, host), 1):  # noqa: B007
+                for n, rec in enumerate(journal.read_export(stream, lf.name, host, self.warn), 1):  # noqa: B007
                     yield rec
                 stats["lines_read"] += n
                 return
@@ -248,7 +248,7 @@ class Reader:
         if self._on_file is not None:
             self._on_file(name)
         try:
-            for rec in journal.read_journal_files(sorted(files), host, name=name):
+            for rec in journal.read_journal_files(sorted(files), host, name=name, warn=self.warn):
                 self.run.stats["lines_read"] += 1
                 if (ev := self._keep(rec)) is not None:
                     yield ev
@@ -267,8 +267,8 @@ class Reader:
                 reader.seek_realtime(self.opts.since)
             for entry in reader:
                 self.run.stats["lines_read"] += 1
-                rec = journal.entry_record(entry, None, self.opts.host)
-                if (ev := self._keep(rec)) is not None:
+                rec = journal.record_or_skip(entry, None, self.opts.host, self.warn)
+                if rec is not None and (ev := self._keep(rec)) is not None:
                     yield ev
 
 
