@@ -73,8 +73,17 @@ class Timeline:
     first: datetime | None  # the window the logs cover
     last: datetime | None
 
+    by_vm: dict[str, list[Run]] = field(default_factory=dict)
+    by_vm_host: dict[tuple[str, str | None], list[Run]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for r in self.runs:
+            self.by_vm.setdefault(r.vm, []).append(r)
+            self.by_vm_host.setdefault((r.vm, r.host), []).append(r)
+
     def runs_of(self, vm: str, host: str | None = None) -> list[Run]:
-        return [r for r in self.runs if r.vm == vm and (host is None or r.host == host)]
+        """The VM's runs (on `host` only, when given), in the order they began."""
+        return self.by_vm.get(vm, []) if host is None else self.by_vm_host.get((vm, host), [])
 
 
 def _kind(ev: Event) -> str | None:
@@ -87,13 +96,14 @@ class _Builder:
     def __init__(self, grace: timedelta) -> None:
         self.grace = grace
         self.runs: list[Run] = []
-        self.open: dict[tuple[str | None, str], Run] = {}
-        self.last_closed: dict[tuple[str | None, str], Run] = {}
+        # per host, per VM (a host's boot touches only its own VMs)
+        self.open: dict[str | None, dict[str, Run]] = {}
+        self.last_closed: dict[str | None, dict[str, Run]] = {}
         self.marks: list[HostMark] = []
         self.last_ts: dict[str | None, datetime] = {}  # per host, the newest line seen
         self.shutdown_at: dict[str | None, HostMark] = {}  # per host, the shutdown under way
         self.boot_at: dict[str | None, HostMark] = {}
-        self.started_since_boot: set[tuple[str | None, str]] = set()
+        self.started_since_boot: dict[str | None, set[str]] = {}
 
     def feed(self, ev: Event) -> None:
         host, kind = ev.record.host, _kind(ev)
@@ -114,55 +124,53 @@ class _Builder:
             return  # the same boot, from the journal and from syslog
         down = self.shutdown_at.get(host)
         down_ts = down.ts if down is not None else self.last_ts.get(host, ev.ts)
-        for key, run in list(self.open.items()):
-            if key[0] == host:
-                self._close(key, run, min(down_ts, ev.ts), "host-down")
+        for vm, run in list(self.open.get(host, {}).items()):
+            self._close(host, vm, run, min(down_ts, ev.ts), "host-down")
         if down is not None:  # runs that ended while the host was going down: it ended them
-            for key, run in self.last_closed.items():
-                if key[0] == host and run.end is not None and run.end >= down.ts and run.end_reason not in (
+            for run in self.last_closed.get(host, {}).values():
+                if run.end is not None and run.end >= down.ts and run.end_reason not in (
                         "failed", "migrated-out", "host-down"):
                     run.stop_detail, run.end_reason = run.end_reason, "host-down"
         mark = HostMark(host, ev.ts, "boot", ev)
         self.marks.append(mark)
         self.boot_at[host] = mark
         self.shutdown_at.pop(host, None)
-        self.started_since_boot = {k for k in self.started_since_boot if k[0] != host}
+        self.started_since_boot.pop(host, None)
 
     def _vm(self, host: str | None, vm: str, kind: str, ev: Event) -> None:
-        key = (host, vm)
-        run = self.open.get(key)
+        run = self.open.get(host, {}).get(vm)
         if kind in ("vm-start", "migrate-in"):
             if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
                 run.events.append(ev)  # another file's line for the same start
             else:
                 if run is not None:  # started again without a stop line: the old process ended unseen
-                    self._close(key, run, ev.ts, "unknown")
-                run = Run(vm, host, ev.ts, start_reason=self._start_reason(key, ev.ts), events=[ev])
-                self.open[key] = run
+                    self._close(host, vm, run, ev.ts, "unknown")
+                run = Run(vm, host, ev.ts, start_reason=self._start_reason(host, vm, ev.ts), events=[ev])
+                self.open.setdefault(host, {})[vm] = run
                 self.runs.append(run)
-                self.started_since_boot.add(key)
+                self.started_since_boot.setdefault(host, set()).add(vm)
             if kind == "migrate-in":
                 run.start_reason = "migrated-in"
             return
         if kind == "vm-start-failed":
-            last = self.last_closed.get(key)
+            last = self.last_closed.get(host, {}).get(vm)
             if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
                 run.start_reason = "autostart"
-                self._close(key, run, ev.ts, "failed", ev)
+                self._close(host, vm, run, ev.ts, "failed", ev)
             elif last is not None and last.end_reason == "failed" and ev.ts - last.end <= SAME_LINE_SPAN:
                 last.start_reason = "autostart"
                 last.events.append(ev)
             else:
                 failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", events=[ev])
                 self.runs.append(failed)
-                self.last_closed[key] = failed
+                self.last_closed.setdefault(host, {})[vm] = failed
             return
         # vm-stop
         reason = STOP_REASONS.get(ev.fields.get("reason", ""), "unknown")
         if run is not None:
-            self._close(key, run, ev.ts, reason, ev)
+            self._close(host, vm, run, ev.ts, reason, ev)
             return
-        last = self.last_closed.get(key)
+        last = self.last_closed.get(host, {}).get(vm)
         if last is not None and last.end is not None and ev.ts - last.end <= SAME_LINE_SPAN:
             last.events.append(ev)  # the same stop, seen in another file
             if last.end_reason == "unknown" and reason != "unknown":
@@ -170,24 +178,24 @@ class _Builder:
             return
         # a stop with no start seen: running since before the logs (or a start that failed at once)
         start = ev.ts if reason == "failed" or last is not None else None
-        run = Run(vm, host, start, ev.ts, "unknown" if start is None else self._start_reason(key, ev.ts),
+        run = Run(vm, host, start, ev.ts, "unknown" if start is None else self._start_reason(host, vm, ev.ts),
                   reason, events=[ev])
         self.runs.append(run)
-        self.last_closed[key] = run
+        self.last_closed.setdefault(host, {})[vm] = run
 
-    def _start_reason(self, key: tuple[str | None, str], ts: datetime) -> str:
-        boot = self.boot_at.get(key[0])
-        if boot is not None and ts - boot.ts <= self.grace and key not in self.started_since_boot:
+    def _start_reason(self, host: str | None, vm: str, ts: datetime) -> str:
+        boot = self.boot_at.get(host)
+        if boot is not None and ts - boot.ts <= self.grace and vm not in self.started_since_boot.get(host, ()):
             return "autostart"
         return "manual"
 
-    def _close(self, key: tuple[str | None, str], run: Run, ts: datetime, reason: str, ev: Event | None = None
+    def _close(self, host: str | None, vm: str, run: Run, ts: datetime, reason: str, ev: Event | None = None
                ) -> None:
         run.end, run.end_reason = ts, reason
         if ev is not None:
             run.events.append(ev)
-        self.open.pop(key, None)
-        self.last_closed[key] = run
+        self.open.get(host, {}).pop(vm, None)
+        self.last_closed.setdefault(host, {})[vm] = run
 
 
 def timeline(events: Iterable[Event], grace: float = DEFAULT_GRACE) -> Timeline:
@@ -284,14 +292,22 @@ def reboot_incidents(tl: Timeline, others: list[dict[str, Any]], grace: float = 
     within `grace` seconds. `others` (incident dicts) give the ids of failed-start incidents."""
     out = []
     window = timedelta(seconds=grace)
-    for mark in (m for m in tl.marks if m.kind == "boot"):
-        before = [r for r in tl.runs if r.host == mark.host and r.end_reason == "host-down"
-                  and r.end is not None and r.end <= mark.ts and _last_down(tl, r, mark)]
+    downs: dict[str | None, list[Run]] = {}
+    for r in tl.runs:
+        if r.end_reason == "host-down" and r.end is not None:
+            downs.setdefault(r.host, []).append(r)
+    boots = [m for m in tl.marks if m.kind == "boot"]
+    for n, mark in enumerate(boots):
+        previous = next((b.ts for b in reversed(boots[:n]) if b.host == mark.host), None)
+        # the runs its going down ended: after the host's previous boot, before this one
+        before = [r for r in downs.get(mark.host, []) if r.end is not None and r.end <= mark.ts
+                  and (previous is None or r.end >= previous)]
         if not before:
             continue
         missing, came_back, failed = [], [], {}
         for r in before:
-            after = [a for a in tl.runs_of(r.vm) if a.start is not None and mark.ts <= a.start <= mark.ts + window]
+            # started again here, or else (evacuated) on another host
+            after = _started(tl.runs_of(r.vm, r.host), mark.ts, window) or _started(tl.runs_of(r.vm), mark.ts, window)
             if any(a.ran for a in after):
                 came_back.append(r.vm)
                 continue
@@ -322,13 +338,12 @@ def reboot_incidents(tl: Timeline, others: list[dict[str, Any]], grace: float = 
     return out
 
 
+def _started(runs: list[Run], boot: datetime, window: timedelta) -> list[Run]:
+    return [a for a in runs if a.start is not None and boot <= a.start <= boot + window]
+
+
 def _boot_between(tl: Timeline, host: str | None, a: datetime, b: datetime) -> bool:
     return any(m.kind == "boot" and m.host == host and a < m.ts < b for m in tl.marks)
-
-
-def _last_down(tl: Timeline, run: Run, boot: HostMark) -> bool:
-    """The run ended with the host's going down just before this boot (not an earlier one)."""
-    return run.end is not None and not _boot_between(tl, boot.host, run.end, boot.ts)
 
 
 def _failed_incident(others: list[dict[str, Any]], host: str | None, vm: str, run: Run) -> str | None:
