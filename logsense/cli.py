@@ -266,7 +266,8 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           window: Annotated[float | None, typer.Option("--window", help="Seconds of quiet that close an incident.")
                             ] = None,
           sink: Annotated[list[str] | None, typer.Option(
-              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS (repeatable; replaces the config's).")
+              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS | webhook:URL | alertmanager:URL | "
+                            "email:ADDRESS (repeatable; replaces the config's sinks; filters: config file).")
                           ] = None,
           emit: Annotated[Emit | None, typer.Option("--emit", help="Emit incidents (default) or every event.")
                           ] = None,

@@ -33,7 +33,7 @@ from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
 from logsense.model import Event, Record
 from logsense.pipeline import InputError, classify, parse_zone
-from logsense.sinks import Delivery, SinkError, make_sink, parse_sink_flag
+from logsense.sinks import QUEUE_MAX, Delivery, SinkError, make_sink, parse_sink_flag
 from logsense.state import (
     STATE_FILE,
     Relinker,
@@ -269,7 +269,7 @@ class Daemon:
                 new.append(old.pop(sink.name))
             else:
                 queued = saved.get(sink.name) if isinstance(saved.get(sink.name), list) else None
-                new.append(Delivery(sink, warn, queued))
+                new.append(Delivery(sink, warn, queued, int(spec.get("queue_max", QUEUE_MAX))))
         for d in old.values():
             d.wait_idle(2.0)
             d.stop()

@@ -1,0 +1,45 @@
+"""The alert sinks in the real daemon: configured in the config file with their filters,
+retried while the receiver is down, their queue kept across a restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_daemon_helpers import GUEST_RAM, MISSING_IMAGE, Watch, append, libvirtd_line, qemu_line
+from test_sinks import Receiver, free_port
+
+
+def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Path):
+    logs, state = tmp_path / "log", tmp_path / "state"
+    (logs / "qemu").mkdir(parents=True)
+    (logs / "libvirtd.log").write_text(libvirtd_line("libvirt version: 9.0.0, package: 9.0.0-4+deb12u1 (Debian)",
+                                                     level="info", where="virLogVMMessage:2", pid=1432))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    config = tmp_path / "logsense.toml"
+    config.write_text(f'paths = ["{logs}"]\njournal = false\nstate_dir = "{state}"\nhost = "kvm01"\ntz = "UTC"\n'
+                      'window = 60\n[[sink]]\ntype = "stdout"\n'
+                      f'[[sink]]\ntype = "webhook"\nurl = "{url}"\nmin_severity = "critical"\n'
+                      'categories = ["memory"]\ntimeout = 2\n')
+    w = Watch("--config", str(config)).ready()
+    append(logs / "libvirtd.log", libvirtd_line(MISSING_IMAGE))
+    disk = w.wait(lambda o: o["status"] == "open")
+    append(logs / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+    memory = w.wait(lambda o: o["status"] == "open" and o["category"] == "memory")
+    assert disk["category"] == "disk_image" and disk["severity"] == "critical"
+    w.wait_err(lambda line: f"sink webhook:{url}" in line and "retrying" in line)
+    assert w.stop() == 0
+    saved = json.loads((state / "state.json").read_text())["sinks"][f"webhook:{url}"]
+    assert [o["id"] for o in saved] == [memory["id"]]
+
+    receiver = Receiver(port)
+    try:
+        w = Watch("--config", str(config)).ready()
+        path, _, body, _ = receiver.get()
+        assert (path, body["id"], body["status"], body["category"]) == ("/hook", memory["id"], "open", "memory")
+        assert w.stop() == 0
+        assert receiver.posts.empty()  # the disk_image incident is not this sink's
+        assert f"webhook:{url}" not in json.loads((state / "state.json").read_text())["sinks"]
+    finally:
+        receiver.close()
