@@ -273,6 +273,10 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
+          metrics: Annotated[str | None, typer.Option(
+              "--metrics", help="Serve Prometheus metrics on HOST:PORT (/metrics); off by default.")] = None,
+          metrics_textfile: Annotated[str | None, typer.Option(
+              "--metrics-textfile", help="Write the metrics to this node-exporter textfile (atomically).")] = None,
           tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
@@ -280,7 +284,7 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
-                 "host": host, "catalogue": catalogue or None}
+                 "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

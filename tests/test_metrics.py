@@ -1,0 +1,194 @@
+"""Prometheus metrics of the real daemon: scraped from its real listener and read from its
+textfile with prometheus_client's own parser; follow lag on a real file; contrib's dashboard
+and alert rules use only metrics the daemon exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import logsense
+from prometheus_client.parser import text_string_to_metric_families
+from test_daemon_helpers import GUEST_RAM, Watch, append, libvirtd_line, qemu_line
+from test_sinks import free_port
+
+from logsense.catalogue import load_catalogue
+from logsense.daemon import Config, Daemon
+
+ROOT = Path(__file__).resolve().parent.parent
+UNKNOWN_ERROR = "internal error: frobnicator 7 exploded while probing the widget"
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def value(got: dict, name: str, **labels) -> float | None:
+    return got.get((name, frozenset(labels.items())))
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        return resp.read().decode()
+
+
+def scrape_until(url: str, pred, timeout: float = 15.0) -> dict:
+    """The metrics once `pred` holds (the daemon takes its snapshot once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = samples(scrape(url))
+        if pred(got) or time.monotonic() > deadline:
+            return got
+        time.sleep(0.2)  # a scrape is all there is to wait on: the daemon is another process
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    logs = tmp_path / "log"
+    (logs / "qemu").mkdir(parents=True)
+    (logs / "libvirtd.log").write_text(libvirtd_line("libvirt version: 9.0.0, package: 9.0.0-4+deb12u1 (Debian)",
+                                                     level="info", where="virLogVMMessage:2", pid=1432))
+    (tmp_path / "state").mkdir()
+    return tmp_path
+
+
+def test_a_real_daemon_serves_its_metrics_and_writes_the_textfile(host: Path):
+    textfile = host / "textfile" / "logsense.prom"
+    textfile.parent.mkdir()
+    hook = f"http://127.0.0.1:{free_port()}/hook"  # nobody listens: the queue holds the incident
+    t0 = time.time()
+    w = Watch(str(host / "log"), "--no-journal", "--state-dir", str(host / "state"), "--host", "kvm01", "--tz", "UTC",
+              "--window", "60", "--metrics", "127.0.0.1:0", "--metrics-textfile", str(textfile),
+              "--sink", "stdout", "--sink", f"webhook:{hook}").ready()
+    url = w.wait_err(lambda line: line.startswith("logsense: metrics on ")).split()[-1]
+    benign = "".join(libvirtd_line(f"benign seq={i}", level="info", where="virNetServerAddClient:17")
+                     for i in range(5))
+    append(host / "log" / "libvirtd.log", benign + libvirtd_line(UNKNOWN_ERROR, where="virFrob:12"))
+    append(host / "log" / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+    opened = w.wait(lambda o: o["status"] == "open")
+    assert opened["category"] == "memory" and opened["severity"] == "critical"
+
+    got = scrape_until(url, lambda g: value(g, "logsense_incidents_open", category="memory", severity="critical"))
+    assert value(got, "logsense_lines_read_total", source="libvirtd") == 6
+    assert value(got, "logsense_lines_read_total", source="qemu") == 1
+    assert value(got, "logsense_read_bytes_total", source="qemu") == len(qemu_line(GUEST_RAM).encode())
+    assert value(got, "logsense_events_total", category="memory", severity="critical") == 1
+    assert value(got, "logsense_unrecognised_errors_total") == 1
+    assert value(got, "logsense_incidents_emitted_total", category="memory", severity="critical", status="open") == 1
+    assert value(got, "logsense_incidents_open", category="memory", severity="critical") == 1
+    assert value(got, "logsense_sink_queue_items", sink=f"webhook:{hook}") == 1
+    assert value(got, "logsense_sink_failures_total", sink=f"webhook:{hook}") >= 1
+    assert value(got, "logsense_sink_delivered_total", sink="stdout") == 1
+    assert value(got, "logsense_catalogue_patterns") == len(load_catalogue([]).patterns)
+    assert t0 <= value(got, "logsense_state_last_save_timestamp_seconds") <= time.time()
+    assert value(got, "logsense_follow_lag_seconds", source="qemu") == 0
+    assert value(got, "logsense_files_followed") == 2
+    labels = {v for (_, ls) in got for _, v in ls}
+    assert not any("web01" in v for v in labels)  # no VM names as labels
+
+    assert w.stop() == 0
+    from_file = samples(textfile.read_text())
+    assert value(from_file, "logsense_events_total", category="memory", severity="critical") == 1
+    assert value(from_file, "logsense_lines_read_total", source="libvirtd") == 6
+    assert os.listdir(textfile.parent) == ["logsense.prom"]  # written through a renamed temporary file
+
+
+def test_follow_lag_is_how_far_the_reader_is_behind_the_writer(tmp_path: Path):
+    log = tmp_path / "libvirtd.log"
+    log.write_text(libvirtd_line("libvirt version: 9.0.0", level="info", where="virLogVMMessage:2"))
+    d = Daemon(Config(paths=[str(log)], journal=False, state_dir=str(tmp_path / "state")))
+    d._start_files(None)  # a first start: read from the end
+    reg = d.metrics.registry
+    d.metrics.observe(d, force=True)
+    assert reg.get_sample_value("logsense_follow_lag_seconds", {"source": "libvirtd"}) == 0
+    caught_up = log.stat().st_mtime
+    append(log, libvirtd_line("benign seq=1", level="info", where="virNetServerAddClient:17"))
+    os.utime(log, (caught_up + 30, caught_up + 30))  # the writer wrote on for 30 s
+    d.metrics.observe(d, force=True)
+    assert reg.get_sample_value("logsense_follow_lag_seconds", {"source": "libvirtd"}) == pytest.approx(30)
+    t = d.tailers[str(log)]
+    t.poll(d._selector)
+    d.metrics.file_read(t)
+    d.metrics.observe(d, force=True)
+    assert reg.get_sample_value("logsense_follow_lag_seconds", {"source": "libvirtd"}) == 0
+    assert reg.get_sample_value("logsense_lines_read_total", {"source": "libvirtd"}) == 1
+    t.close()
+
+
+@pytest.mark.parametrize("listen, message", [("nonsense", "is not HOST:PORT"),
+                                             ("127.0.0.1:99999", "is not HOST:PORT")])
+def test_a_bad_metrics_address_is_one_line_and_exit_2(host: Path, listen: str, message: str):
+    proc = logsense("watch", str(host / "log"), "--no-journal", "--state-dir", str(host / "state"),
+                    "--metrics", listen, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_metrics_port_in_use_is_one_line_and_exit_2(host: Path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = logsense("watch", str(host / "log"), "--no-journal", "--state-dir", str(host / "state"),
+                        "--metrics", f"127.0.0.1:{port}", check=False)
+    assert proc.returncode == 2 and "cannot listen on" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- contrib: the dashboard and the alert rules use what the daemon exports ------------------
+EXPORTED = {"logsense_lines_read_total", "logsense_read_bytes_total", "logsense_parse_failures_total",
+            "logsense_events_total", "logsense_unrecognised_errors_total", "logsense_incidents_emitted_total",
+            "logsense_incidents_open", "logsense_follow_lag_seconds", "logsense_files_followed",
+            "logsense_journal_lag_seconds", "logsense_sink_queue_items", "logsense_sink_delivered_total",
+            "logsense_sink_failures_total", "logsense_sink_dropped_total", "logsense_catalogue_patterns",
+            "logsense_state_last_save_timestamp_seconds"}
+
+
+def names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\blogsense_[a-z_]+", expr))
+
+
+def test_every_metric_named_here_is_one_the_daemon_exports(tmp_path: Path):
+    d = Daemon(Config(paths=[], journal=False, state_dir=str(tmp_path)))
+    d.metrics.observe(d, force=True)
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in d.metrics.registry.collect()}
+    # the journal's lag only while following the journal, the last save once saved
+    assert exported == EXPORTED - {"logsense_journal_lag_seconds", "logsense_state_last_save_timestamp_seconds"}
+
+
+def test_grafana_dashboard_queries_only_exported_metrics():
+    dash = json.loads((ROOT / "contrib" / "grafana-logsense.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 8
+    used = set().union(*(names_in(e) for e in exprs))
+    assert used <= EXPORTED, used - EXPORTED
+    assert {"logsense_incidents_open", "logsense_follow_lag_seconds", "logsense_sink_queue_items"} <= used
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in dash["panels"] if "targets" in p)
+
+
+def test_prometheus_alert_rules_are_well_formed_and_use_exported_metrics():
+    rules = yaml.safe_load((ROOT / "contrib" / "prometheus-logsense-rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"]]
+    assert len(alerts) >= 5
+    for r in alerts:
+        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"} and {"alert", "expr"} <= set(r)
+        assert r["labels"]["severity"] in ("critical", "warning", "info")
+        assert {"summary", "description"} <= set(r["annotations"])
+        assert names_in(r["expr"]) <= EXPORTED and (names_in(r["expr"]) or r["expr"].startswith("up{")), r["expr"]
+        assert r["expr"].count("(") == r["expr"].count(")")
+
+
+def test_daemon_warns_once_when_the_textfile_cannot_be_written(tmp_path: Path, capsys):
+    d = Daemon(Config(paths=[], journal=False, state_dir=str(tmp_path)))
+    d.metrics.serve(None, str(tmp_path / "missing-dir" / "logsense.prom"))
+    d.metrics.observe(d, force=True)
+    d.metrics.observe(d, force=True)
+    assert capsys.readouterr().err.count("cannot write metrics") == 1
