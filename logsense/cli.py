@@ -31,6 +31,7 @@ class Format(StrEnum):
     markdown = "markdown"
     html = "html"
     parquet = "parquet"
+    record = "record"
 
 
 PathsArg = Annotated[list[str] | None, typer.Argument(help="Files, directories, archives, journals.")]
@@ -143,6 +144,9 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
             report.write_markdown(out, incidents, stats, unrec)
         elif fmt == Format.html:
             report.write_html(out, incidents, stats, unrec, evs)
+        elif fmt == Format.record:
+            from logsense.record import write_records
+            write_records(out, incidents, opts.catalogue_dirs)
         elif fmt == Format.text:
             report.write_text(out, incidents, stats, unrec, color=None if not output else False)
         else:
@@ -214,9 +218,10 @@ def catalogue_check(catalogue: CatOpt = None,
                     ) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
     from logsense.catalogue_check import check_catalogue, without_literal
+    from logsense.record import record_problems
 
     cat = load_catalogue(catalogue or [])
-    problems = check_catalogue(cat, timing=timing)
+    problems = check_catalogue(cat, timing=timing) + record_problems(catalogue or [])
     for line in problems:
         print(line, file=sys.stderr)
     examples = sum(len(p.examples) for p in cat.patterns)
