@@ -274,11 +274,13 @@ class Daemon:
         new = []
         for spec in self.cfg.sinks:
             sink = make_sink(spec)
+            queue_max = int(spec.get("queue_max", QUEUE_MAX))
             if sink.name in old:
                 new.append(old.pop(sink.name))
+                new[-1].reconfigure(sink, queue_max)
             else:
                 queued = saved.get(sink.name) if isinstance(saved.get(sink.name), list) else None
-                new.append(Delivery(sink, warn, queued, int(spec.get("queue_max", QUEUE_MAX))))
+                new.append(Delivery(sink, warn, queued, queue_max))
         for d in old.values():
             d.wait_idle(2.0)
             d.stop()

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable
@@ -64,6 +65,12 @@ class Sink:
     min_severity: str | None = None
     categories: frozenset[str] | None = None
     warn: Warn = staticmethod(_quiet)
+
+    @property
+    def label(self) -> str:
+        """The sink in metrics: its name without anything secret (URL credentials and query,
+        a command's arguments)."""
+        return self.name
 
     def wants(self, obj: dict[str, Any]) -> bool:
         if self.min_severity and SEVERITY_RANK.get(obj.get("severity") or "", 0) < SEVERITY_RANK[self.min_severity]:
@@ -193,6 +200,10 @@ class CommandSink(Sink):
             err = tail.decode("utf-8", "replace").strip().splitlines()
             raise SinkError(f"exit status {status}" + (f": {err[-1][:200]}" if err else ""))
 
+    @property
+    def label(self) -> str:
+        return "command:" + os.path.basename(self.argv[0])
+
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
         for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
@@ -249,6 +260,11 @@ def _http_url(url: str, kind: str) -> str:
     return url
 
 
+def _url_label(kind: str, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{kind}:{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
 def _read_secret(path: str, what: str) -> list[str]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -264,6 +280,10 @@ class WebhookSink(Sink):
     def __init__(self, url: str, timeout: float = HTTP_TIMEOUT, bearer_token_file: str | None = None) -> None:
         self.url, self.timeout, self.token_file = _http_url(url, "webhook"), timeout, bearer_token_file
         self.name = f"webhook:{url}"
+
+    @property
+    def label(self) -> str:
+        return _url_label("webhook", self.url)
 
     def send(self, obj: dict[str, Any]) -> None:
         headers = {}
@@ -303,6 +323,10 @@ class AlertmanagerSink(Sink):
         self.endpoint = base if base.endswith("/api/v2/alerts") else base + "/api/v2/alerts"
         self.timeout, self.hold = timeout, hold
         self.name = f"alertmanager:{url}"
+
+    @property
+    def label(self) -> str:
+        return _url_label("alertmanager", self.endpoint)
 
     def send(self, obj: dict[str, Any]) -> None:
         post_json(self.endpoint, [alert_of(obj, self.hold)], self.timeout)
@@ -470,6 +494,7 @@ class Delivery:
                  queue_max: int = QUEUE_MAX) -> None:
         self.sink, self.warn = sink, warn
         sink.warn = warn
+        self.replaced: list[Sink] = []
         self.queue_max = max(1, queue_max)
         self.queue: deque[dict[str, Any]] = deque()
         self.cond = threading.Condition()
@@ -493,6 +518,14 @@ class Delivery:
             if not self.dropped:
                 self.warn(f"sink {self.name}: queue full ({self.queue_max}); dropping the oldest undelivered items")
             self.dropped += over
+
+    def reconfigure(self, sink: Sink, queue_max: int) -> None:
+        """The same sink from a reloaded config: its new filter and bound apply from now on."""
+        sink.warn = self.warn
+        with self.cond:
+            self.replaced.append(self.sink)  # it may be sending still: closed with this delivery
+            self.sink, self.queue_max = sink, max(1, queue_max)
+            self._add([])
 
     def put(self, items: list[dict[str, Any]]) -> None:
         items = [o for o in items if self.sink.wants(o)]
@@ -522,7 +555,8 @@ class Delivery:
         with self.cond:
             self.stopping = True
             self.cond.notify_all()
-        self.sink.close()
+        for sink in [*self.replaced, self.sink]:
+            sink.close()
         self.thread.join(timeout=5)
 
     def _done(self, item: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ retried while the receiver is down, their queue kept across a restart."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 from test_daemon_helpers import GUEST_RAM, MISSING_IMAGE, Watch, append, libvirtd_line, qemu_line
@@ -41,5 +42,33 @@ def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Pa
         assert w.stop() == 0
         assert receiver.posts.empty()  # the disk_image incident is not this sink's
         assert f"webhook:{url}" not in json.loads((state / "state.json").read_text())["sinks"]
+    finally:
+        receiver.close()
+
+
+def test_sighup_applies_new_sink_filters_and_refuses_a_malformed_sink(tmp_path: Path):
+    logs, state = tmp_path / "log", tmp_path / "state"
+    (logs / "qemu").mkdir(parents=True)
+    receiver = Receiver()
+    config = tmp_path / "logsense.toml"
+    head = f'paths = ["{logs}"]\njournal = false\nstate_dir = "{state}"\nhost = "kvm01"\ntz = "UTC"\nwindow = 60\n' \
+           '[[sink]]\ntype = "stdout"\n'
+    webhook = f'[[sink]]\ntype = "webhook"\nurl = "{receiver.url}/hook"\ncategories = ["{{}}"]\n'
+    config.write_text(head + webhook.format("disk_image"))
+    try:
+        w = Watch("--config", str(config)).ready()
+        append(logs / "qemu" / "web01.log", qemu_line(GUEST_RAM))
+        w.wait(lambda o: o["status"] == "open" and o["vm"] == "web01")
+        config.write_text(head + webhook.format("memory"))
+        w.proc.send_signal(signal.SIGHUP)
+        w.wait_err(lambda line: line.startswith("logsense: reloaded"))
+        append(logs / "qemu" / "db01.log", qemu_line(GUEST_RAM))
+        db01 = w.wait(lambda o: o["status"] == "open" and o["vm"] == "db01")
+        assert receiver.get()[2]["id"] == db01["id"]  # web01's was not this sink's when it opened
+        config.write_text(head.replace('[[sink]]\ntype = "stdout"\n', 'sink = ["stdout"]\n'))
+        w.proc.send_signal(signal.SIGHUP)
+        w.wait_err(lambda line: "config reload failed, keeping the old one" in line and "a sink is a table" in line)
+        assert w.stop() == 0
+        assert receiver.posts.empty()
     finally:
         receiver.close()
