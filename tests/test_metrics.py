@@ -192,3 +192,37 @@ def test_daemon_warns_once_when_the_textfile_cannot_be_written(tmp_path: Path, c
     d.metrics.observe(d, force=True)
     d.metrics.observe(d, force=True)
     assert capsys.readouterr().err.count("cannot write metrics") == 1
+
+
+def test_journal_entries_are_counted_and_its_lag_reported(host: Path, tmp_path: Path):
+    from test_daemon import JOURNAL_REMOTE, add_journal
+
+    if not Path(JOURNAL_REMOTE).exists():
+        pytest.fail("systemd-journal-remote is not installed (bash dev.sh test installs it)")
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    add_journal(jdir, tmp_path, 0, 5)  # 5 libvirtd errors and 5 sshd lines (not followed)
+    w = Watch(str(host / "log"), "--state-dir", str(host / "state"), "--host", "kvm01", "--from-start",
+              "--journal-dir", str(jdir), "--emit", "events", "--metrics", "127.0.0.1:0").ready()
+    url = w.wait_err(lambda line: line.startswith("logsense: metrics on ")).split()[-1]
+    w.wait(lambda o: o["message"].endswith("seq=4"))
+    got = scrape_until(url, lambda g: value(g, "logsense_lines_read_total", source="journal") == 5)
+    assert value(got, "logsense_lines_read_total", source="journal") == 5
+    assert value(got, "logsense_read_bytes_total", source="journal") > 5 * len("internal error: End of file")
+    assert value(got, "logsense_journal_lag_seconds") == 0  # all read entries processed
+    assert w.stop() == 0
+
+
+def test_journal_lag_is_the_newest_entry_read_minus_the_newest_processed(tmp_path: Path):
+    from datetime import UTC, datetime, timedelta
+
+    from logsense.model import Record
+
+    d = Daemon(Config(paths=[], journal=False, state_dir=str(tmp_path)))
+    t0 = datetime(2024, 3, 5, 10, 0, tzinfo=UTC)
+    processed = Record(ts=t0, source="journal", message="internal error: End of file from monitor", cursor="s=0;i=1")
+    d.metrics.records([processed])
+    assert d.metrics._journal_lag(d) == 0
+    d.journal_q.put(Record(ts=t0 + timedelta(seconds=3), source="journal", message="a", cursor="s=0;i=2"))
+    d.journal_q.put(Record(ts=t0 + timedelta(seconds=42), source="journal", message="b", cursor="s=0;i=3"))
+    assert d.metrics._journal_lag(d) == 42
