@@ -365,3 +365,31 @@ def test_file_sink_cuts_a_torn_last_line_before_writing(tmp_path: Path):
     d.stop()
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [HOST_OOM["id"], DISK["id"]]
     assert "torn last line (57 bytes)" in warn.wait("torn")
+
+
+def test_file_sink_finishes_a_short_write_or_cuts_the_torn_line_it_left(tmp_path: Path):
+    """A real short write: RLIMIT_FSIZE lets the kernel write only part of the line (then
+    EFBIG); the failed send is retried and the line it tore is cut first."""
+    out = tmp_path / "incidents.jsonl"
+    script = f"""
+import json, os, resource, signal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+from logsense.sinks import FileSink
+sink = FileSink({str(out)!r})
+sink.send({{"id": "first"}})
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize({str(out)!r}) + 10, hard))
+try:
+    sink.send({{"id": "second", "pad": "x" * 100}})
+except OSError as exc:
+    print("failed:", exc.strerror, os.path.getsize({str(out)!r}))
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+sink.send({{"id": "second", "pad": "x" * 100}})
+"""
+    root = Path(__file__).parent.parent
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    first_size = len(json.dumps({"id": "first"})) + 1
+    assert proc.stdout.split() == ["failed:", "File", "too", "large", str(first_size + 10)]  # 10 bytes torn
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["first", "second"]
