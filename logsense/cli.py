@@ -75,6 +75,8 @@ def events(paths: PathsArg = None,
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
     fmt = default_format(fmt, Format.jsonl)
+    if fmt == Format.record:
+        raise InputError("an incident record is written by 'logsense analyze --format record'")
     if fmt == Format.parquet:
         from logsense.frame import events_frame
         if not output:

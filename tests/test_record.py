@@ -155,3 +155,15 @@ def test_a_language_is_added_as_data(tmp_path: Path):
     disk = next(i for i in incidents_of(SAMPLE) if i["category"] == "disk_image")
     rec = render(disk, load_record_data([site]), "xx")
     assert "## XX Time of failure" in rec and "- XX advice" in rec and "XX libvirtd" in rec
+
+
+def test_events_has_no_record_format_and_says_where_it_is():
+    proc = logsense("events", "--format", "record", str(SAMPLE), check=False)
+    assert proc.returncode == 2 and "logsense analyze --format record" in proc.stderr
+
+
+def test_record_goes_to_a_file_with_o(tmp_path: Path):
+    out = tmp_path / "records.md"
+    logsense("analyze", "--format", "record", "-o", str(out), str(FIXTURES / "lab" / "inactive-network"))
+    text = out.read_text()
+    assert text.count("# Incident record: ") == 1 and "For `network`:" in text
