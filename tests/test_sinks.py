@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import tomllib
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -393,3 +396,44 @@ sink.send({{"id": "second", "pad": "x" * 100}})
     first_size = len(json.dumps({"id": "first"})) + 1
     assert proc.stdout.split() == ["failed:", "File", "too", "large", str(first_size + 10)]  # 10 bytes torn
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["first", "second"]
+
+
+def test_the_example_config_and_its_commented_sinks_are_valid():
+    from logsense.daemon import Config
+
+    example = Path(__file__).parent.parent / "contrib" / "logsense.toml"
+    Config.load(str(example), {"state_dir": None})
+    blocks = re.findall(r"^# \[\[sink\]\]\n((?:# .*\n)+)", example.read_text(), re.M)
+    kinds = []
+    for block in blocks:
+        spec = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))
+        kinds.append(make_sink(spec).name.split(":")[0])
+    assert {"journal", "command", "webhook", "alertmanager", "email"} <= set(kinds)
+
+
+def test_a_webhook_that_never_answers_times_out_and_is_retried():
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        warn = Warnings()
+        d = delivery({"type": "webhook", "url": f"http://127.0.0.1:{silent.getsockname()[1]}/", "timeout": 0.3}, warn)
+        d.put([DISK])
+        assert "timed out" in warn.wait("retrying with back-off")
+        assert d.pending() == [DISK]
+        d.stop()
+
+
+def test_the_unit_and_its_network_drop_in_pass_systemd_analyze(tmp_path: Path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    contrib = Path(__file__).parent.parent / "contrib"
+    (tmp_path / "logsense.service.d").mkdir()
+    shutil.copy(contrib / "logsense.service", tmp_path)
+    dropin = (contrib / "logsense-network.conf").read_text().replace("#IPAddressAllow=", "IPAddressAllow=")
+    (tmp_path / "logsense.service.d" / "network.conf").write_text(dropin)
+    proc = subprocess.run([analyze, "verify", "--man=no", str(tmp_path / "logsense.service")], capture_output=True,
+                          text=True, env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}, timeout=60)
+    complaints = [line for line in proc.stderr.splitlines() if "/usr/bin/logsense is not executable" not in line]
+    assert complaints == []
+    assert "IPAddressDeny=any" in dropin and "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in dropin
