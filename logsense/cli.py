@@ -222,7 +222,7 @@ def catalogue_check(catalogue: CatOpt = None,
     from logsense.catalogue_check import check_catalogue, without_literal
     from logsense.record import record_problems
 
-    cat = load_catalogue(catalogue or [])
+    cat = load_catalogue(catalogue or [], vet_site=False)
     problems = check_catalogue(cat, timing=timing) + record_problems(catalogue or [])
     for line in problems:
         print(line, file=sys.stderr)

@@ -739,6 +739,25 @@ class JournalFollower(threading.Thread):
             self.ready.set()
             return
         self.ready.set()
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self._follow(reader)
+                return
+            except Exception as exc:  # noqa: BLE001 - a reader that dies is restarted and said, never silent
+                failures += 1
+                self.warn(f"journal: reader failed ({type(exc).__name__}: {exc}); restarting it")
+                with contextlib.suppress(Exception):
+                    reader.close()
+                self.stopping.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                try:
+                    reader = self._open()
+                    self.from_start = self.from_start and self.cursor is None
+                    self._position(reader)
+                except Exception as exc2:  # noqa: BLE001
+                    self.warn(f"journal: cannot reopen ({exc2}); trying again")
+
+    def _follow(self, reader) -> None:
         name = self.directory
         with reader:
             while not self.stopping.is_set():
@@ -747,7 +766,9 @@ class JournalFollower(threading.Thread):
                     entry = reader.get_next()
                     if not entry:
                         break
-                    self.out.put(journal.entry_record(entry, name, self.host))
+                    if (rec := journal.record_or_skip(entry, name, self.host, self.warn)) is not None:
+                        self.out.put(rec)
+                    self.cursor = entry.get("__CURSOR") or self.cursor  # where a restart goes on
                     n += 1
                     if n % 500 == 0:
                         self.wake.set()
