@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -48,6 +50,17 @@ def scrape_until(url: str, pred, timeout: float = 15.0) -> dict:
         if pred(got) or time.monotonic() > deadline:
             return got
         time.sleep(0.2)  # a scrape is all there is to wait on: the daemon is another process
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+def promtool_lint(text: str) -> str:
+    """`promtool check metrics` on an exposition: its complaints ('' when none, or no promtool)."""
+    if PROMTOOL is None:
+        return ""
+    proc = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    return (proc.stdout + proc.stderr).strip()
 
 
 @pytest.fixture
@@ -94,7 +107,9 @@ def test_a_real_daemon_serves_its_metrics_and_writes_the_textfile(host: Path):
     labels = {v for (_, ls) in got for _, v in ls}
     assert not any("web01" in v for v in labels)  # no VM names as labels
 
+    lint = promtool_lint(scrape(url))
     assert w.stop() == 0
+    assert lint == ""  # Prometheus' own naming and help-text checks
     from_file = samples(textfile.read_text())
     assert value(from_file, "logsense_events_total", category="memory", severity="critical") == 1
     assert value(from_file, "logsense_lines_read_total", source="libvirtd") == 6
@@ -226,3 +241,82 @@ def test_journal_lag_is_the_newest_entry_read_minus_the_newest_processed(tmp_pat
     d.journal_q.put(Record(ts=t0 + timedelta(seconds=3), source="journal", message="a", cursor="s=0;i=2"))
     d.journal_q.put(Record(ts=t0 + timedelta(seconds=42), source="journal", message="b", cursor="s=0;i=3"))
     assert d.metrics._journal_lag(d) == 42
+
+
+RULES_TEST = """
+rule_files: [RULES]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'logsense_incidents_open{job="logsense", instance="kvm01:9874", category="memory", severity="critical"}'
+        values: '0 1 1 0'
+      - series: 'logsense_follow_lag_seconds{job="logsense", instance="kvm01:9874", source="qemu"}'
+        values: '0 120x10'
+      - series: 'logsense_sink_failures_total{job="logsense", instance="kvm01:9874", sink="webhook:http://hooks/x"}'
+        values: '0+3x20'
+      - series: 'logsense_sink_queue_items{job="logsense", instance="kvm01:9874", sink="webhook:http://hooks/x"}'
+        values: '4x20'
+      - series: 'up{job="logsense", instance="kvm02:9874"}'
+        values: '0x10'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: LogsenseCriticalIncidentOpen
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: "kvm01:9874", category: memory}
+            exp_annotations:
+              summary: "1 critical memory incident(s) open on kvm01:9874"
+              description: "See `journalctl -u logsense` or the incident file on the host
+                for what broke and how to fix it."
+      - eval_time: 4m
+        alertname: LogsenseCriticalIncidentOpen
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: LogsenseFollowLagHigh
+        exp_alerts: []
+      - eval_time: 8m
+        alertname: LogsenseFollowLagHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: "kvm01:9874", source: qemu}
+            exp_annotations:
+              summary: "logsense on kvm01:9874 is 2m 0s behind its qemu logs"
+              description: "Incidents are late by as much. A burst of log lines, or too little CPU for the daemon."
+      - eval_time: 6m
+        alertname: LogsenseDown
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: "kvm02:9874", job: logsense}
+            exp_annotations:
+              summary: "logsense on kvm02:9874 is not answering scrapes"
+              description: "No metrics for 5 minutes: the daemon is stopped, crashed or its sandbox
+                blocks the listener."
+      - eval_time: 5m
+        alertname: LogsenseSinkFailing
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: LogsenseSinkFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: "kvm01:9874", job: logsense, sink: "webhook:http://hooks/x"}
+            exp_annotations:
+              summary: "logsense sink webhook:http://hooks/x on kvm01:9874 keeps failing"
+              description: "Incidents queue up (kept across restarts, up to queue_max); check the receiver and the
+                network drop-in."
+"""
+
+
+def test_promtool_lint_is_real():
+    if PROMTOOL is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    bad = "# HELP logsense_x A counter.\n# TYPE logsense_x counter\nlogsense_x 1\n"
+    assert 'should have "_total" suffix' in promtool_lint(bad)
+
+
+def test_the_alert_rules_pass_promtool_and_fire_when_they_should(tmp_path: Path):
+    if PROMTOOL is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    rules = ROOT / "contrib" / "prometheus-logsense-rules.yml"
+    check = subprocess.run([PROMTOOL, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and "SUCCESS: 8 rules found" in check.stdout, check.stdout + check.stderr
+    test = tmp_path / "rules-test.yml"
+    test.write_text(RULES_TEST.replace("RULES", json.dumps(str(rules))))
+    run = subprocess.run([PROMTOOL, "test", "rules", str(test)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -437,3 +437,52 @@ def test_the_unit_and_its_network_drop_in_pass_systemd_analyze(tmp_path: Path):
     complaints = [line for line in proc.stderr.splitlines() if "/usr/bin/logsense is not executable" not in line]
     assert complaints == []
     assert "IPAddressDeny=any" in dropin and "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" in dropin
+
+
+# -- the real Alertmanager (Debian's prometheus-alertmanager) --------------------------------
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path):
+    """A real Alertmanager on loopback (no cluster), ready when /-/ready answers."""
+    if ALERTMANAGER is None:
+        pytest.skip("Alertmanager is not installed (apt-get install prometheus-alertmanager)")
+    cfg = tmp_path / "alertmanager.yml"
+    cfg.write_text("route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n")
+    port = free_port()
+    proc = subprocess.Popen([ALERTMANAGER, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am-data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for line in proc.stderr:  # its own log says when it listens
+            if "Listening on" in line:
+                break
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def alerts_in(url: str, **params: str) -> list[dict]:
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode(params)
+    with urllib.request.urlopen(f"{url}/api/v2/alerts?{query}", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_a_real_alertmanager_takes_the_alert_and_its_resolution(alertmanager: str):
+    sink = make_sink(parse_sink_flag(f"alertmanager:{alertmanager}"))
+    sink.send({**DISK, "status": "open", "last_seen": datetime.now(UTC).isoformat()})
+    (alert,) = alerts_in(alertmanager)
+    assert alert["status"]["state"] == "active"
+    assert {k: alert["labels"][k] for k in ("alertname", "severity", "category", "host", "vm")} == {
+        "alertname": "LogsenseIncident", "severity": "critical", "category": "disk_image", "host": "kvm01",
+        "vm": "app01"}
+    assert alert["annotations"]["title"] == DISK["title"]
+    assert datetime.fromisoformat(alert["endsAt"].replace("Z", "+00:00")) > datetime.now(UTC)
+    sink.send(DISK)  # resolved: endsAt in the past, and Alertmanager lists only alerts not yet ended
+    assert alerts_in(alertmanager) == []
