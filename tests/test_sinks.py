@@ -447,7 +447,7 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertman
 def alertmanager(tmp_path: Path):
     """A real Alertmanager on loopback (no cluster), ready when /-/ready answers."""
     if ALERTMANAGER is None:
-        pytest.skip("Alertmanager is not installed (apt-get install prometheus-alertmanager)")
+        pytest.fail("Alertmanager is not installed (bash dev.sh test installs it)")
     cfg = tmp_path / "alertmanager.yml"
     cfg.write_text("route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n")
     port = free_port()
