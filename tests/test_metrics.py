@@ -89,7 +89,8 @@ def test_a_real_daemon_serves_its_metrics_and_writes_the_textfile(host: Path):
     opened = w.wait(lambda o: o["status"] == "open")
     assert opened["category"] == "memory" and opened["severity"] == "critical"
 
-    got = scrape_until(url, lambda g: value(g, "logsense_incidents_open", category="memory", severity="critical"))
+    got = scrape_until(url, lambda g: value(g, "logsense_incidents_open", category="memory", severity="critical")
+                       and value(g, "logsense_sink_failures_total", sink=f"webhook:{hook}"))  # snapshots, 1/s
     assert value(got, "logsense_lines_read_total", source="libvirtd") == 6
     assert value(got, "logsense_lines_read_total", source="qemu") == 1
     assert value(got, "logsense_read_bytes_total", source="qemu") == len(qemu_line(GUEST_RAM).encode())
@@ -221,7 +222,9 @@ def test_journal_entries_are_counted_and_its_lag_reported(host: Path, tmp_path: 
               "--journal-dir", str(jdir), "--emit", "events", "--metrics", "127.0.0.1:0").ready()
     url = w.wait_err(lambda line: line.startswith("logsense: metrics on ")).split()[-1]
     w.wait(lambda o: o["message"].endswith("seq=4"))
-    got = scrape_until(url, lambda g: value(g, "logsense_lines_read_total", source="journal") == 5)
+    # the counters are live, the lag a snapshot taken once a second: wait for one after the entries
+    got = scrape_until(url, lambda g: value(g, "logsense_lines_read_total", source="journal") == 5
+                       and value(g, "logsense_journal_lag_seconds") == 0)
     assert value(got, "logsense_lines_read_total", source="journal") == 5
     assert value(got, "logsense_read_bytes_total", source="journal") > 5 * len("internal error: End of file")
     assert value(got, "logsense_journal_lag_seconds") == 0  # all read entries processed
