@@ -14,16 +14,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import test_sinks_daemon
 import yaml
 from conftest import logsense
 from prometheus_client.parser import text_string_to_metric_families
-from test_daemon_helpers import GUEST_RAM, Watch, append, libvirtd_line, qemu_line
+from test_daemon_helpers import GUEST_RAM, append, libvirtd_line, qemu_line
 from test_sinks import free_port
 
 from logsense.catalogue import load_catalogue
 from logsense.daemon import Config, Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
+start_watch = test_sinks_daemon.start_watch  # the fixture: daemons a failed test left are killed
 UNKNOWN_ERROR = "internal error: frobnicator 7 exploded while probing the widget"
 
 
@@ -73,14 +75,14 @@ def host(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_a_real_daemon_serves_its_metrics_and_writes_the_textfile(host: Path):
+def test_a_real_daemon_serves_its_metrics_and_writes_the_textfile(host: Path, start_watch):
     textfile = host / "textfile" / "logsense.prom"
     textfile.parent.mkdir()
     hook = f"http://127.0.0.1:{free_port()}/hook"  # nobody listens: the queue holds the incident
     t0 = time.time()
-    w = Watch(str(host / "log"), "--no-journal", "--state-dir", str(host / "state"), "--host", "kvm01", "--tz", "UTC",
-              "--window", "60", "--metrics", "127.0.0.1:0", "--metrics-textfile", str(textfile),
-              "--sink", "stdout", "--sink", f"webhook:{hook}").ready()
+    w = start_watch(str(host / "log"), "--no-journal", "--state-dir", str(host / "state"), "--host", "kvm01",
+                    "--tz", "UTC", "--window", "60", "--metrics", "127.0.0.1:0", "--metrics-textfile", str(textfile),
+                    "--sink", "stdout", "--sink", f"webhook:{hook}")
     url = w.wait_err(lambda line: line.startswith("logsense: metrics on ")).split()[-1]
     benign = "".join(libvirtd_line(f"benign seq={i}", level="info", where="virNetServerAddClient:17")
                      for i in range(5))
@@ -210,7 +212,7 @@ def test_daemon_warns_once_when_the_textfile_cannot_be_written(tmp_path: Path, c
     assert capsys.readouterr().err.count("cannot write metrics") == 1
 
 
-def test_journal_entries_are_counted_and_its_lag_reported(host: Path, tmp_path: Path):
+def test_journal_entries_are_counted_and_its_lag_reported(host: Path, tmp_path: Path, start_watch):
     from test_daemon import JOURNAL_REMOTE, add_journal
 
     if not Path(JOURNAL_REMOTE).exists():
@@ -218,8 +220,8 @@ def test_journal_entries_are_counted_and_its_lag_reported(host: Path, tmp_path: 
     jdir = tmp_path / "journal"
     jdir.mkdir()
     add_journal(jdir, tmp_path, 0, 5)  # 5 libvirtd errors and 5 sshd lines (not followed)
-    w = Watch(str(host / "log"), "--state-dir", str(host / "state"), "--host", "kvm01", "--from-start",
-              "--journal-dir", str(jdir), "--emit", "events", "--metrics", "127.0.0.1:0").ready()
+    w = start_watch(str(host / "log"), "--state-dir", str(host / "state"), "--host", "kvm01", "--from-start",
+                    "--journal-dir", str(jdir), "--emit", "events", "--metrics", "127.0.0.1:0")
     url = w.wait_err(lambda line: line.startswith("logsense: metrics on ")).split()[-1]
     w.wait(lambda o: o["message"].endswith("seq=4"))
     # the counters are live, the lag a snapshot taken once a second: wait for one after the entries

@@ -7,11 +7,27 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 from test_daemon_helpers import GUEST_RAM, MISSING_IMAGE, Watch, append, libvirtd_line, qemu_line
 from test_sinks import Receiver, free_port
 
 
-def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Path):
+@pytest.fixture
+def start_watch():
+    """`Watch(*args).ready()`, killed at the end if a failed test left it running."""
+    started: list[Watch] = []
+
+    def start(*args: str) -> Watch:
+        started.append(Watch(*args))
+        return started[-1].ready()
+
+    yield start
+    for w in started:
+        if w.proc.poll() is None:
+            w.kill()
+
+
+def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Path, start_watch):
     logs, state = tmp_path / "log", tmp_path / "state"
     (logs / "qemu").mkdir(parents=True)
     (logs / "libvirtd.log").write_text(libvirtd_line("libvirt version: 9.0.0, package: 9.0.0-4+deb12u1 (Debian)",
@@ -23,7 +39,7 @@ def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Pa
                       'window = 60\n[[sink]]\ntype = "stdout"\n'
                       f'[[sink]]\ntype = "webhook"\nurl = "{url}"\nmin_severity = "critical"\n'
                       'categories = ["memory"]\ntimeout = 2\n')
-    w = Watch("--config", str(config)).ready()
+    w = start_watch("--config", str(config))
     append(logs / "libvirtd.log", libvirtd_line(MISSING_IMAGE))
     disk = w.wait(lambda o: o["status"] == "open")
     append(logs / "qemu" / "web01.log", qemu_line(GUEST_RAM))
@@ -36,7 +52,7 @@ def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Pa
 
     receiver = Receiver(port)
     try:
-        w = Watch("--config", str(config)).ready()
+        w = start_watch("--config", str(config))
         path, _, body, _ = receiver.get()
         assert (path, body["id"], body["status"], body["category"]) == ("/hook", memory["id"], "open", "memory")
         assert w.stop() == 0
@@ -46,7 +62,7 @@ def test_webhook_queue_survives_a_restart_and_takes_only_its_filter(tmp_path: Pa
         receiver.close()
 
 
-def test_sighup_applies_new_sink_filters_and_refuses_a_malformed_sink(tmp_path: Path):
+def test_sighup_applies_new_sink_filters_and_refuses_a_malformed_sink(tmp_path: Path, start_watch):
     logs, state = tmp_path / "log", tmp_path / "state"
     (logs / "qemu").mkdir(parents=True)
     receiver = Receiver()
@@ -56,7 +72,7 @@ def test_sighup_applies_new_sink_filters_and_refuses_a_malformed_sink(tmp_path: 
     webhook = f'[[sink]]\ntype = "webhook"\nurl = "{receiver.url}/hook"\ncategories = ["{{}}"]\n'
     config.write_text(head + webhook.format("disk_image"))
     try:
-        w = Watch("--config", str(config)).ready()
+        w = start_watch("--config", str(config))
         append(logs / "qemu" / "web01.log", qemu_line(GUEST_RAM))
         w.wait(lambda o: o["status"] == "open" and o["vm"] == "web01")
         config.write_text(head + webhook.format("memory"))
