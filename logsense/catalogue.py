@@ -20,6 +20,7 @@ from typing import Any
 
 import regex
 
+from logsense import bundled
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 
 try:
@@ -37,7 +38,7 @@ except ImportError:  # neither: every line runs the full regexes
 PREFILTERS = ("hyperscan", "aho", "none")  # LOGSENSE_PREFILTER forces one (tests, benchmarks)
 
 REGEX_TIMEOUT = 0.05  # seconds; a line that takes longer is not matched (counted)
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "patterns"
+BUILTIN_DIR = bundled("patterns", "patterns")
 # Error-level lines the catalogue does not know still become events ("unrecognised errors"),
 # so the fast path must pick them too.
 ERROR_HINTS = {

@@ -12,47 +12,75 @@ from typing import Annotated
 
 import typer
 
-from logsense import SAMPLE
+from logsense import CONTRIB, SAMPLE, __version__
 from logsense.catalogue import CatalogueError, load_catalogue
 from logsense.model import Event
 from logsense.pipeline import InputError, Options, Reader, parse_time, parse_zone, stderr_warn
 from logsense.text import safe
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Log analysis and error correlation for KVM hosts.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the pattern catalogue.")
 app.add_typer(catalogue_app, name="catalogue")
+# Typer prints an argument's Python type (`<list[str]>`) beside its name; the metavar says it for people.
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
 
 
-class Format(StrEnum):
+class EventsFormat(StrEnum):
+    text = "text"
+    json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class AnalyzeFormat(StrEnum):
     text = "text"
     json = "json"
     jsonl = "jsonl"
     markdown = "markdown"
     html = "html"
-    parquet = "parquet"
 
 
-PathsArg = Annotated[list[str] | None, typer.Argument(help="Files, directories, archives, journals.")]
-FormatOpt = Annotated[Format | None, typer.Option("--format", "-f", help="Output format.")]
-SinceOpt = Annotated[str | None, typer.Option(help="Only lines at or after this time (ISO 8601).")]
-UntilOpt = Annotated[str | None, typer.Option(help="Only lines at or before this time (ISO 8601).")]
-TzOpt = Annotated[str | None, typer.Option("--tz", help="Zone of syslog stamps that carry none.")]
-YearOpt = Annotated[int | None, typer.Option(help="Year of syslog lines that carry none.")]
-HostOpt = Annotated[str | None, typer.Option(help="Host name for sources that carry none.")]
-CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", help="Extra or replacement pattern files.")]
+class Severity(StrEnum):
+    critical = "critical"
+    major = "major"
+    minor = "minor"
+
+
+PathsArg = Annotated[list[str] | None, typer.Argument(
+    metavar="PATH", show_default=False,
+    help="Files, directories, archives, journals; - is standard input. None: the live host.")]
+EventsFormatOpt = Annotated[EventsFormat, typer.Option("--format", "-f", help="Output format.")]
+AnalyzeFormatOpt = Annotated[AnalyzeFormat, typer.Option("--format", "-f", help="Output format.")]
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
+                                               help="Write the output to FILE instead of standard output.")]
+SinceOpt = Annotated[str | None, typer.Option(metavar="TIME", help="Only lines at or after TIME (ISO 8601).")]
+UntilOpt = Annotated[str | None, typer.Option(metavar="TIME", help="Only lines at or before TIME (ISO 8601).")]
+TzOpt = Annotated[str | None, typer.Option("--tz", metavar="ZONE", help="Zone of syslog stamps that carry none.")]
+YearOpt = Annotated[int | None, typer.Option(metavar="YEAR", help="Year of syslog lines that carry none.")]
+HostOpt = Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none.")]
+CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", metavar="DIR",
+                                                  help="Extra or replacement pattern files (repeatable).")]
+
+
+def show_version(value: bool) -> None:
+    if value:
+        print(f"logsense {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=show_version,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Log analysis and error correlation for KVM hosts: libvirt, QEMU, kernel and journal logs
+    into explained incidents."""
 
 
 def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Options:
     zone = parse_zone(tz)
     return Options(since=parse_time(since, zone), until=parse_time(until, zone), tz=zone, year=year, host=host,
                    all_lines=all_lines, catalogue_dirs=list(catalogue or []))
-
-
-def default_format(fmt: Format | None, piped: Format) -> Format:
-    if fmt is not None:
-        return fmt
-    return Format.text if sys.stdout.isatty() else piped
 
 
 def event_text(ev: Event) -> str:
@@ -66,15 +94,14 @@ def event_text(ev: Event) -> str:
 @app.command()
 def events(paths: PathsArg = None,
            all_lines: Annotated[bool, typer.Option("--all", help="Unmatched lines too.")] = False,
-           fmt: FormatOpt = None, output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+           fmt: EventsFormatOpt = EventsFormat.text, output: OutputOpt = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
            host: HostOpt = None, catalogue: CatOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
     opts = make_options(since, until, tz, year, host, catalogue, all_lines)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
-    fmt = default_format(fmt, Format.jsonl)
-    if fmt == Format.parquet:
+    if fmt == EventsFormat.parquet:
         from logsense.frame import events_frame
         if not output:
             raise InputError("--format parquet needs -o FILE")
@@ -82,10 +109,10 @@ def events(paths: PathsArg = None,
         return
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        if fmt == Format.json:
+        if fmt == EventsFormat.json:
             json.dump({"events": [e.to_dict() for e in evs], "stats": reader.run.stats}, out, indent=2)
             out.write("\n")
-        elif fmt == Format.jsonl:
+        elif fmt == EventsFormat.jsonl:
             for e in evs:
                 out.write(json.dumps(e.to_dict()) + "\n")
         else:
@@ -96,8 +123,9 @@ def events(paths: PathsArg = None,
             out.close()
 
 
-WindowOpt = Annotated[float, typer.Option("--window", help="Seconds of quiet that close an incident.")]
-FailOpt = Annotated[str | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
+WindowOpt = Annotated[float, typer.Option("--window", metavar="SECONDS",
+                                          help="Seconds of quiet that close an incident.")]
+FailOpt = Annotated[Severity | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
 
 
 @contextmanager
@@ -115,14 +143,12 @@ def file_progress():
         yield lambda name: progress.update(task, advance=1, description=safe(name[-70:]))
 
 
-def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
-                 fail_on: str | None, show_entities: bool) -> None:
+def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
+                 fail_on: Severity | None, show_entities: bool) -> None:
     from logsense import report
     from logsense.correlator import correlate
     from logsense.model import SEVERITY_RANK
 
-    if fail_on is not None and fail_on not in SEVERITY_RANK:
-        raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
     with file_progress() as on_file:
@@ -132,21 +158,18 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
     unrec = report.unrecognised_summary(evs)
-    fmt = default_format(fmt, Format.json)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        if fmt == Format.json:
+        if fmt == AnalyzeFormat.json:
             report.write_json(out, incidents, stats, unrec)
-        elif fmt == Format.jsonl:
+        elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
-        elif fmt == Format.markdown:
+        elif fmt == AnalyzeFormat.markdown:
             report.write_markdown(out, incidents, stats, unrec)
-        elif fmt == Format.html:
+        elif fmt == AnalyzeFormat.html:
             report.write_html(out, incidents, stats, unrec, evs)
-        elif fmt == Format.text:
+        elif fmt == AnalyzeFormat.text:
             report.write_text(out, incidents, stats, unrec, color=None if not output else False)
-        else:
-            raise InputError(f"analyze does not write {fmt.value}")
         if show_entities:
             print("Attribution (why events got their VM):", file=sys.stderr)
             for kind, key, vm, why in reader.run.entities.table():
@@ -159,11 +182,11 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
 
 
 @app.command()
-def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
-            output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, output: OutputOpt = None,
             since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
             host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
-            show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map.")] = False,
+            show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map on stderr.")
+                                     ] = False,
             ) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     opts = make_options(since, until, tz, year, host, catalogue)
@@ -171,12 +194,12 @@ def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
 
 
 @app.command()
-def demo(fmt: FormatOpt = None, tz: TzOpt = "UTC") -> None:
+def demo(fmt: AnalyzeFormatOpt = AnalyzeFormat.text, tz: TzOpt = "UTC") -> None:
     """Analyze the bundled sample outage."""
     if not SAMPLE.is_dir():
         raise InputError(f"the bundled sample is missing: {SAMPLE}")
     opts = make_options(None, None, tz, None, None, None)
-    run_analysis([str(SAMPLE)], opts, fmt or Format.text, None, 120.0, None, False)
+    run_analysis([str(SAMPLE)], opts, fmt, None, 120.0, None, False)
 
 
 @catalogue_app.command("list")
@@ -188,7 +211,8 @@ def catalogue_list(catalogue: CatOpt = None) -> None:
 
 
 @catalogue_app.command("show")
-def catalogue_show(pattern_id: str, catalogue: CatOpt = None) -> None:
+def catalogue_show(pattern_id: Annotated[str, typer.Argument(metavar="ID", help="A pattern id.")],
+                   catalogue: CatOpt = None) -> None:
     """Everything about one pattern, examples included."""
     cat = load_catalogue(catalogue or [])
     p = cat.by_id.get(pattern_id)
@@ -210,7 +234,8 @@ def catalogue_show(pattern_id: str, catalogue: CatOpt = None) -> None:
 
 @catalogue_app.command("check")
 def catalogue_check(catalogue: CatOpt = None,
-                    timing: Annotated[bool, typer.Option(help="Time each regex on adversarial lines.")] = True
+                    timing: Annotated[bool, typer.Option("--timing/--no-timing",
+                                                         help="Time each regex on adversarial lines.")] = True
                     ) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
     from logsense.catalogue_check import check_catalogue, without_literal
@@ -230,7 +255,7 @@ def catalogue_check(catalogue: CatOpt = None,
 
 
 @catalogue_app.command("test")
-def catalogue_test(path: Annotated[Path, typer.Argument(help="A log file.")],
+def catalogue_test(path: Annotated[Path, typer.Argument(metavar="PATH", help="A log file, folder or archive.")],
                    catalogue: CatOpt = None, tz: TzOpt = None, year: YearOpt = None) -> None:
     """Which lines of a log match which pattern (for people writing patterns)."""
     if not path.exists():
@@ -254,19 +279,23 @@ class Emit(StrEnum):
 
 @app.command()
 def watch(paths: Annotated[list[str] | None, typer.Argument(
+              metavar="PATH", show_default=False,
               help="Files, directories (every log file under them, also later ones) or globs. "
                    "Default: /var/log/libvirt, /var/log/messages or /var/log/syslog, and the journal.")] = None,
-          config: Annotated[str | None, typer.Option("--config", help="TOML config file.")] = None,
-          state_dir: Annotated[str | None, typer.Option("--state-dir", help="Where positions are saved.")] = None,
+          config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="TOML config file.")] = None,
+          state_dir: Annotated[str | None, typer.Option("--state-dir", metavar="DIR", help="Where positions are saved.")
+                               ] = None,
           no_journal: Annotated[bool, typer.Option("--no-journal", help="Do not follow the journal.")] = False,
-          journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Follow this journal directory.")
+          journal_dir: Annotated[str | None, typer.Option("--journal-dir", metavar="DIR",
+                                                          help="Follow this journal directory.")
                                  ] = None,
           from_start: Annotated[bool, typer.Option("--from-start", help="Read files present at the first start "
                                                    "from their beginning.")] = False,
-          window: Annotated[float | None, typer.Option("--window", help="Seconds of quiet that close an incident.")
-                            ] = None,
+          window: Annotated[float | None, typer.Option("--window", metavar="SECONDS",
+                                                       help="Seconds of quiet that close an incident.")] = None,
           sink: Annotated[list[str] | None, typer.Option(
-              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS (repeatable; replaces the config's).")
+              "--sink", metavar="SINK",
+              help="stdout | journal | file:PATH | command:CMD ARGS (repeatable; replaces the config's).")
                           ] = None,
           emit: Annotated[Emit | None, typer.Option("--emit", help="Emit incidents (default) or every event.")
                           ] = None,
@@ -283,10 +312,55 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
     raise typer.Exit(run_watch(config, overrides, sink))
 
 
+MAN_SECTIONS = [
+    ("Exit status", "0 ok. 1 only with --fail-on, when an incident that severe or worse was found. "
+                    "2 usage or input error (one line on stderr). 3 nothing could be read."),
+    ("Files", "/etc/logsense/logsense.toml and /etc/logsense/conf.d/*.toml: settings (see the README). "
+              "/etc/logsense/patterns: a site's own pattern files. /var/lib/logsense: the daemon's state."),
+    ("Environment", "LOGSENSE_CONFIG: the config file instead of /etc/logsense/logsense.toml. "
+                    "LOGSENSE_PREFILTER: hyperscan, aho or none. TZ: the zone times print in. "
+                    "LOGSENSE_DEBUG: show a traceback on an internal error."),
+    ("Examples", "logsense analyze /srv/outage/var/log\n\n"
+                 "journalctl -o json --since '1 hour ago' | logsense analyze -\n\n"
+                 "logsense analyze --since yesterday --min-severity major --format markdown sos.tar.xz"),
+]
+
+
+@app.command("man", hidden=True)
+def man() -> None:
+    """Print the manual page logsense(1), made from this help: logsense man > logsense.1"""
+    from logsense.manpage import manpage
+
+    sys.stdout.write(manpage(typer.main.get_command(app), __version__, MAN_SECTIONS))
+
+
+@app.command("contrib")
+def contrib(name: Annotated[str | None, typer.Argument(metavar="FILE", show_default=False,
+                                                       help="logsense.service or logsense.toml.")] = None) -> None:
+    """Print a file shipped for installing the daemon (the systemd unit, the example config);
+    without FILE, list them."""
+    files = sorted(p.name for p in CONTRIB.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
+    if name is None:
+        print("\n".join(files))
+        return
+    if name not in files:
+        raise InputError(f"no such file: {name} (one of: {', '.join(files)})")
+    sys.stdout.write((CONTRIB / name).read_text(encoding="utf-8"))
+
+
+def usage_error(exc: Exception) -> str:
+    """Click's four-line usage error as one line, with where to look for help."""
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path} --help" if ctx is not None else "logsense --help"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.replace("Value error, ", "").split())  # pydantic's prefix says nothing
+    return f"logsense: error: {message} (see '{where}')"
+
+
 def main() -> None:
     """Entry point: every failure is one line on stderr, never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="logsense")
         sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, CatalogueError) as exc:
         for line in str(exc).splitlines() or ["error"]:
@@ -300,8 +374,11 @@ def main() -> None:
         sys.stderr.close()
         sys.exit(0)
     except Exception as exc:  # the promise is no traceback reaching a user
-        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # typer's usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `logsense` alone: the help, as before
             exc.show()
+            sys.exit(2)
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # typer's usage errors
+            print(usage_error(exc), file=sys.stderr)
             sys.exit(exc.exit_code or 2)
         if os.environ.get("LOGSENSE_DEBUG"):
             raise
