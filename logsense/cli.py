@@ -15,7 +15,7 @@ import typer
 from logsense import CONTRIB, SAMPLE, __version__
 from logsense.catalogue import CatalogueError, load_catalogue
 from logsense.model import Event
-from logsense.pipeline import InputError, Options, Reader, parse_time, parse_zone, stderr_warn
+from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
 from logsense.text import safe
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -62,6 +62,24 @@ YearOpt = Annotated[int | None, typer.Option(metavar="YEAR", help="Year of syslo
 HostOpt = Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none.")]
 CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", metavar="DIR",
                                                   help="Extra or replacement pattern files (repeatable).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 when an input could not be read in full "
+                                                          "(a damaged archive, an unreadable file).")]
+
+
+class NothingRead(Exception):
+    """No input could be read at all: exit 3, never a report of "no incidents"."""
+
+
+def check_read(run: Run) -> None:
+    """Before any output: reading nothing is an error that says what was not read."""
+    if run.nothing_read:
+        raise NothingRead("nothing could be read: " + "; ".join(run.missing or ["no log file found"]))
+
+
+def check_strict(run: Run, strict: bool) -> None:
+    """After the output: with --strict, input read only in part fails the run."""
+    if strict and run.missing:
+        raise InputError(f"--strict: {len(run.missing)} input(s) not read in full (see the warnings)")
 
 
 def show_version(value: bool) -> None:
@@ -85,7 +103,7 @@ def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Op
 
 def event_text(ev: Event) -> str:
     r = ev.record
-    where = f"{r.file}:{r.line}" if r.file else (r.cursor or "journal")
+    where = (f"{r.file}:{r.line}" if r.line else r.file) if r.file else (r.cursor or "journal")
     tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
     return (f"{r.ts.isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
             f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where)}]")
@@ -96,11 +114,17 @@ def events(paths: PathsArg = None,
            all_lines: Annotated[bool, typer.Option("--all", help="Unmatched lines too.")] = False,
            fmt: EventsFormatOpt = EventsFormat.text, output: OutputOpt = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-           host: HostOpt = None, catalogue: CatOpt = None) -> None:
+           host: HostOpt = None, catalogue: CatOpt = None, strict: StrictOpt = False) -> None:
     """The classified events, one per matched line (--all: every line)."""
     opts = make_options(since, until, tz, year, host, catalogue, all_lines)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
+    check_read(reader.run)
+    write_events(evs, reader.run, fmt, output)
+    check_strict(reader.run, strict)
+
+
+def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None) -> None:
     if fmt == EventsFormat.parquet:
         from logsense.frame import events_frame
         if not output:
@@ -110,7 +134,7 @@ def events(paths: PathsArg = None,
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
         if fmt == EventsFormat.json:
-            json.dump({"events": [e.to_dict() for e in evs], "stats": reader.run.stats}, out, indent=2)
+            json.dump({"events": [e.to_dict() for e in evs], "stats": run.stats}, out, indent=2)
             out.write("\n")
         elif fmt == EventsFormat.jsonl:
             for e in evs:
@@ -144,7 +168,7 @@ def file_progress():
 
 
 def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
-                 fail_on: Severity | None, show_entities: bool) -> None:
+                 fail_on: Severity | None, show_entities: bool, strict: bool = False) -> None:
     from logsense import report
     from logsense.correlator import correlate
     from logsense.model import SEVERITY_RANK
@@ -154,6 +178,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
+    check_read(reader.run)
     incidents = [i.to_dict() for i in correlate(evs, gap=window)]
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
@@ -177,6 +202,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
     finally:
         if output:
             out.close()
+    check_strict(reader.run, strict)
     if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
         raise typer.Exit(1)
 
@@ -187,10 +213,10 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
             host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map on stderr.")
                                      ] = False,
-            ) -> None:
+            strict: StrictOpt = False) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     opts = make_options(since, until, tz, year, host, catalogue)
-    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities)
+    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict)
 
 
 @app.command()
@@ -362,6 +388,9 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False, prog_name="logsense")
         sys.exit(rc if isinstance(rc, int) else 0)
+    except NothingRead as exc:
+        print(f"logsense: error: {exc}", file=sys.stderr)
+        sys.exit(3)
     except (InputError, CatalogueError) as exc:
         for line in str(exc).splitlines() or ["error"]:
             print(f"logsense: error: {line}", file=sys.stderr)

@@ -14,8 +14,11 @@ import lzma
 import os
 import re
 import shutil
+import stat
+import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,9 @@ COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 TAR_RE = re.compile(r"\.(tar|tgz|tbz2|txz|tar\.(gz|bz2|xz|zst))$")
 DATE_SUFFIX = re.compile(r"^(.*?)-(\d{8})(?:\d{2})?$")
 NUM_SUFFIX = re.compile(r"^(.*?)\.(\d+)$")
+STDIN = "-"
+STDIN_NAME = "(stdin)"  # what reports show for `-`
+MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 SOS_KEEP = ("var/log", "sos_commands/logs", "sos_commands/kernel", "sos_commands/libvirt",
             "etc/libvirt/qemu", "run/libvirt/qemu")
 LIVE_PATHS = ("/var/log/libvirt", "/var/log/messages", "/var/log/syslog")
@@ -142,9 +148,29 @@ def _is_journal_file(name: str) -> bool:
     return _logical_name(name)[0].endswith((".journal", ".journal~"))
 
 
+def spool(stream: BinaryIO, ws: Workspace) -> Path:
+    """A pipe or terminal can be read only once, but a file is read twice (its format is detected
+    from its head first): copy it into the workspace."""
+    dest = ws.new() / "stdin"
+    with open(dest, "wb") as out:
+        shutil.copyfileobj(stream, out, 1 << 20)
+    return dest
+
+
+def _magic_compression(p: Path) -> str | None:
+    """Compression told by content, for a spooled pipe (it has no name with a suffix)."""
+    with open(p, "rb") as f:
+        head = f.read(6)
+    return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
+
+
 def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace, explicit: bool = False) -> None:
     try:
         st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # /dev/stdin on a pipe, a FIFO, <(process substitution)
+            with open(p, "rb") as stream:
+                p = spool(stream, ws)
+            st = p.stat()
     except OSError as exc:
         warn(f"{display}: cannot read: {exc.strerror}")
         return
@@ -161,6 +187,8 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace,
         col.domain_xml.append(p)
         return
     logical, comp = _logical_name(p.name)
+    if comp is None and p.name == "stdin":
+        comp = _magic_compression(p)
     col.files.append(LogFile(p, display, st.st_mtime, comp, explicit))
 
 
@@ -198,18 +226,6 @@ def collection_of_dir(root: Path, display_root: str, warn: Warn, ws: Workspace) 
     return col
 
 
-def _safe_members(tar: tarfile.TarFile, name: str, warn: Warn) -> list[tarfile.TarInfo]:
-    safe = []
-    for m in tar.getmembers():
-        parts = Path(m.name).parts
-        if m.name.startswith("/") or ".." in parts:
-            warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
-            continue
-        if m.isfile() or m.isdir():
-            safe.append(m)
-    return safe
-
-
 class Workspace:
     """A private temporary folder for unpacked archives, removed when analysis ends."""
 
@@ -228,23 +244,25 @@ class Workspace:
 
 
 def unpack_tar(path: Path, ws: Workspace, warn: Warn) -> Path | None:
-    """Unpack a tarball into the workspace, refusing members that would land outside it."""
+    """Unpack a tarball into the workspace, refusing members that would land outside it. A damaged
+    archive is unpacked member by member up to the damage, and what came before it is kept."""
+    dest = ws.new()
     try:
         if path.name.endswith((".tar.zst",)):
             with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as z, \
                     tarfile.open(fileobj=z, mode="r|") as tar:
-                return _extract_stream(tar, path.name, ws, warn)
-        with tarfile.open(path) as tar:
-            dest = ws.new()
-            tar.extractall(dest, members=_safe_members(tar, path.name, warn), filter="data")
+                return _extract_stream(tar, path.name, dest, warn)
+        with tarfile.open(path, mode="r|*") as tar:
+            return _extract_stream(tar, path.name, dest, warn)
+    except (tarfile.TarError, OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+        if any(dest.iterdir()):
+            warn(f"{path}: damaged archive, read up to the damage ({exc})")
             return dest
-    except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
         warn(f"{path}: cannot unpack archive: {exc}")
         return None
 
 
-def _extract_stream(tar: tarfile.TarFile, name: str, ws: Workspace, warn: Warn) -> Path:
-    dest = ws.new()
+def _extract_stream(tar: tarfile.TarFile, name: str, dest: Path, warn: Warn) -> Path:
     for m in tar:
         if m.name.startswith("/") or ".." in Path(m.name).parts:
             warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
@@ -267,6 +285,9 @@ def discover(paths: list[str], ws: Workspace, warn: Warn) -> list[Collection]:
     loose = Collection(root=None)
     cols: list[Collection] = []
     for arg in paths:
+        if arg == STDIN:
+            _add_file(loose, spool(sys.stdin.buffer, ws), STDIN_NAME, warn, ws, explicit=True)
+            continue
         p = Path(arg)
         if not p.exists():
             warn(f"{arg}: no such file or directory")
