@@ -346,12 +346,15 @@ def compile_database(patterns: list[Pattern]) -> Any:
     return db
 
 
-def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
-    """The built-in catalogue plus a site's directories. Invalid patterns are left out and
-    listed in `problems`; CatalogueError only when nothing usable is left."""
+def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), disable: Iterable[str] = ()) -> Catalogue:
+    """The built-in catalogue plus a site's directories, less the `disable`d pattern ids. Invalid
+    patterns are left out and listed in `problems`; CatalogueError only when nothing usable is left."""
     problems: list[str] = []
     codes: dict[int, LibvirtCode] = {}
     patterns = read_patterns(pattern_files(extra_dirs), problems, codes)
+    off = set(disable)
+    problems += [f"disable: no pattern with id {pid!r}" for pid in sorted(off - {p.id for p in patterns})]
+    patterns = [p for p in patterns if p.id not in off]
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
     return Catalogue(patterns, problems, codes)

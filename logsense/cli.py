@@ -6,17 +6,21 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from datetime import UTC, tzinfo
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from logsense import CONTRIB, SAMPLE, __version__
-from logsense.catalogue import CatalogueError, load_catalogue
-from logsense.model import Event
+from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
+from logsense.config import read_settings
+from logsense.correlator import DEFAULT_GAP
+from logsense.filters import Filters
+from logsense.model import CATEGORIES, Event, Record
 from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
 from logsense.text import safe
+from logsense.timespec import local_zone, zone_name
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -48,6 +52,9 @@ class Severity(StrEnum):
     minor = "minor"
 
 
+Category = StrEnum("Category", {c: c for c in CATEGORIES})
+
+
 PathsArg = Annotated[list[str] | None, typer.Argument(
     metavar="PATH", show_default=False,
     help="Files, directories, archives, journals; - is standard input. None: the live host.")]
@@ -55,13 +62,24 @@ EventsFormatOpt = Annotated[EventsFormat, typer.Option("--format", "-f", help="O
 AnalyzeFormatOpt = Annotated[AnalyzeFormat, typer.Option("--format", "-f", help="Output format.")]
 OutputOpt = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
                                                help="Write the output to FILE instead of standard output.")]
-SinceOpt = Annotated[str | None, typer.Option(metavar="TIME", help="Only lines at or after TIME (ISO 8601).")]
-UntilOpt = Annotated[str | None, typer.Option(metavar="TIME", help="Only lines at or before TIME (ISO 8601).")]
-TzOpt = Annotated[str | None, typer.Option("--tz", metavar="ZONE", help="Zone of syslog stamps that carry none.")]
+SinceOpt = Annotated[str | None, typer.Option(
+    metavar="TIME", help="Only lines at or after TIME, as journalctl takes it: '1 hour ago', yesterday, today, "
+                         "10:00, -2h, 2024-03-05T10:00+01:00. Without a zone: this machine's (or --utc).")]
+UntilOpt = Annotated[str | None, typer.Option(metavar="TIME", help="Only lines at or before TIME (as --since).")]
+TzOpt = Annotated[str | None, typer.Option("--tz", metavar="ZONE", help="Zone of syslog lines that carry none "
+                                           "(default: the machine's); times print in it too. Not --since's.")]
 YearOpt = Annotated[int | None, typer.Option(metavar="YEAR", help="Year of syslog lines that carry none.")]
-HostOpt = Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none.")]
+HostOpt = Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none; "
+                                                                "only this host's lines where they name one.")]
 CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", metavar="DIR",
                                                   help="Extra or replacement pattern files (repeatable).")]
+UtcOpt = Annotated[bool, typer.Option("--utc", help="Print times in UTC, and read --since/--until in UTC.")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", metavar="FILE", help="Settings (default: /etc/logsense/logsense.toml and its conf.d/*.toml).")]
+VmOpt = Annotated[list[str] | None, typer.Option("--vm", metavar="NAME", help="Only this VM (repeatable).")]
+CategoryOpt = Annotated[list[Category] | None, typer.Option(
+    "--category", metavar="<" + "|".join(CATEGORIES) + ">", help="Only this category (repeatable).")]
+MinSeverityOpt = Annotated[Severity | None, typer.Option("--min-severity", help="Only this severe or worse.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 when an input could not be read in full "
                                                           "(a damaged archive, an unreadable file).")]
 
@@ -95,18 +113,35 @@ def root(version: Annotated[bool, typer.Option("--version", is_eager=True, callb
     into explained incidents."""
 
 
-def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Options:
-    zone = parse_zone(tz)
-    return Options(since=parse_time(since, zone), until=parse_time(until, zone), tz=zone, year=year, host=host,
-                   all_lines=all_lines, catalogue_dirs=list(catalogue or []))
+def make_options(since, until, tz, year, host, catalogue, all_lines=False, *, utc: bool = False,
+                 config: str | None = None) -> Options:
+    """Flags over settings. --tz is the zone of syslog lines (and of printed times); --since/--until
+    without a zone are read as journalctl reads them, in this machine's zone (UTC with --utc)."""
+    settings = read_settings(config)
+    zone = parse_zone(tz or settings.get("tz"))
+    given = local_zone() if not utc else UTC
+    shown = UTC if utc else parse_zone(tz) if tz else local_zone()
+    return Options(since=parse_time(since, given), until=parse_time(until, given), tz=zone, year=year,
+                   host=host or settings.get("host"), all_lines=all_lines,
+                   catalogue_dirs=[*settings.get("catalogue", []), *(catalogue or [])],
+                   disable=list(settings.get("disable", [])), display_tz=shown)
 
 
-def event_text(ev: Event) -> str:
+def make_filters(vm, category, min_severity, host) -> Filters:
+    return Filters(vms=set(vm or []), categories={str(c) for c in category or []},
+                   min_severity=str(min_severity) if min_severity else None, host=host)
+
+
+def where(r: Record) -> str:
+    """FILE:LINE, the file alone (journal JSON on a pipe), or the journal cursor."""
+    return (f"{r.file}:{r.line}" if r.line else r.file) if r.file else (r.cursor or "journal")
+
+
+def event_text(ev: Event, zone: tzinfo | None = None) -> str:
     r = ev.record
-    where = (f"{r.file}:{r.line}" if r.line else r.file) if r.file else (r.cursor or "journal")
     tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
-    return (f"{r.ts.isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
-            f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where)}]")
+    return (f"{r.ts.astimezone(zone).isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
+            f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where(r))}]")
 
 
 @app.command()
@@ -114,17 +149,20 @@ def events(paths: PathsArg = None,
            all_lines: Annotated[bool, typer.Option("--all", help="Unmatched lines too.")] = False,
            fmt: EventsFormatOpt = EventsFormat.text, output: OutputOpt = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-           host: HostOpt = None, catalogue: CatOpt = None, strict: StrictOpt = False) -> None:
+           host: HostOpt = None, catalogue: CatOpt = None, strict: StrictOpt = False, utc: UtcOpt = False,
+           config: ConfigOpt = None, vm: VmOpt = None, category: CategoryOpt = None,
+           min_severity: MinSeverityOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
-    opts = make_options(since, until, tz, year, host, catalogue, all_lines)
+    opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
     check_read(reader.run)
-    write_events(evs, reader.run, fmt, output)
+    shown = make_filters(vm, category, min_severity, host)
+    write_events([e for e in evs if shown.event(e)], reader.run, fmt, output, opts.display_tz)
     check_strict(reader.run, strict)
 
 
-def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None) -> None:
+def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None) -> None:
     if fmt == EventsFormat.parquet:
         from logsense.frame import events_frame
         if not output:
@@ -141,14 +179,14 @@ def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | No
                 out.write(json.dumps(e.to_dict()) + "\n")
         else:
             for e in evs:
-                out.write(event_text(e) + "\n")
+                out.write(event_text(e, zone) + "\n")
     finally:
         if output:
             out.close()
 
 
-WindowOpt = Annotated[float, typer.Option("--window", metavar="SECONDS",
-                                          help="Seconds of quiet that close an incident.")]
+WindowOpt = Annotated[float | None, typer.Option("--window", metavar="SECONDS", show_default=False,
+                                                 help="Seconds of quiet that close an incident (default: 120).")]
 FailOpt = Annotated[Severity | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
 
 
@@ -168,7 +206,8 @@ def file_progress():
 
 
 def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
-                 fail_on: Severity | None, show_entities: bool, strict: bool = False) -> None:
+                 fail_on: Severity | None, show_entities: bool, strict: bool = False,
+                 shown: Filters | None = None) -> None:
     from logsense import report
     from logsense.correlator import correlate
     from logsense.model import SEVERITY_RANK
@@ -180,8 +219,11 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
         evs = reader.events(paths)
     check_read(reader.run)
     incidents = [i.to_dict() for i in correlate(evs, gap=window)]
+    if shown is not None:
+        incidents = [i for i in incidents if shown.incident(i)]
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
+    stats["display_tz"] = zone_name(opts.display_tz or local_zone())  # the zone reports print times in
     unrec = report.unrecognised_summary(evs)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
@@ -210,13 +252,17 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
 @app.command()
 def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, output: OutputOpt = None,
             since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-            host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
+            host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = None, fail_on: FailOpt = None,
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map on stderr.")
                                      ] = False,
-            strict: StrictOpt = False) -> None:
+            strict: StrictOpt = False, utc: UtcOpt = False, config: ConfigOpt = None, vm: VmOpt = None,
+            category: CategoryOpt = None, min_severity: MinSeverityOpt = None) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
-    opts = make_options(since, until, tz, year, host, catalogue)
-    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict)
+    opts = make_options(since, until, tz, year, host, catalogue, utc=utc, config=config)
+    if window is None:
+        window = float(read_settings(config).get("window", DEFAULT_GAP))
+    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict,
+                 make_filters(vm, category, min_severity, host))
 
 
 @app.command()
@@ -228,19 +274,25 @@ def demo(fmt: AnalyzeFormatOpt = AnalyzeFormat.text, tz: TzOpt = "UTC") -> None:
     run_analysis([str(SAMPLE)], opts, fmt, None, 120.0, None, False)
 
 
+def site_catalogue(catalogue: list[str] | None, config: str | None) -> Catalogue:
+    """The catalogue as analysis uses it: built-in, the settings' folders, --catalogue, less `disable`."""
+    opts = make_options(None, None, None, None, None, catalogue, config=config)
+    return load_catalogue(opts.catalogue_dirs, opts.disable)
+
+
 @catalogue_app.command("list")
-def catalogue_list(catalogue: CatOpt = None) -> None:
+def catalogue_list(catalogue: CatOpt = None, config: ConfigOpt = None) -> None:
     """Every pattern: id, category, severity, title."""
-    cat = load_catalogue(catalogue or [])
+    cat = site_catalogue(catalogue, config)
     for p in sorted(cat.patterns, key=lambda p: p.id):
         print(f"{p.id:55} {p.category:12} {p.severity:8} {p.title}")
 
 
 @catalogue_app.command("show")
 def catalogue_show(pattern_id: Annotated[str, typer.Argument(metavar="ID", help="A pattern id.")],
-                   catalogue: CatOpt = None) -> None:
+                   catalogue: CatOpt = None, config: ConfigOpt = None) -> None:
     """Everything about one pattern, examples included."""
-    cat = load_catalogue(catalogue or [])
+    cat = site_catalogue(catalogue, config)
     p = cat.by_id.get(pattern_id)
     if p is None:
         raise InputError(f"no pattern with id {pattern_id!r} (see 'logsense catalogue list')")
@@ -261,12 +313,12 @@ def catalogue_show(pattern_id: Annotated[str, typer.Argument(metavar="ID", help=
 @catalogue_app.command("check")
 def catalogue_check(catalogue: CatOpt = None,
                     timing: Annotated[bool, typer.Option("--timing/--no-timing",
-                                                         help="Time each regex on adversarial lines.")] = True
-                    ) -> None:
+                                                         help="Time each regex on adversarial lines.")] = True,
+                    config: ConfigOpt = None) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
     from logsense.catalogue_check import check_catalogue, without_literal
 
-    cat = load_catalogue(catalogue or [])
+    cat = site_catalogue(catalogue, config)
     problems = check_catalogue(cat, timing=timing)
     for line in problems:
         print(line, file=sys.stderr)
@@ -281,19 +333,20 @@ def catalogue_check(catalogue: CatOpt = None,
 
 
 @catalogue_app.command("test")
-def catalogue_test(path: Annotated[Path, typer.Argument(metavar="PATH", help="A log file, folder or archive.")],
-                   catalogue: CatOpt = None, tz: TzOpt = None, year: YearOpt = None) -> None:
-    """Which lines of a log match which pattern (for people writing patterns)."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    opts = make_options(None, None, tz, year, None, catalogue, all_lines=True)
+def catalogue_test(path: Annotated[str, typer.Argument(metavar="PATH",
+                                                      help="A log file, folder or archive; - is standard input.")],
+                   catalogue: CatOpt = None, tz: TzOpt = None, year: YearOpt = None,
+                   config: ConfigOpt = None) -> None:
+    """Which lines of a log match which pattern (for people writing patterns): FILE:LINE  ID  FIELDS."""
+    opts = make_options(None, None, tz, year, None, catalogue, all_lines=True, config=config)
     reader = Reader(opts, warn=stderr_warn)
-    for ev in reader.events([str(path)]):
-        r = ev.record
+    evs = reader.events([path])
+    check_read(reader.run)
+    for ev in evs:
         tag = ev.pattern_id or ("(unrecognised error)" if ev.shape else "")
         if tag:
             fields = " ".join(f"{k}={safe(v)}" for k, v in ev.fields.items())
-            print(f"{r.line or '-':>6}  {tag}  {fields}")
+            print(f"{safe(where(ev.record))}  {tag}  {fields}")
     s = reader.run.stats
     print(f"{int(s['lines_read'])} lines, {int(s['events_matched'])} matched")
 
@@ -303,12 +356,17 @@ class Emit(StrEnum):
     events = "events"
 
 
+class WatchFormat(StrEnum):
+    json = "json"
+    text = "text"
+
+
 @app.command()
 def watch(paths: Annotated[list[str] | None, typer.Argument(
               metavar="PATH", show_default=False,
               help="Files, directories (every log file under them, also later ones) or globs. "
                    "Default: /var/log/libvirt, /var/log/messages or /var/log/syslog, and the journal.")] = None,
-          config: Annotated[str | None, typer.Option("--config", metavar="FILE", help="TOML config file.")] = None,
+          config: ConfigOpt = None,
           state_dir: Annotated[str | None, typer.Option("--state-dir", metavar="DIR", help="Where positions are saved.")
                                ] = None,
           no_journal: Annotated[bool, typer.Option("--no-journal", help="Do not follow the journal.")] = False,
@@ -327,14 +385,17 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
-          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
+          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None,
+          fmt: Annotated[WatchFormat | None, typer.Option(
+              "--format", "-f", help="Of the stdout sink: json, one object a line (default), or text, one line "
+                                     "a change for a person watching a terminal.")] = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
 
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
-                 "host": host, "catalogue": catalogue or None}
+                 "host": host, "catalogue": catalogue or None, "format": fmt.value if fmt else None}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
+from logsense.config import read_settings
 from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
 from logsense.model import Event, Record
@@ -73,17 +73,14 @@ class Config:
     from_start: bool = False
     emit: str = "incidents"
     all_lines: bool = False
+    disable: list[str] = field(default_factory=list)
+    format: str = "json"  # of the stdout sink: json lines, or text for a person at a terminal
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
         cfg = cls()
-        if path:
-            try:
-                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise InputError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise InputError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_settings(path)  # the file, its conf.d/ drop-ins and patterns/ folder (logsense/config.py)
+        if data:
             names = {f.name for f in fields(cls)}
             for key, value in data.items():
                 key = key.replace("-", "_")
@@ -101,6 +98,8 @@ class Config:
     def check(self) -> None:
         if not isinstance(self.window, int | float) or self.window <= 0:
             raise InputError("window must be a positive number of seconds")
+        if self.format not in ("json", "text"):
+            raise InputError("format must be 'json' or 'text'")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
         if isinstance(self.paths, str) or isinstance(self.catalogue, str) or not isinstance(self.sinks, list):
@@ -175,7 +174,7 @@ class Daemon:
         self.host = cfg.host or socket.gethostname().split(".")[0] or None
         self.tz = parse_zone(cfg.tz)
         self.rotated_grace = rotated_grace()
-        self.cat: Catalogue = load_catalogue(cfg.catalogue)
+        self.cat: Catalogue = load_catalogue(cfg.catalogue, cfg.disable)
         self.corr = Correlator(cfg.window)
         self.entities = EntityMap()
         self.specs = cfg.specs()
@@ -264,7 +263,7 @@ class Daemon:
         old = {d.name: d for d in self.deliveries}
         new = []
         for spec in self.cfg.sinks:
-            sink = make_sink(spec)
+            sink = make_sink({"format": self.cfg.format, **spec} if spec.get("type") == "stdout" else spec)
             if sink.name in old:
                 new.append(old.pop(sink.name))
             else:
@@ -503,7 +502,7 @@ class Daemon:
             say(f"error: config reload failed, keeping the old one: {exc}")
             return
         try:
-            cat = load_catalogue(cfg.catalogue)
+            cat = load_catalogue(cfg.catalogue, cfg.disable)
             if cat.problems:
                 raise CatalogueError(cat.problems)
         except CatalogueError as exc:

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +18,7 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, load_catalogue, message_shape
 from logsense.model import Event, Record
 from logsense.sources import LIVE_PATHS, STDIN, TAR_RE, Collection, LogFile, Workspace, discover, live_paths
+from logsense.timespec import TimeSpecError, local_zone, parse_when
 
 HEAD_BYTES = 64 * 1024
 # syslog first, so the host name it carries is known before files that carry none
@@ -37,6 +38,8 @@ class Options:
     host: str | None = None
     all_lines: bool = False
     catalogue_dirs: list[str] = field(default_factory=list)
+    disable: list[str] = field(default_factory=list)  # pattern ids switched off
+    display_tz: tzinfo | None = None  # the zone reports print times in (None: the machine's)
 
 
 @dataclass
@@ -58,8 +61,9 @@ class Run:
 
 
 def parse_zone(name: str | None) -> tzinfo:
+    """A zone by name; none: the machine's (TZ, /etc/localtime)."""
     if not name:
-        return datetime.now().astimezone().tzinfo or UTC
+        return local_zone()
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -67,17 +71,16 @@ def parse_zone(name: str | None) -> tzinfo:
 
 
 def parse_time(value: str | datetime | None, zone: tzinfo) -> datetime | None:
-    """--since/--until: ISO 8601 text or a datetime; without a zone, `zone`'s local time."""
+    """--since/--until: what journalctl takes (logsense/timespec.py) or a datetime; without a zone,
+    `zone`'s wall-clock time."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        ts = value
-    else:
-        try:
-            ts = datetime.fromisoformat(str(value))
-        except ValueError as exc:
-            raise InputError(f"not an ISO 8601 time: {value!r}") from exc
-    return ts if ts.tzinfo else ts.replace(tzinfo=zone)
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    try:
+        return parse_when(str(value), zone)
+    except TimeSpecError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | None:
@@ -106,7 +109,7 @@ class Reader:
                  warn: Callable[[str], None] | None = None,
                  on_file: Callable[[str], None] | None = None) -> None:
         self.opts = opts
-        self.cat = cat or load_catalogue(opts.catalogue_dirs)
+        self.cat = cat or load_catalogue(opts.catalogue_dirs, opts.disable)
         self.run = Run()
         self._warn = warn
         self._on_file = on_file  # told each file's name as reading starts (a progress bar)
