@@ -385,7 +385,11 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
-          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None,
+          tz: Annotated[str | None, typer.Option("--tz", metavar="ZONE",
+                                                 help="Zone of syslog lines that carry none.")] = None,
+          host: Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none.")
+                          ] = None,
+          catalogue: CatOpt = None,
           fmt: Annotated[WatchFormat | None, typer.Option(
               "--format", "-f", help="Of the stdout sink: json, one object a line (default), or text, one line "
                                      "a change for a person watching a terminal.")] = None) -> None:

@@ -116,3 +116,15 @@ def test_damaged_archive_fails_under_strict(tmp_path: Path):
     assert proc.returncode == 2 and json.loads(proc.stdout)["incidents"] is not None  # the report, then the verdict
     assert proc.stderr.splitlines()[-1].startswith("logsense: error: --strict: ")
     assert logsense("analyze", "--strict", "--format", "json", str(SAMPLE)).returncode == 0
+
+
+def test_a_truncated_compressed_log_is_read_up_to_the_damage_and_fails_under_strict(tmp_path: Path):
+    import gzip
+
+    data = gzip.compress((SAMPLE / "var/log/libvirt/libvirtd.log").read_bytes())
+    log = tmp_path / "libvirtd.log.1.gz"
+    log.write_bytes(data[: len(data) - 20])
+    proc = logsense("events", "--format", "jsonl", str(log))
+    assert proc.returncode == 0 and proc.stdout and "damaged compressed data" in proc.stderr
+    strict = logsense("events", "--strict", "--format", "jsonl", str(log), check=False)
+    assert strict.returncode == 2 and strict.stdout == proc.stdout
