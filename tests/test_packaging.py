@@ -47,7 +47,7 @@ def build_and_install(tmp: Path) -> Path:
 def clean_env(tmp: Path) -> dict[str, str]:
     """No PYTHONPATH pointing into the checkout (pip would take its egg-info for an install), no site config."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOGSENSE_CONFIG")}
-    return {**env, "LOGSENSE_CONFIG": str(tmp / "none.toml"), "XDG_CACHE_HOME": str(tmp / "cache")}
+    return {**env, "LOGSENSE_CONFIG": "/dev/null", "XDG_CACHE_HOME": str(tmp / "cache")}
 
 
 @pytest.mark.slow
