@@ -39,7 +39,8 @@ def test_help_shows_no_python_types(command):
 def test_each_command_offers_only_the_formats_it_writes():
     assert "<text|json|jsonl|parquet>" in logsense("events", "--help").stdout
     analyze = logsense("analyze", "--help").stdout
-    assert "<text|json|jsonl|markdown|html>" in analyze and "parquet" not in analyze
+    assert "<text|json|jsonl|markdown|html|record>" in analyze and "parquet" not in analyze
+    assert "<text|json|markdown|html>" in logsense("vms", "--help").stdout
     assert "<critical|major|minor>" in analyze  # --fail-on's choices
     assert re.search(r"-o, --output FILE\s+Write the output to FILE", analyze)
 
@@ -87,7 +88,7 @@ def test_unit_runs_the_binary_the_readme_installs():
     bin_dir = re.search(r"PIPX_BIN_DIR=(\S+) pipx install", readme).group(1)
     unit = logsense("contrib", "logsense.service").stdout
     assert re.search(rf"^ExecStart={re.escape(bin_dir)}/logsense watch ", unit, re.M)
-    assert logsense("contrib").stdout.split() == ["logsense.service", "logsense.toml"]
+    assert {"logsense.service", "logsense.toml", "logsense-network.conf"} <= set(logsense("contrib").stdout.split())
 
 
 def test_readme_keeps_the_two_developer_commands_first():
