@@ -140,11 +140,12 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
         elif fmt == Format.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == Format.markdown:
-            report.write_markdown(out, incidents, stats, unrec)
+            report.write_markdown(out, incidents, stats, unrec, warnings=reader.run.warnings)
         elif fmt == Format.html:
-            report.write_html(out, incidents, stats, unrec, evs)
+            report.write_html(out, incidents, stats, unrec, evs, warnings=reader.run.warnings)
         elif fmt == Format.text:
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False,
+                              warnings=reader.run.warnings)
         else:
             raise InputError(f"analyze does not write {fmt.value}")
         if show_entities:
@@ -290,7 +291,7 @@ def main() -> None:
         sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, CatalogueError) as exc:
         for line in str(exc).splitlines() or ["error"]:
-            print(f"logsense: error: {line}", file=sys.stderr)
+            print(f"logsense: error: {safe(line)}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
