@@ -16,6 +16,7 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, load_catalogue, message_shape
 from logsense.model import Event, Record
 from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
+from logsense.text import one_line
 
 HEAD_BYTES = 64 * 1024
 # syslog first, so the host name it carries is known before files that carry none
@@ -268,4 +269,4 @@ class Reader:
 
 
 def stderr_warn(msg: str) -> None:
-    sys.stderr.write(f"logsense: warning: {msg}\n")
+    sys.stderr.write(f"logsense: warning: {one_line(msg)}\n")  # names come from logs and archives
