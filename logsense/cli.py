@@ -136,7 +136,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
         if fmt == Format.json:
-            report.write_json(out, incidents, stats, unrec)
+            report.write_json(out, incidents, stats, unrec, warnings=reader.run.warnings)
         elif fmt == Format.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == Format.markdown:

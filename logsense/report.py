@@ -15,10 +15,11 @@ from typing import Any, TextIO
 from logsense.model import Event
 from logsense.report_html import CATEGORY_COLOURS, STYLE, incident_html, timeline_svg, write_html
 from logsense.report_markdown import write_markdown
+from logsense.report_model import summarise
 from logsense.report_text import SEVERITY_STYLE, write_text
 
 __all__ = ["CATEGORY_COLOURS", "SEVERITY_STYLE", "STYLE", "incident_html", "timeline_svg", "unrecognised_summary",
-           "write_html", "write_json", "write_jsonl", "write_markdown", "write_text"]
+           "summary_json", "write_html", "write_json", "write_jsonl", "write_markdown", "write_text"]
 
 
 def unrecognised_summary(events: list[Event], limit: int = 20) -> list[dict[str, Any]]:
@@ -35,8 +36,18 @@ def unrecognised_summary(events: list[Event], limit: int = 20) -> list[dict[str,
             for s, n in counts.most_common(limit)]
 
 
-def write_json(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict]) -> None:
-    json.dump({"incidents": incidents, "stats": stats, "unrecognised_errors": unrecognised}, out, indent=2)
+def summary_json(incidents: list[dict], stats: dict, warnings: list[str] | None = None) -> dict[str, Any]:
+    """The summary people see first, as data: counts by severity, groups of identical incidents,
+    hosts and VMs hit, the time span and the run's warnings."""
+    s = summarise(incidents, stats, warnings)
+    return {"incidents": s.incidents, "groups": s.groups, "by_severity": s.by_severity, "hosts": s.hosts,
+            "vms_hit": s.vms, "first_seen": s.first_seen, "last_seen": s.last_seen, "warnings": s.warnings}
+
+
+def write_json(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
+               warnings: list[str] | None = None) -> None:
+    json.dump({"summary": summary_json(incidents, stats, warnings), "incidents": incidents, "stats": stats,
+               "unrecognised_errors": unrecognised}, out, indent=2)
     out.write("\n")
 
 

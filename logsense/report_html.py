@@ -48,7 +48,7 @@ def incident_html(inc: dict, others: list[dict] | None = None) -> str:
     evidence, context = split_evidence(inc)
     fix = "".join(f"<li>{_e(s)}</li>" for s in inc["remediation"])
     diag = "".join(f"<li><code>{_e(s)}</code></li>" for s in inc["diagnostics"])
-    rec = f"<p><b>Recovered:</b> {_e(inc['recovered_at'])}</p>" if inc["recovered_at"] else ""
+    rec = f"<p><b>Recovered:</b> {_e(format_ts(inc['recovered_at']))}</p>" if inc["recovered_at"] else ""
     ctx = (f"<details><summary>Context: {plural(len(context), 'line')} around it, not evidence</summary>"
            f"{_events_table(context, 'context')}</details>") if context else ""
     same = ""
@@ -60,7 +60,7 @@ def incident_html(inc: dict, others: list[dict] | None = None) -> str:
     title = inc["title"] if not others else f"{inc['title']} (and {plural(len(others), 'more incident')})"
     return (f"<section class='incident {_e(inc['severity'])}' id='inc-{_e(inc['id'])}'>"
             f"<h2><span class='sev'>{_e(inc['severity'])}</span> {_e(title)}</h2>"
-            f"<p><b>When:</b> {_e(inc['first_seen'])} → {_e(inc['last_seen'])} · <b>Scope:</b> {_e(inc['scope'])}"
+            f"<p><b>When:</b> {_e(format_span(inc['first_seen'], inc['last_seen']))} · <b>Scope:</b> {_e(inc['scope'])}"
             f" · <b>Host:</b> {_e(inc['host'] or '-')} · <b>VMs:</b> {_e(', '.join(inc['affected_vms']) or '-')}"
             f" · <b>Root cause:</b> <code>{_e(inc['root_cause'] or 'unrecognised')}</code> ({_e(inc['category'])})</p>"
             f"<p>{_e(inc['explanation'])}</p>{rec}<h3>Evidence</h3>{_events_table(evidence)}{ctx}"

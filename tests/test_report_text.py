@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import io
+import json
 import os
 import re
 import struct
@@ -174,3 +175,12 @@ def test_every_format_starts_with_the_summary():
     assert "2024-03-05 09:58:02 → 10:40:19 UTC" in head and "**Read:** 8 files" in head
     body = page.getvalue()
     assert body.index("VMs hit (4):") < body.index("<svg") < body.index("<section")
+
+
+def test_json_carries_the_summary_as_data():
+    rep = json.loads(logsense("analyze", "--format", "json", "--tz", "UTC", str(SAMPLE)).stdout)
+    assert list(rep)[0] == "summary"
+    assert rep["summary"] == {"incidents": 5, "groups": 5, "by_severity": {"critical": 5}, "hosts": ["kvm01"],
+                              "vms_hit": ["app01", "big01", "db01", "web01"],
+                              "first_seen": "2024-03-05T09:58:02.671000+00:00",
+                              "last_seen": "2024-03-05T10:40:19.870110+00:00", "warnings": []}
