@@ -127,15 +127,11 @@ def format_ts(iso: str, tz: tzinfo | None = None, date: bool = True) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
 
 
-def zone_name(tz: tzinfo | None) -> str:
-    return (datetime.now(tz or UTC).tzname() or "UTC") if tz is not None else "UTC"
-
-
 def format_span(first: str, last: str, tz: tzinfo | None = None) -> str:
     """'2024-03-05 09:58:02 → 10:40:19 UTC' (the date again only when it changes)."""
     a, b = parse_ts(first, tz), parse_ts(last, tz)
     end = format_ts(last, tz, date=a.date() != b.date())
-    return f"{format_ts(first, tz)} → {end} {b.tzname() or zone_name(tz)}"
+    return f"{format_ts(first, tz)} → {end} {b.tzname()}"
 
 
 def _stat_value(value: Any) -> str:

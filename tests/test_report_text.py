@@ -11,6 +11,7 @@ import re
 import struct
 import subprocess
 import termios
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import FIXTURES, LOGSENSE, ROOT, logsense, read_events
@@ -184,3 +185,10 @@ def test_json_carries_the_summary_as_data():
                               "vms_hit": ["app01", "big01", "db01", "web01"],
                               "first_seen": "2024-03-05T09:58:02.671000+00:00",
                               "last_seen": "2024-03-05T10:40:19.870110+00:00", "warnings": []}
+
+
+def test_times_can_be_shown_in_another_zone():
+    incidents, stats, unrec, warnings, _ = analysis(SAMPLE)
+    out = io.StringIO()
+    write_text(out, incidents, stats, unrec, tz=ZoneInfo("Asia/Tokyo"))
+    assert "Time span 2024-03-05 18:58:02 → 19:40:19 JST" in out.getvalue()
