@@ -16,7 +16,7 @@ from logsense import SAMPLE
 from logsense.catalogue import CatalogueError, load_catalogue
 from logsense.model import Event
 from logsense.pipeline import InputError, Options, Reader, parse_time, parse_zone, stderr_warn
-from logsense.text import safe
+from logsense.text import one_line, safe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Log analysis and error correlation for KVM hosts.")
@@ -60,7 +60,7 @@ def event_text(ev: Event) -> str:
     where = f"{r.file}:{r.line}" if r.file else (r.cursor or "journal")
     tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
     return (f"{r.ts.isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
-            f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where)}]")
+            f"{ev.severity or '-':8} {tag}  {one_line(r.message[:300])}  [{safe(where)}]")
 
 
 @app.command()

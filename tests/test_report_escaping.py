@@ -108,3 +108,11 @@ def test_archive_member_names_in_warnings_reach_the_terminal_escaped(tmp_path):
     assert re.search(r"refused archive member", proc.stderr)
     for raw in RAW:
         assert raw not in proc.stderr and raw not in proc.stdout
+
+
+def test_events_as_text_keep_one_event_a_line(tmp_path):
+    message = f"Cannot access storage file '{HOSTILE_PATH}': No such file or directory"
+    out = logsense("events", "--format", "text", str(journal_json(tmp_path, message))).stdout
+    assert len(out.splitlines()) == 1 and "\\n# Injected heading\\n" in out
+    for raw in RAW:
+        assert raw not in out
