@@ -88,7 +88,7 @@ def wrap_row(row: Row, width: int) -> list[tuple[str, str]]:
     return [(line, row.style) for line in wrapped]
 
 
-def summary_rows(s: Summary, tz: tzinfo | None) -> list[Row]:
+def summary_rows(s: Summary, tz: tzinfo | None, root: str = "") -> list[Row]:
     rows = [Row(f"logsense report: {s.headline()}", style="bold")]
     if s.hosts:
         rows.append(Row(", ".join(one_line(h) for h in s.hosts), label="Hosts"))
@@ -101,6 +101,8 @@ def summary_rows(s: Summary, tz: tzinfo | None) -> list[Row]:
     if s.not_read:
         rows.append(Row(", ".join(s.not_read), label="Not read"))
     rows += [Row(one_line(x), label="Also") for x in s.other_stats]
+    if root:
+        rows.append(Row(clip(root), label="Logs in"))
     if s.warnings:
         rows.append(Row(plural(len(s.warnings), "warning") + ":", label="Warnings", style="yellow"))
         rows += [Row("- " + clip(w), indent=LABEL, hang=LABEL + 2) for w in s.warnings[:MAX_WARNINGS]]
@@ -109,20 +111,34 @@ def summary_rows(s: Summary, tz: tzinfo | None) -> list[Row]:
     return rows
 
 
-def event_rows(evs: list[dict[str, Any]], day: str, tz: tzinfo | None, limit: int) -> list[Row]:
+def log_root(incidents: list[dict]) -> str:
+    """The folder every evidence file is under (with its slash), so each line names only the rest."""
+    files = sorted({e["file"] for inc in incidents for e in inc["evidence"] if e.get("file")})
+    if len(files) < 2:
+        return ""
+    try:
+        root = os.path.commonpath(files)
+    except ValueError:  # absolute and relative paths mixed
+        return ""
+    return root.rstrip("/") + "/" if root not in ("", "/") else ""
+
+
+def event_rows(evs: list[dict[str, Any]], day: str, tz: tzinfo | None, limit: int, root: str = "") -> list[Row]:
     rows = []
     for ev in evs[:limit]:
         same_day = parse_ts(ev["ts"], tz).date().isoformat() == day
         ts = format_ts(ev["ts"], tz, date=not same_day)
         count = f"  ×{ev['count']}" if ev.get("count", 1) > 1 else ""
         rows.append(Row(f"{ts} {clip(ev['message'])}{count}", indent=4, hang=4 + len(ts) + 1))
-        rows.append(Row(clip(where(ev)), indent=4 + len(ts) + 1, style="dim"))
+        place = where(ev)
+        rows.append(Row(clip(place[len(root):] if root and place.startswith(root) else place),
+                        indent=4 + len(ts) + 1, style="dim"))
     if len(evs) > limit:
         rows.append(Row(f"… {len(evs) - limit} more", indent=4))
     return rows
 
 
-def group_rows(g: Group, tz: tzinfo | None) -> list[Row]:
+def group_rows(g: Group, tz: tzinfo | None, root: str = "") -> list[Row]:
     inc = g.first
     day = parse_ts(inc["first_seen"], tz).date().isoformat()
     vms = sorted({vm for i in g.incidents for vm in i["affected_vms"]})
@@ -141,10 +157,10 @@ def group_rows(g: Group, tz: tzinfo | None) -> list[Row]:
         rows.append(Row(format_ts(inc["recovered_at"], tz), indent=2, label="Recovered"))
     evidence, context = split_evidence(inc)
     rows.append(Row("Evidence", indent=2, style="bold"))
-    rows += event_rows(evidence, day, tz, MAX_EVIDENCE)
+    rows += event_rows(evidence, day, tz, MAX_EVIDENCE, root)
     if context:
         rows.append(Row(f"Context ({plural(len(context), 'line')} around it, not evidence)", indent=2, style="bold"))
-        rows += event_rows(context, day, tz, MAX_CONTEXT)
+        rows += event_rows(context, day, tz, MAX_CONTEXT, root)
     if inc["remediation"]:
         rows.append(Row("Fix", indent=2, style="bold"))
         rows += [Row(f"{n}. {one_line(s)}", indent=4, hang=4 + len(str(n)) + 2)
@@ -193,8 +209,9 @@ def write_text(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
     tty = color if color is not None else out.isatty()
     width = max(MIN_WIDTH, min(width or (terminal_width(out) if tty else plain_width()), MAX_WIDTH))
     groups = group_incidents(incidents)
-    blocks = [(None, summary_rows(summarise(incidents, stats, warnings), tz))]
-    blocks += [(SEVERITY_STYLE.get(g.first["severity"], "white"), group_rows(g, tz)) for g in groups]
+    root = log_root(incidents)
+    blocks = [(None, summary_rows(summarise(incidents, stats, warnings), tz, root))]
+    blocks += [(SEVERITY_STYLE.get(g.first["severity"], "white"), group_rows(g, tz, root)) for g in groups]
     if unrecognised:
         blocks.append((None, unrecognised_rows(unrecognised)))
     if tty:

@@ -76,7 +76,7 @@ def test_summary_comes_first_with_severity_vms_span_and_what_was_read():
     assert head[0] == "logsense report: 5 incidents: 5 critical"
     assert "VMs hit   4: app01, big01, db01, web01" in head
     assert "Time span 2024-03-05 09:58:02 → 10:40:19 UTC" in head
-    assert re.fullmatch(r"Read      \d+ files, \d+ lines, \d+ events matched", head[-1])
+    assert any(re.fullmatch(r"Read      \d+ files, \d+ lines, \d+ events matched", line) for line in head)
 
 
 def test_summary_says_what_was_not_read(tmp_path):
@@ -192,3 +192,9 @@ def test_times_can_be_shown_in_another_zone():
     out = io.StringIO()
     write_text(out, incidents, stats, unrec, tz=ZoneInfo("Asia/Tokyo"))
     assert "Time span 2024-03-05 18:58:02 → 19:40:19 JST" in out.getvalue()
+
+
+def test_evidence_names_files_under_the_folder_the_summary_gives():
+    text = text_report(SAMPLE)
+    assert f"Logs in   {SAMPLE}/var/log/\n" in text
+    assert "\n             libvirt/libvirtd.log:3\n" in text
