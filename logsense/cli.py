@@ -49,10 +49,9 @@ def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Op
                    all_lines=all_lines, catalogue_dirs=list(catalogue or []))
 
 
-def default_format(fmt: Format | None, piped: Format) -> Format:
-    if fmt is not None:
-        return fmt
-    return Format.text if sys.stdout.isatty() else piped
+def default_format(fmt: Format | None) -> Format:
+    """Text unless asked (CONTRACT.md): `analyze > report.txt` writes what the terminal shows."""
+    return fmt if fmt is not None else Format.text
 
 
 def event_text(ev: Event) -> str:
@@ -73,7 +72,7 @@ def events(paths: PathsArg = None,
     opts = make_options(since, until, tz, year, host, catalogue, all_lines)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
-    fmt = default_format(fmt, Format.jsonl)
+    fmt = default_format(fmt)
     if fmt == Format.parquet:
         from logsense.frame import events_frame
         if not output:
@@ -132,7 +131,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
     unrec = report.unrecognised_summary(evs)
-    fmt = default_format(fmt, Format.json)
+    fmt = default_format(fmt)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
         if fmt == Format.json:

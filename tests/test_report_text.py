@@ -198,3 +198,10 @@ def test_evidence_names_files_under_the_folder_the_summary_gives():
     text = text_report(SAMPLE)
     assert f"Logs in   {SAMPLE}/var/log/\n" in text
     assert "\n             libvirt/libvirtd.log:3\n" in text
+
+
+def test_a_pipe_gets_the_text_report_unless_another_format_is_asked(tmp_path):
+    piped = logsense("analyze", str(SAMPLE)).stdout  # stdout is a pipe here
+    assert piped.startswith("logsense report: 5 incidents: 5 critical\n") and "\x1b[" not in piped
+    events = logsense("events", str(SAMPLE / "var" / "log" / "libvirt" / "qemu" / "app01.log")).stdout
+    assert not events.startswith("{") and "shutting down, reason=failed" in events
