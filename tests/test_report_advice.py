@@ -76,11 +76,9 @@ def test_a_sentence_without_its_value_is_dropped_not_shown_with_braces():
     assert render("Only {vm} here.", {}) == ""
 
 
-@pytest.mark.parametrize("host", [FIXTURES / "sample-outage", *sorted((FIXTURES / "lab").iterdir())],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("host", [FIXTURES / "sample-outage", *sorted(p for p in (FIXTURES / "lab").iterdir()
+                                                                    if p.is_dir())], ids=lambda p: p.name)
 def test_no_report_shows_a_placeholder_or_prose_under_confirm(host):
-    if not host.is_dir():
-        pytest.skip("not a host folder")
     rep = json.loads(logsense("analyze", "--format", "json", "--tz", "UTC", str(host)).stdout)
     for inc in rep["incidents"]:
         for text in [inc["title"], inc["explanation"], *inc["remediation"], *inc["diagnostics"]]:
