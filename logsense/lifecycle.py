@@ -33,6 +33,7 @@ END_REASONS = ("shutdown", "destroyed", "crashed", "failed", "migrated-out", "sa
 DEFAULT_GRACE = 600.0  # seconds after a host boot within which a VM counts as started again
 SAME_LINE_SPAN = timedelta(seconds=30)  # lines of one start or stop, from different files
 MIGRATION_SPAN = timedelta(minutes=10)  # a destination starts this close to the source's end
+AUTOSTART_SPAN = timedelta(minutes=2)  # libvirtd autostarts guests this soon after it starts
 # QEMU's `shutting down, reason=` words -> how a run ended
 STOP_REASONS = {"shutdown": "shutdown", "destroyed": "destroyed", "crashed": "crashed", "failed": "failed",
                 "migrated": "migrated-out", "saved": "saved", "from-snapshot": "unknown", "daemon": "unknown",
@@ -51,6 +52,7 @@ class Run:
     start_reason: str = "unknown"
     end_reason: str = "running"
     stop_detail: str | None = None  # QEMU's own reason when the host's going down ended it
+    end_seen: bool = False  # a line says it ended (not inferred from a boot or a daemon start)
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -103,7 +105,9 @@ class _Builder:
         self.last_ts: dict[str | None, datetime] = {}  # per host, the newest line seen
         self.shutdown_at: dict[str | None, HostMark] = {}  # per host, the shutdown under way
         self.boot_at: dict[str | None, HostMark] = {}
-        self.started_since_boot: dict[str | None, set[str]] = {}
+        self.daemon_at: dict[str | None, datetime] = {}  # per host, libvirtd's last start
+        self.found_dead: dict[str | None, set[str]] = {}  # VMs whose run had ended unseen by then
+        self.started_since_boot: dict[str | None, set[str]] = {}  # ... or since that daemon start
 
     def feed(self, ev: Event) -> None:
         host, kind = ev.record.host, _kind(ev)
@@ -114,6 +118,10 @@ class _Builder:
                 mark = HostMark(host, ev.ts, "shutdown", ev)
                 self.shutdown_at[host] = mark
                 self.marks.append(mark)
+        elif kind == "daemon-start":
+            self.daemon_at[host] = ev.ts
+            self.started_since_boot.pop(host, None)
+            self.found_dead.pop(host, None)
         elif kind is not None and ev.vm:
             self._vm(host, ev.vm, kind, ev)
         self.last_ts[host] = ev.ts
@@ -139,6 +147,14 @@ class _Builder:
 
     def _vm(self, host: str | None, vm: str, kind: str, ev: Event) -> None:
         run = self.open.get(host, {}).get(vm)
+        daemon = self.daemon_at.get(host)
+        if run is not None and daemon is not None and (run.start is None or run.start < daemon) and (
+                kind != "vm-stop" or ev.fields.get("reason") == "failed"):
+            # started (or failing to start) after libvirtd restarted: the run it knew had ended
+            # unseen by then (a guest survives a daemon restart, and libvirt starts no running guest)
+            self._close(host, vm, run, daemon, "unknown")
+            self.found_dead.setdefault(host, set()).add(vm)
+            run = None
         if kind in ("vm-start", "migrate-in"):
             if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
                 run.events.append(ev)  # another file's line for the same start
@@ -151,6 +167,9 @@ class _Builder:
                 self.started_since_boot.setdefault(host, set()).add(vm)
             if kind == "migrate-in":
                 run.start_reason = "migrated-in"
+            elif "client" in ev.fields and run.start_reason != "migrated-in":
+                # libvirt's debug start line: conn=(nil) is libvirtd starting it by itself
+                run.start_reason = "autostart" if ev.fields["client"] == "(nil)" else "manual"
             return
         if kind == "vm-start-failed":
             last = self.last_closed.get(host, {}).get(vm)
@@ -161,7 +180,7 @@ class _Builder:
                 last.start_reason = "autostart"
                 last.events.append(ev)
             else:
-                failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", events=[ev])
+                failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", end_seen=True, events=[ev])
                 self.runs.append(failed)
                 self.last_closed.setdefault(host, {})[vm] = failed
             return
@@ -171,7 +190,7 @@ class _Builder:
             self._close(host, vm, run, ev.ts, reason, ev)
             return
         last = self.last_closed.get(host, {}).get(vm)
-        if last is not None and last.end is not None and ev.ts - last.end <= SAME_LINE_SPAN:
+        if last is not None and last.end_seen and last.end is not None and ev.ts - last.end <= SAME_LINE_SPAN:
             last.events.append(ev)  # the same stop, seen in another file
             if last.end_reason == "unknown" and reason != "unknown":
                 last.end_reason = reason
@@ -179,13 +198,20 @@ class _Builder:
         # a stop with no start seen: running since before the logs (or a start that failed at once)
         start = ev.ts if reason == "failed" or last is not None else None
         run = Run(vm, host, start, ev.ts, "unknown" if start is None else self._start_reason(host, vm, ev.ts),
-                  reason, events=[ev])
+                  reason, end_seen=True, events=[ev])
         self.runs.append(run)
         self.last_closed.setdefault(host, {})[vm] = run
 
     def _start_reason(self, host: str | None, vm: str, ts: datetime) -> str:
-        boot = self.boot_at.get(host)
-        if boot is not None and ts - boot.ts <= self.grace and vm not in self.started_since_boot.get(host, ()):
+        """Autostart: the first start of a VM within the grace period after its host booted, or
+        soon after libvirtd started when its earlier run had ended unseen (the host went down
+        with no line of it). A daemon start alone says nothing: `virsh start` may follow at once."""
+        if vm in self.started_since_boot.get(host, ()):
+            return "manual"
+        boot, daemon = self.boot_at.get(host), self.daemon_at.get(host)
+        if boot is not None and ts - boot.ts <= self.grace:
+            return "autostart"
+        if daemon is not None and ts - daemon <= AUTOSTART_SPAN and vm in self.found_dead.get(host, ()):
             return "autostart"
         return "manual"
 
@@ -194,6 +220,7 @@ class _Builder:
         run.end, run.end_reason = ts, reason
         if ev is not None:
             run.events.append(ev)
+            run.end_seen = True
         self.open.get(host, {}).pop(vm, None)
         self.last_closed.setdefault(host, {})[vm] = run
 

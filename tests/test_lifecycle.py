@@ -55,6 +55,28 @@ def test_a_lab_run_ends_as_libvirt_said(scenario, end_reason):
     assert run.start_reason == "manual"  # no host boot in the lab's logs
 
 
+@pytest.mark.parametrize("level", ["warn", "debug"])
+def test_a_host_restart_in_the_lab(level):
+    """libvirtd stopped, every QEMU killed, /run emptied, libvirtd started (lab/README.md):
+    QEMU's log says nothing of the kill; the restart after libvirtd's start closes the old run
+    (unknown) and is autostart (debug: libvirt's start line has conn=(nil); warn: the earlier
+    run had ended unseen); the guest not marked autostart looks as if it were still running."""
+    evs, _ = read_events([LAB / "host-restart" / level])
+    tl = lifecycle.timeline(evs)
+    got = {vm: [(r.start_reason, r.end_reason) for r in rs] for vm, rs in runs_by_vm(tl).items()}
+    assert got == {
+        "lab-restart-auto": [("manual", "unknown"), ("autostart", "destroyed")],  # destroyed: the lab's clean-up
+        "lab-restart-manual": [("manual", "running")],
+        "lab-restart-broken": [("manual", "unknown"), ("autostart", "failed")],
+    }
+    daemon = max(e.ts for e in evs if e.pattern_id == "libvirt.virt_layer.daemon-started")
+    assert runs_by_vm(tl)["lab-restart-auto"][0].end == daemon
+    failed = next(d for _, d in lifecycle.analyse(evs) if d["vm"] == "lab-restart-broken")
+    assert failed["category"] == "disk_image"
+    assert any("Failed to autostart VM 'lab-restart-broken'" in e["message"] for e in failed["evidence"])
+    assert failed["down_at"] == lifecycle._iso(daemon)  # down since before the daemon found it dead
+
+
 def test_one_start_seen_in_several_files_is_one_run():
     evs, _ = read_events([LAB / "destroy" / "debug"])  # libvirtd's debug start line + QEMU's header
     tl = lifecycle.timeline(evs)
@@ -291,4 +313,4 @@ def test_a_pattern_lifecycle_value_is_checked():
     assert parse_pattern({**base, "lifecycle": "vm-start"}, "f.toml", problems).lifecycle == "vm-start"
     assert parse_pattern({**base, "lifecycle": "vm-launch"}, "f.toml", problems) is None
     assert problems == ["f.toml: x.host.y: lifecycle 'vm-launch' is not one of vm-start, vm-stop, "
-                        "vm-start-failed, migrate-in, host-boot, host-shutdown"]
+                        "vm-start-failed, migrate-in, host-boot, host-shutdown, daemon-start"]
