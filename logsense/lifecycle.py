@@ -5,14 +5,19 @@ The lines that matter carry a `lifecycle` field in the catalogue (patterns/READM
 `vm-start` (QEMU's `starting up` header, systemd-machined's `New machine`, libvirt's debug start
 line), `vm-stop` (QEMU's `shutting down, reason=R`: the `reason` group; machined's `terminated`),
 `vm-start-failed` (`Failed to autostart VM`), `migrate-in` (the `-incoming` command line),
-`host-boot` (the kernel's `Linux version` line) and `host-shutdown` (`System is rebooting`,
-systemd-shutdown, the shutdown target). One start or stop shows in several files (QEMU's log,
-libvirtd's, the journal) within seconds: those lines are one start or stop.
+`host-boot` (the kernel's `Linux version` line), `host-shutdown` (`System is rebooting`,
+systemd-shutdown, the shutdown target) and `daemon-start` (libvirtd's `libvirt version:` line).
+One start or stop shows in several files (QEMU's log, libvirtd's, the journal) within seconds:
+those lines are one start or stop.
 
 What the logs cannot say is inferred, and named so: a VM's first start within the grace period
-after a host boot is `autostart` (libvirt logs no line of its own for it at the default level);
-a start on one host within minutes of the same VM's `reason=migrated` on another is
-`migrated-in`; a VM still running when its host booted again ended `host-down`.
+after a host boot is `autostart` (libvirt logs no line of its own for it at the default level;
+at debug its start line has `conn=(nil)`, which settles it); a start on one host within minutes
+of the same VM's `reason=migrated` on another is `migrated-in`; a VM still running when its host
+booted again ended `host-down`; a VM started (or failing to start) after libvirtd started had
+ended, unseen, by then (`unknown`: libvirt starts no running guest). A guest killed with its
+host leaves no line at all (fixtures/lab/host-restart): without the host's boot line, and if
+nobody starts it again, it looks as if it still ran.
 """
 
 from __future__ import annotations
