@@ -39,6 +39,7 @@ DEFAULT_GRACE = 600.0  # seconds after a host boot within which a VM counts as s
 SAME_LINE_SPAN = timedelta(seconds=30)  # lines of one start or stop, from different files
 MIGRATION_SPAN = timedelta(minutes=10)  # a destination starts this close to the source's end
 AUTOSTART_SPAN = timedelta(minutes=2)  # libvirtd autostarts guests this soon after it starts
+SHUTDOWN_SPAN = timedelta(hours=1)  # a host's shutdown stops its guests within this
 # QEMU's `shutting down, reason=` words -> how a run ended
 STOP_REASONS = {"shutdown": "shutdown", "destroyed": "destroyed", "crashed": "crashed", "failed": "failed",
                 "migrated": "migrated-out", "saved": "saved", "from-snapshot": "unknown", "daemon": "unknown",
@@ -141,7 +142,7 @@ class _Builder:
             self._close(host, vm, run, min(down_ts, ev.ts), "host-down")
         if down is not None:  # runs that ended while the host was going down: it ended them
             for run in self.last_closed.get(host, {}).values():
-                if run.end is not None and run.end >= down.ts and run.end_reason not in (
+                if run.end is not None and down.ts <= run.end <= down.ts + SHUTDOWN_SPAN and run.end_reason not in (
                         "failed", "migrated-out", "host-down"):
                     run.stop_detail, run.end_reason = run.end_reason, "host-down"
         mark = HostMark(host, ev.ts, "boot", ev)
@@ -161,6 +162,8 @@ class _Builder:
             self.found_dead.setdefault(host, set()).add(vm)
             run = None
         if kind in ("vm-start", "migrate-in"):
+            if host in self.shutdown_at and run is None:
+                self._cancel_shutdown(host)  # a guest starting: the host is not going down
             if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
                 run.events.append(ev)  # another file's line for the same start
             else:
@@ -206,6 +209,10 @@ class _Builder:
                   reason, end_seen=True, events=[ev])
         self.runs.append(run)
         self.last_closed.setdefault(host, {})[vm] = run
+
+    def _cancel_shutdown(self, host: str | None) -> None:
+        mark = self.shutdown_at.pop(host)
+        self.marks.remove(mark)
 
     def _start_reason(self, host: str | None, vm: str, ts: datetime) -> str:
         """Autostart: the first start of a VM within the grace period after its host booted, or

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -164,6 +165,18 @@ def test_a_host_that_went_down_without_a_shutdown_line_crashed(reboot_events):
     last_before = max(e.ts for e in kept if e.ts < boot)
     tl = lifecycle.timeline(kept)
     assert {r.end for r in tl.runs if r.end_reason == "host-down"} == {last_before}
+
+
+def test_a_shutdown_line_followed_by_guest_starts_was_no_shutdown(reboot_events):
+    """`System is rebooting` at 08:00:30, while VMs were still being started: the host went on.
+    The shutdown begins with `Reached target shutdown.target` at 10:15:10, after the guests'
+    stops at 10:14, which were then their own."""
+    moved = [replace(e, record=replace(e.record, ts=ts("2024-03-05T08:00:30+00:00")))
+             if e.record.message == "System is rebooting." else e for e in reboot_events]
+    tl = lifecycle.timeline(sorted(moved, key=lambda e: e.ts))
+    assert [(m.kind, m.ts.strftime("%H:%M:%S")) for m in tl.marks] == [
+        ("boot", "07:59:50"), ("shutdown", "10:15:10"), ("boot", "10:15:40")]
+    assert runs_by_vm(tl)["vm01"][0].end_reason == "shutdown"
 
 
 def test_the_grace_period_is_an_option(reboot_events):
