@@ -437,7 +437,28 @@ def add_downtime(tl: Timeline, inc: dict[str, Any]) -> dict[str, Any]:
     inc["down_at"] = min((d["down_at"] for d in per_vm), default=None)
     inc["downtime_seconds"] = max((d["seconds"] for d in per_vm), default=None)
     inc["downtime"] = per_vm
+    if per_vm:  # said in words too, so that every format shows it
+        said = [f"{d['vm']} down from {d['down_at'][:19].replace('T', ' ')} "
+                + (f"to {d['back_at'][:19].replace('T', ' ')} ({duration(d['seconds'])})" if d["back_at"]
+                   else f"to the end of the logs (at least {duration(d['seconds'])})") for d in per_vm[:LISTED_VMS]]
+        more = f"; and {len(per_vm) - LISTED_VMS} more" if len(per_vm) > LISTED_VMS else ""
+        inc["explanation"] += " Downtime: " + "; ".join(said) + more + "."
     return inc
+
+
+def duration(seconds: float | None) -> str:
+    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    if d:
+        return f"{d}d {h}h"
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
 
 
 def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE

@@ -221,6 +221,8 @@ def test_crash_destroy_and_shutdown(tmp_path):
     assert crash["downtime"] == [{"vm": "app01", "down_at": "2024-03-05T09:30:00.000000+00:00",
                                   "back_at": "2024-03-05T09:35:00.000000+00:00", "seconds": 300.0,
                                   "still_down": False}]
+    assert crash["explanation"].endswith(" Downtime: app01 down from 2024-03-05 09:30:00 to 2024-03-05 09:35:00 "
+                                         "(5m 00s).")
     rows = {r["vm"]: r for r in lifecycle.summary(tl)}
     assert rows["app01"]["crashes"] == 1 and rows["app01"]["state"] == "running"
     assert rows["app02"]["state"] == "shut off" and rows["app02"]["last_stop_reason"] == "destroyed"
