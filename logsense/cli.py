@@ -195,6 +195,8 @@ def vms(paths: PathsArg = None, fmt: FormatOpt = None,
     from logsense.lifecycle import analyse, timeline
 
     opts = make_options(since, until, tz, year, host, catalogue)
+    if reboot_grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         evs = Reader(opts, warn=stderr_warn, on_file=on_file).events(paths or [])
     tl = timeline(evs, reboot_grace)
