@@ -40,6 +40,7 @@ SAME_LINE_SPAN = timedelta(seconds=30)  # lines of one start or stop, from diffe
 MIGRATION_SPAN = timedelta(minutes=10)  # a destination starts this close to the source's end
 AUTOSTART_SPAN = timedelta(minutes=2)  # libvirtd autostarts guests this soon after it starts
 SHUTDOWN_SPAN = timedelta(hours=1)  # a host's shutdown stops its guests within this
+START_SPAN = timedelta(minutes=5)  # a start that fails does so within this
 # QEMU's `shutting down, reason=` words -> how a run ended
 STOP_REASONS = {"shutdown": "shutdown", "destroyed": "destroyed", "crashed": "crashed", "failed": "failed",
                 "migrated": "migrated-out", "saved": "saved", "from-snapshot": "unknown", "daemon": "unknown",
@@ -188,12 +189,17 @@ class _Builder:
                 last.start_reason = "autostart"
                 last.events.append(ev)
             else:
+                if run is not None:  # libvirt starts no running guest: that run had ended unseen
+                    self._close(host, vm, run, ev.ts, "unknown")
                 failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", end_seen=True, events=[ev])
                 self.runs.append(failed)
                 self.last_closed.setdefault(host, {})[vm] = failed
             return
         # vm-stop
         reason = STOP_REASONS.get(ev.fields.get("reason", ""), "unknown")
+        if run is not None and reason == "failed" and (run.start is None or ev.ts - run.start > START_SPAN):
+            self._close(host, vm, run, ev.ts, "unknown")  # a new start failed: the old run had ended unseen
+            run = None
         if run is not None:
             self._close(host, vm, run, ev.ts, reason, ev)
             return

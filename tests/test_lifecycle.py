@@ -228,6 +228,19 @@ def test_crash_destroy_and_shutdown(tmp_path):
     assert rows["app02"]["state"] == "shut off" and rows["app02"]["last_stop_reason"] == "destroyed"
 
 
+def test_a_failed_start_long_after_a_start_ends_the_run_unseen():
+    """app04 runs since 09:00; at 09:50 its start fails (the lab's missing-image line, moved
+    there): libvirt starts no running guest, so the 09:00 run had ended without a line."""
+    evs, _ = read_events([SINGLE])
+    lab, _ = read_events([LAB / "missing-image" / "warn"])
+    failed = next(e for e in lab if e.fields.get("reason") == "failed")
+    moved = replace(failed, vm="app04", record=replace(failed.record, host="kvm03",
+                                                       ts=ts("2024-03-05T09:50:00+00:00")))
+    tl = lifecycle.timeline(sorted([*evs, moved], key=lambda e: e.ts))
+    assert [(r.start_reason, r.end_reason, r.end) for r in runs_by_vm(tl)["app04"]] == [
+        ("manual", "unknown", moved.ts), ("manual", "failed", moved.ts)]
+
+
 # -- the command line -----------------------------------------------------------------------------
 
 def test_vms_prints_one_line_per_vm():
