@@ -257,12 +257,14 @@ def timeline(events: Iterable[Event], grace: float = DEFAULT_GRACE) -> Timeline:
 
 def _match_migrations(runs: list[Run]) -> None:
     """A start on one host close to the same VM's migration away from another is the arrival."""
+    by_vm: dict[str, list[Run]] = {}
+    for r in runs:
+        by_vm.setdefault(r.vm, []).append(r)
     for out in runs:
         if out.end_reason != "migrated-out" or out.end is None:
             continue
-        for run in runs:
-            if run.vm == out.vm and run.host != out.host and run.start is not None \
-                    and abs(run.start - out.end) <= MIGRATION_SPAN:
+        for run in by_vm[out.vm]:
+            if run.host != out.host and run.start is not None and abs(run.start - out.end) <= MIGRATION_SPAN:
                 run.start_reason = "migrated-in"
 
 
@@ -310,8 +312,8 @@ class RebootIncident(Incident):
         vms = " ".join(sorted(self.missing)[:LISTED_VMS])
         d["remediation"] = [
             f"Start them: for vm in {vms}; do virsh start $vm; done",
-            f"Make them start with the host: virsh autostart VM (for each of {vms}); this creates the link "
-            "/etc/libvirt/qemu/autostart/VM.xml",
+            f"Make them start with the host: for vm in {vms}; do virsh autostart $vm; done (each gets the link "
+            "/etc/libvirt/qemu/autostart/VM.xml)",
             "If autostart was set, find why it did not act: a failed start in the logs (Failed to autostart VM), "
             "or a storage pool or network it needs that was not up (virsh pool-autostart, virsh net-autostart).",
             "Or let libvirt-guests restart what was running at shutdown: ON_BOOT=start in /etc/default/libvirt-guests.",
@@ -538,12 +540,13 @@ def _down_seconds(tl: Timeline, runs: list[Run]) -> float:
 
 
 def run_rows(tl: Timeline) -> list[dict[str, Any]]:
-    """The runs as plain rows (vm, host, start, end, start_reason, end_reason), in time order."""
+    """The runs as plain rows (vm, host, start, end, start_reason, end_reason, and stop_detail:
+    QEMU's own reason for a run its host's going down ended), in time order."""
     key = [(r.start or r.end or tl.first, r.vm) for r in tl.runs]
     order = sorted(range(len(tl.runs)), key=lambda i: key[i])
     return [{"vm": tl.runs[i].vm, "host": tl.runs[i].host, "start": _iso(tl.runs[i].start),
              "end": _iso(tl.runs[i].end), "start_reason": tl.runs[i].start_reason,
-             "end_reason": tl.runs[i].end_reason} for i in order]
+             "end_reason": tl.runs[i].end_reason, "stop_detail": tl.runs[i].stop_detail} for i in order]
 
 
 def mark_rows(tl: Timeline) -> list[dict[str, Any]]:

@@ -119,7 +119,7 @@ def test_vms_that_did_not_come_back_are_one_host_incident(reboot_events):
     assert "50 VM(s) were running before; 47 were started again within 10 min" in d["explanation"]
     assert d["first_seen"].startswith("2024-03-05T10:14:00")  # the shutdown began
     fixes = " ".join(d["remediation"])
-    assert "virsh start $vm" in fixes and "vm07 vm23 vm41" in fixes and "virsh autostart" in fixes
+    assert "virsh start $vm" in fixes and "vm07 vm23 vm41" in fixes and "virsh autostart $vm" in fixes
     assert "/etc/libvirt/qemu/autostart/" in fixes and "storage pool or network" in fixes
     assert "virsh list --all --autostart" in d["diagnostics"]
     assert d["recovered_at"] is None  # they never came back in these logs
