@@ -31,6 +31,7 @@ class Format(StrEnum):
     markdown = "markdown"
     html = "html"
     parquet = "parquet"
+    record = "record"
 
 
 PathsArg = Annotated[list[str] | None, typer.Argument(help="Files, directories, archives, journals.")]
@@ -74,6 +75,8 @@ def events(paths: PathsArg = None,
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
     fmt = default_format(fmt, Format.jsonl)
+    if fmt == Format.record:
+        raise InputError("an incident record is written by 'logsense analyze --format record'")
     if fmt == Format.parquet:
         from logsense.frame import events_frame
         if not output:
@@ -147,6 +150,9 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
             report.write_markdown(out, incidents, stats, unrec)
         elif fmt == Format.html:
             report.write_html(out, incidents, stats, unrec, evs)
+        elif fmt == Format.record:
+            from logsense.record import write_records
+            write_records(out, incidents, opts.catalogue_dirs)
         elif fmt == Format.text:
             report.write_text(out, incidents, stats, unrec, color=None if not output else False)
         else:
@@ -253,9 +259,10 @@ def catalogue_check(catalogue: CatOpt = None,
                     ) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
     from logsense.catalogue_check import check_catalogue, without_literal
+    from logsense.record import record_problems
 
-    cat = load_catalogue(catalogue or [])
-    problems = check_catalogue(cat, timing=timing)
+    cat = load_catalogue(catalogue or [], vet_site=False)
+    problems = check_catalogue(cat, timing=timing) + record_problems(catalogue or [])
     for line in problems:
         print(line, file=sys.stderr)
     examples = sum(len(p.examples) for p in cat.patterns)
@@ -305,12 +312,17 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           window: Annotated[float | None, typer.Option("--window", help="Seconds of quiet that close an incident.")
                             ] = None,
           sink: Annotated[list[str] | None, typer.Option(
-              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS (repeatable; replaces the config's).")
+              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS | webhook:URL | alertmanager:URL | "
+                            "email:ADDRESS (repeatable; replaces the config's sinks; filters: config file).")
                           ] = None,
           emit: Annotated[Emit | None, typer.Option("--emit", help="Emit incidents (default) or every event.")
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
+          metrics: Annotated[str | None, typer.Option(
+              "--metrics", help="Serve Prometheus metrics on HOST:PORT (/metrics); off by default.")] = None,
+          metrics_textfile: Annotated[str | None, typer.Option(
+              "--metrics-textfile", help="Write the metrics to this node-exporter textfile (atomically).")] = None,
           tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
@@ -318,7 +330,7 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
-                 "host": host, "catalogue": catalogue or None}
+                 "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

@@ -15,6 +15,7 @@ the end of the input.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import signal
@@ -31,9 +32,10 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.metrics import Metrics, parse_listen
 from logsense.model import Event, Record
 from logsense.pipeline import InputError, classify, parse_zone
-from logsense.sinks import Delivery, SinkError, make_sink, parse_sink_flag
+from logsense.sinks import QUEUE_MAX, Delivery, SinkError, make_sink, parse_sink_flag
 from logsense.state import (
     STATE_FILE,
     Relinker,
@@ -57,6 +59,25 @@ STATUS_EVERY = 5.0
 JOURNAL_BATCH = 5000
 
 
+MAX_WINDOW = 7 * 86400.0  # seconds: a longer window is a typo, and its arithmetic overflows dates
+
+
+def _has_type(value: Any, declared: str) -> bool:
+    """Whether a config value fits its field's declared type (the annotation's text)."""
+    options = [t.strip() for t in declared.split("|")]
+    for t in options:
+        if t == "None" and value is None:
+            return True
+        if t in ("bool", "str") and type(value).__name__ == t:
+            return True
+        if t in ("float", "int") and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if t.startswith("list[") and isinstance(value, list):
+            inner = t[5:-1]
+            return all(isinstance(v, dict) if inner.startswith("dict") else _has_type(v, inner) for v in value)
+    return "Any" in options
+
+
 @dataclass
 class Config:
     """`/etc/logsense/logsense.toml`; flags override."""
@@ -73,6 +94,8 @@ class Config:
     from_start: bool = False
     emit: str = "incidents"
     all_lines: bool = False
+    metrics: str | None = None  # HOST:PORT of the Prometheus listener (off by default)
+    metrics_textfile: str | None = None  # node-exporter textfile collector file
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
@@ -99,12 +122,18 @@ class Config:
         return cfg
 
     def check(self) -> None:
-        if not isinstance(self.window, int | float) or self.window <= 0:
-            raise InputError("window must be a positive number of seconds")
+        """Every value of the type its field declares, so a bad reload is refused and the old
+        config stays (a `window = nan` or `paths = [1, 2]` must not reach the loop)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, str(f.type)):
+                raise InputError(f"{f.name}: expected {f.type}, got {type(value).__name__} {value!r:.60}")
+        if not math.isfinite(self.window) or not 0 < self.window <= MAX_WINDOW:
+            raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
-        if isinstance(self.paths, str) or isinstance(self.catalogue, str) or not isinstance(self.sinks, list):
-            raise InputError("paths and catalogue are lists; sinks a list of tables ([[sink]])")
+        if self.metrics:
+            parse_listen(self.metrics)
         for spec in self.sinks:
             try:
                 make_sink(spec)
@@ -195,6 +224,7 @@ class Daemon:
         self.positions_moved = False
         self.unsaved_outputs = False
         self._selectors: dict[str, Any] = {}
+        self.metrics = Metrics(warn)
 
     # -- start ------------------------------------------------------------------------------
     def _file_options(self) -> FileOptions:
@@ -265,11 +295,13 @@ class Daemon:
         new = []
         for spec in self.cfg.sinks:
             sink = make_sink(spec)
+            queue_max = int(spec.get("queue_max", QUEUE_MAX))
             if sink.name in old:
                 new.append(old.pop(sink.name))
+                new[-1].reconfigure(sink, queue_max)
             else:
                 queued = saved.get(sink.name) if isinstance(saved.get(sink.name), list) else None
-                new.append(Delivery(sink, warn, queued))
+                new.append(Delivery(sink, warn, queued, queue_max))
         for d in old.values():
             d.wait_idle(2.0)
             d.stop()
@@ -291,6 +323,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
         state = self._restore()
         self._start_sinks(state)
+        if url := self.metrics.serve(self.cfg.metrics, self.cfg.metrics_textfile):
+            say(f"metrics on {url}")
         self.watcher = Watcher(self.wake)
         self.watcher.watch(self.specs)
         self.watcher.start()
@@ -322,6 +356,7 @@ class Daemon:
                     self.dirty.update(self.tailers)
                     last_safety = now
                 more = self._pass()
+                self.metrics.observe(self)
                 now = time.monotonic()
                 if watchdog_every and now - last_watchdog >= watchdog_every:
                     notify("WATCHDOG=1")
@@ -365,6 +400,7 @@ class Daemon:
                 self.dirty.discard(path)
                 continue
             recs, t_more = t.poll(self._selector)
+            self.metrics.file_read(t)
             records.extend(recs)
             self.positions_moved = True
             if not t_more:
@@ -379,6 +415,7 @@ class Daemon:
             more = True
         outputs = self._process(records)
         outputs.extend(self._tick())
+        self.metrics.outputs(outputs)
         if outputs:
             for d in self.deliveries:
                 d.put(outputs)
@@ -428,6 +465,7 @@ class Daemon:
 
     def _process(self, records: list[Record]) -> list[dict[str, Any]]:
         events: list[Event] = []
+        self.metrics.records(records)
         for rec in records:
             if rec.host is None:
                 rec.host = self.host
@@ -441,6 +479,7 @@ class Daemon:
                 ev.vm, _ = self.entities.resolve(ev)
                 events.append(ev)
         events.sort(key=lambda e: e.record.ts)
+        self.metrics.classified(events)
         outputs: list[dict[str, Any]] = []
         emit_events = self.cfg.emit == "events"
         for ev in events:
@@ -546,6 +585,8 @@ class Daemon:
         for d in self.deliveries:
             d.wait_idle(5.0)
         self._save()
+        self.metrics.observe(self, force=True)
+        self.metrics.close()
         for d in self.deliveries:
             d.stop()
         for t in self.tailers.values():

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import fnmatch
 import hashlib
 import os
 import queue
 import select
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +131,7 @@ class Tailer:
         self.name = path  # the name records carry: the path, or a rotated file's rotated name
         self.opts = opts
         self.warn = warn
+        self._warned: dict[str, str] = {}  # path -> what was said about it
         self.fd: int | None = None
         self.ident: Identity | None = None
         self.offset = 0  # bytes before this were handed out as complete lines
@@ -140,6 +143,7 @@ class Tailer:
         self.ctx: parsers.FileContext | None = None
         self.skipping = False
         self.lines_read = 0
+        self.bytes_read = 0  # of complete lines, as lines_read (for the metrics)
         self.rotated: list[Tailer] = []
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
@@ -226,7 +230,7 @@ class Tailer:
         the name it has now, while its writer may still append to it."""
         assert self.ident is not None
         old = copy.copy(self)  # the descriptor, position and parser move to `old`
-        old.rotated, old.lines_read = [], 0
+        old.rotated, old.lines_read, old.bytes_read = [], 0, 0
         old.name = self._find_rotated(self.ident) or self.path  # deleted, or moved out of sight
         if old.ctx is not None:
             old.ctx.file = old.name
@@ -280,14 +284,28 @@ class Tailer:
         return None
 
     def _open_fd(self, path: str, quiet: bool = False) -> int | None:
+        """A descriptor for the regular file at `path`, never following a symlink (one swapped in
+        for a rotated log could point at /etc/shadow) nor opening a FIFO or device."""
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
             if not quiet:
-                self.warn(f"{path}: cannot read: {exc.strerror or exc}")
+                why = "a symlink, not followed" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
+                self._warn_once(path, why)
             return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            if not quiet:
+                self._warn_once(path, "not a regular file, not read")
+            return None
+        return fd
+
+    def _warn_once(self, path: str, why: str) -> None:
+        if self._warned.get(path) != why:  # a path polled every pass says it once, not every pass
+            self._warned[path] = why
+            self.warn(f"{path}: {why}")
 
     def _attach(self, fd: int, ident: Identity | None = None) -> None:
         if self.fd is not None and self.fd != fd:
@@ -403,9 +421,11 @@ class Tailer:
                 old.close()
                 self.rotated.remove(old)
                 self.lines_read += old.lines_read
+                self.bytes_read += old.bytes_read
         for old in self.rotated:  # counted as this path's
             self.lines_read += old.lines_read
-            old.lines_read = 0
+            self.bytes_read += old.bytes_read
+            old.lines_read = old.bytes_read = 0
         return recs, more
 
     def _check_path(self) -> None:
@@ -488,6 +508,7 @@ class Tailer:
             ctx.year, ctx.month = now.year, now.month
         n = buf.count(b"\n")
         self.lines_read += n
+        self.bytes_read += len(buf)
         first = self.lineno
         select = select_for(ctx.source or parser.source) if self.fmt in parsers.STATELESS else None
         if select is not None:
@@ -735,6 +756,25 @@ class JournalFollower(threading.Thread):
             self.ready.set()
             return
         self.ready.set()
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self._follow(reader)
+                return
+            except Exception as exc:  # noqa: BLE001 - a reader that dies is restarted and said, never silent
+                failures += 1
+                self.warn(f"journal: reader failed ({type(exc).__name__}: {exc}); restarting it")
+                with contextlib.suppress(Exception):
+                    reader.close()
+                self.stopping.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                try:
+                    reader = self._open()
+                    self.from_start = self.from_start and self.cursor is None
+                    self._position(reader)
+                except Exception as exc2:  # noqa: BLE001
+                    self.warn(f"journal: cannot reopen ({exc2}); trying again")
+
+    def _follow(self, reader) -> None:
         name = self.directory
         with reader:
             while not self.stopping.is_set():
@@ -743,7 +783,9 @@ class JournalFollower(threading.Thread):
                     entry = reader.get_next()
                     if not entry:
                         break
-                    self.out.put(journal.entry_record(entry, name, self.host))
+                    if (rec := journal.record_or_skip(entry, name, self.host, self.warn)) is not None:
+                        self.out.put(rec)
+                    self.cursor = entry.get("__CURSOR") or self.cursor  # where a restart goes on
                     n += 1
                     if n % 500 == 0:
                         self.wake.set()
