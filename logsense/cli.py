@@ -130,11 +130,11 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
         raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
+    if grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
-    if grace < 0:
-        raise InputError("--reboot-grace must be zero or more seconds")
     incidents = [d for _, d in analyse(evs, gap=window, grace=grace)]  # + reboot incidents, downtime
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)

@@ -281,6 +281,19 @@ def test_analyze_reports_the_reboot_in_every_format(fmt):
         assert "<h2>VM lifecycle</h2>" in out and out.count("<rect") > 50
 
 
+def test_the_incident_record_states_each_vms_downtime():
+    from logsense.record import load_record_data, render
+
+    evs, _ = read_events([SINGLE])
+    crash = next(d for _, d in lifecycle.analyse(evs) if d["vm"] == "app01")
+    assert "app01 was down from 2024-03-05 09:30:00 UTC to 2024-03-05 09:35:00 UTC: 5 min 00 s." in render(
+        crash, load_record_data())
+    evs, _ = read_events([REBOOT])
+    reboot = next(d for _, d in lifecycle.analyse(evs) if d["scope"] == "host")
+    assert "vm41 was down from 2024-03-05 10:14:41 UTC and still down when the logs end (2 min 09 s by then)." \
+        in render(reboot, load_record_data())
+
+
 def test_every_incident_json_has_downtime_fields():
     incs = json.loads(logsense("analyze", str(LAB / "qemu-killed" / "warn"), "--format", "json").stdout)["incidents"]
     assert incs and all({"down_at", "downtime_seconds", "downtime"} <= set(i) for i in incs)
