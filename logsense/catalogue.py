@@ -57,7 +57,7 @@ ERROR_HINTS = {
 }
 FIELD_RE = stdre.compile(r"\{(\w+)\}")
 # What a pattern's line says about a VM's or the host's life (logsense/lifecycle.py reads it)
-LIFECYCLE = ("vm-start", "vm-stop", "vm-start-failed", "migrate-in", "host-boot", "host-shutdown")
+LIFECYCLE = ("vm-start", "vm-stop", "vm-start-failed", "migrate-in", "host-boot", "host-shutdown", "daemon-start")
 
 
 class CatalogueError(Exception):

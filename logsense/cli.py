@@ -226,12 +226,12 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
 
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
+    if grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
     check_read(reader.run)
-    if grace < 0:
-        raise InputError("--reboot-grace must be zero or more seconds")
     incidents = [d for _, d in analyse(evs, gap=window, grace=grace)]  # + reboot incidents, downtime
     if shown is not None:
         incidents = [i for i in incidents if shown.incident(i)]
@@ -309,8 +309,12 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
     from logsense.lifecycle import analyse, timeline
 
     opts = make_options(since, until, tz, year, host, catalogue)
+    if reboot_grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
-        evs = Reader(opts, warn=stderr_warn, on_file=on_file).events(paths or [])
+        reader = Reader(opts, warn=stderr_warn, on_file=on_file)
+        evs = reader.events(paths or [])
+    check_read(reader.run)
     tl = timeline(evs, reboot_grace)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
