@@ -272,6 +272,9 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
+          settle: Annotated[float | None, typer.Option(
+              "--settle", help="Seconds of quiet before new events are correlated and emitted (default 1.5), so "
+                               "an incident opens with the cause written just after its first symptom.")] = None,
           tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
@@ -279,7 +282,7 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
-                 "host": host, "catalogue": catalogue or None}
+                 "host": host, "catalogue": catalogue or None, "settle": settle}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

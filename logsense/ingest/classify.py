@@ -98,3 +98,42 @@ class Classifier:
     def resolve(self, ev: Event) -> Event:
         ev.vm, _ = self.entities.resolve(ev)
         return ev
+
+
+class Settle:
+    """Live: events wait here until input has been quiet for `settle` seconds (at most
+    MAX_SETTLE times that under a steady stream), then leave together, VMs resolved, in time
+    order. So an incident's first `open` already has the cause written a moment after its
+    first symptom (the journal's copy, the QEMU log read after libvirtd.log), and a link learnt
+    in that moment (a command line, a domain XML) gives the event its VM, as batch would."""
+
+    MAX_SETTLE = 3.0
+
+    def __init__(self, core: Classifier, settle: float) -> None:
+        self.core = core
+        self.settle = settle
+        self.held: list[Event] = []
+        self.first_at = self.last_at = 0.0  # monotonic: when the oldest and newest arrived
+
+    def add(self, events: list[Event], now: float) -> None:
+        if not events:
+            return
+        if not self.held:
+            self.first_at = now
+        self.held.extend(events)
+        self.last_at = now
+
+    def due(self) -> float | None:
+        """When (monotonic) the held events are to leave."""
+        if not self.held:
+            return None
+        return min(self.last_at + self.settle, self.first_at + self.settle * self.MAX_SETTLE)
+
+    def release(self, now: float, force: bool = False) -> list[Event]:
+        """The held events, if due (or `force`: end of input), resolved and in time order."""
+        due = self.due()
+        if due is None or (now < due and not force):
+            return []
+        out = sorted((self.core.resolve(ev) for ev in self.held), key=lambda e: e.record.ts)
+        self.held = []
+        return out

@@ -21,6 +21,12 @@ def detect(name: str, head: bytes) -> str | None:
     return parsers.detect_format(name, head[:HEAD_BYTES])
 
 
+def is_domain_xml(name: str) -> bool:
+    """A domain's XML as libvirt keeps it (/etc/libvirt/qemu, /run/libvirt/qemu) or as
+    `virsh dumpxml` printed it into a sosreport."""
+    return name.endswith(".xml") and ("/qemu/" in f"/{name}" or "dumpxml" in name)
+
+
 def vm_of_file(name: str) -> str | None:
     """A per-VM QEMU log is named after its VM (`web01.log`, rotated `web01.log.1`)."""
     return PurePath(name).name.split(".log")[0] or None
