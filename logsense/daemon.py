@@ -449,8 +449,13 @@ class Daemon:
         return False
 
     def _process(self, records: list[Record], force: bool = False) -> list[dict[str, Any]]:
-        """Records through the shared core (`logsense.ingest.classify`); the events that have
-        settled (`force`: all of them) into the correlator."""
+        """Records through the shared core; the events that have settled (`force`: all of
+        them) into the correlator; what is to be emitted."""
+        return self._emit(self._ingest(records, force))
+
+    def _ingest(self, records: list[Record], force: bool = False) -> list[Event]:
+        """Records through the shared core (`logsense.ingest.classify`): the events that have
+        settled (`force`: all of them), VMs resolved, in time order."""
         events: list[Event] = []
         for rec in records:
             self.hosts.apply(rec)
@@ -465,6 +470,9 @@ class Daemon:
         events = self.settling.release(now, force)
         if events:
             self.unsaved_outputs = True  # the settle buffer changed: saved with the positions
+        return events
+
+    def _emit(self, events: list[Event]) -> list[dict[str, Any]]:
         outputs: list[dict[str, Any]] = []
         emit_events = self.cfg.emit == "events"
         for ev in events:

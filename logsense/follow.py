@@ -139,6 +139,7 @@ class Tailer:
         self.fmt: str | None = None
         self.ignored = False  # content that is not a log format logsense knows
         self.lines_read = 0
+        self.inherited: dict[str, Any] = {}  # the parser state of the file this one replaced
         self.data_at = 0.0  # when (monotonic) the last bytes were read
         self.rotated: list[Tailer] = []
         self.live = False  # at the last poll the descriptor was the file at the path
@@ -233,6 +234,7 @@ class Tailer:
         self.rotated.append(old)
         self.fd = None
         self._attach(fd)
+        self.inherited = old.context()  # a line without a stamp at its top takes the last one before
 
     def _note_growth(self) -> None:
         """A rotated file: when it last grew; and its name, should it have been rotated on."""
@@ -337,6 +339,9 @@ class Tailer:
         ctx.file = self.name
         self.reader.parser = formats.new_parser(fmt, ctx)
         self.reader.fast = formats.fast_path_ok(fmt)
+        if self.inherited:
+            self.reader.parser.restore(self.inherited)
+            self.inherited = {}
         return True
 
     def _year(self) -> tuple[int, int]:
@@ -655,21 +660,24 @@ class JournalFollower(threading.Thread):
             self.ready.set()
             return
         self.ready.set()
-        name = self.directory
         with reader:
             while not self.stopping.is_set():
-                n = 0
-                while not self.stopping.is_set():
-                    entry = reader.get_next()
-                    if not entry:
-                        break
-                    self.out.put(journal.entry_record(entry, name, self.host))
-                    n += 1
-                    if n % 500 == 0:
-                        self.wake.set()
-                if n:
+                if self.drain(reader):
                     self.wake.set()
                 reader.wait(0.5)
+
+    def drain(self, reader) -> int:
+        """Every entry the reader has now, as records into `out`; how many."""
+        n = 0
+        while not self.stopping.is_set():
+            entry = reader.get_next()
+            if not entry:
+                break
+            self.out.put(journal.entry_record(entry, self.directory, self.host))
+            n += 1
+            if n % 500 == 0:
+                self.wake.set()
+        return n
 
     def stop(self) -> None:
         self.stopping.set()
