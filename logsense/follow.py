@@ -140,6 +140,7 @@ class Tailer:
         self.ignored = False  # content that is not a log format logsense knows
         self.lines_read = 0
         self.inherited: dict[str, Any] = {}  # the parser state of the file this one replaced
+        self.inherited_fmt: str | None = None  # and its format
         self.data_at = 0.0  # when (monotonic) the last bytes were read
         self.rotated: list[Tailer] = []
         self.live = False  # at the last poll the descriptor was the file at the path
@@ -234,7 +235,9 @@ class Tailer:
         self.rotated.append(old)
         self.fd = None
         self._attach(fd)
-        self.inherited = old.context()  # a line without a stamp at its top takes the last one before
+        # the new file continues the old one: its first lines may be continuation lines
+        # without a stamp, which take the last one before (and cannot tell the format)
+        self.inherited, self.inherited_fmt = old.context(), old.fmt
 
     def _note_growth(self) -> None:
         """A rotated file: when it last grew; and its name, should it have been rotated on."""
@@ -327,6 +330,8 @@ class Tailer:
         assert self.fd is not None
         head = os.pread(self.fd, formats.HEAD_BYTES, 0)
         fmt = formats.detect(self.path, head)
+        if fmt is None and head and self.inherited_fmt is not None:
+            fmt = self.inherited_fmt
         if fmt not in formats.LINE_FORMATS:
             if head.count(b"\n") >= 5 or len(head) >= 4096:
                 if not self.ignored:
