@@ -273,8 +273,8 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
           settle: Annotated[float | None, typer.Option(
-              "--settle", help="Seconds of quiet before new events are correlated and emitted (default 1.5), so "
-                               "an incident opens with the cause written just after its first symptom.")] = None,
+              "--settle", help="Seconds a new event waits before it is correlated (default 1.5), so an "
+                               "incident opens with the cause read just after its first symptom.")] = None,
           tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch

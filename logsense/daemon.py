@@ -77,7 +77,7 @@ class Config:
     from_start: bool = False
     emit: str = "incidents"
     all_lines: bool = False
-    settle: float = 1.5  # seconds of quiet before new events reach the correlator (see Settle)
+    settle: float = 1.5  # seconds a new event waits for what belongs with it (see ingest.classify.Settle)
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
@@ -222,7 +222,8 @@ class Daemon:
             try:
                 self.corr = Correlator.from_state(state["correlator"], relink.event, self.cfg.window)
                 self.entities = self.core.entities = entities_from_json(state.get("entities") or {})
-                self.settling.held = [e for e in (relink.event(x) for x in state.get("settling") or []) if e]
+                self.settling.add([e for e in (relink.event(x) for x in state.get("settling") or []) if e],
+                                  time.monotonic())
             except (KeyError, TypeError, ValueError) as exc:
                 warn(f"{self.state_path}: open incident windows unusable ({exc}); discarded")
                 self.corr = Correlator(self.cfg.window)
@@ -574,7 +575,8 @@ class Daemon:
         classified again when their pattern changed or is gone."""
         relink = Relinker(cat, catalogue_digest(cat) == catalogue_digest(self.cat))
         self.corr = Correlator.from_state(self.corr.to_state(event_to_json), relink.event, self.cfg.window)
-        self.settling.held = [e for e in (relink.event(event_to_json(x)) for x in self.settling.held) if e]
+        held, self.settling.held, self.settling.arrived = self.settling.held, [], []
+        self.settling.add([e for e in (relink.event(event_to_json(x)) for x in held) if e], time.monotonic())
         if relink.reclassified or relink.dropped:
             warn(f"catalogue changed: open windows migrated ({relink.reclassified} event(s) reclassified, "
                  f"{relink.dropped} dropped)")

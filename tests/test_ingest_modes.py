@@ -67,7 +67,7 @@ class LiveReplay:
     def __init__(self, root: Path) -> None:
         self.root = root
         cfg = Config(paths=[str(root / "logs")], journal=False, state_dir=str(root / "state"), host=HOST, tz="UTC",
-                     settle=600.0)  # held until the end: one release, in time order, as batch sorts
+                     settle=60.0)  # held until the end: one release, in time order, as batch sorts
         self.daemon = Daemon(cfg)
         self.opts = FileOptions(host=HOST, tz=parse_zone("UTC"), year=YEAR, rotated_grace=0.0)
         self.events: list[Event] = []

@@ -101,39 +101,37 @@ class Classifier:
 
 
 class Settle:
-    """Live: events wait here until input has been quiet for `settle` seconds (at most
-    MAX_SETTLE times that under a steady stream), then leave together, VMs resolved, in time
-    order. So an incident's first `open` already has the cause written a moment after its
-    first symptom (the journal's copy, the QEMU log read after libvirtd.log), and a link learnt
-    in that moment (a command line, a domain XML) gives the event its VM, as batch would."""
-
-    MAX_SETTLE = 3.0
+    """Live: each event waits here `settle` seconds after it was read, then leaves with every
+    held event stamped no later than it, VMs resolved, in time order. So an incident's first
+    `open` already has the cause read a moment after its first symptom (the QEMU log read after
+    libvirtd.log, the journal's entry after the file's line: a cause is stamped before its
+    symptoms), and a link learnt in that moment (a command line, a domain XML) gives the event
+    its VM, as batch would. Every event leaves within `settle` seconds."""
 
     def __init__(self, core: Classifier, settle: float) -> None:
         self.core = core
         self.settle = settle
         self.held: list[Event] = []
-        self.first_at = self.last_at = 0.0  # monotonic: when the oldest and newest arrived
+        self.arrived: list[float] = []  # monotonic, per held event (non-decreasing)
 
     def add(self, events: list[Event], now: float) -> None:
-        if not events:
-            return
-        if not self.held:
-            self.first_at = now
         self.held.extend(events)
-        self.last_at = now
+        self.arrived.extend([now] * len(events))
 
     def due(self) -> float | None:
-        """When (monotonic) the held events are to leave."""
-        if not self.held:
-            return None
-        return min(self.last_at + self.settle, self.first_at + self.settle * self.MAX_SETTLE)
+        """When (monotonic) the oldest held event is to leave."""
+        return self.arrived[0] + self.settle if self.arrived else None
 
     def release(self, now: float, force: bool = False) -> list[Event]:
-        """The held events, if due (or `force`: end of input), resolved and in time order."""
-        due = self.due()
-        if due is None or (now < due and not force):
+        """The events that are due (`force`: all, at the end of input), with those stamped no
+        later than them, resolved and in time order."""
+        if not self.held:
             return []
-        out = sorted((self.core.resolve(ev) for ev in self.held), key=lambda e: e.record.ts)
-        self.held = []
-        return out
+        ready = len(self.held) if force else sum(1 for t in self.arrived if t + self.settle <= now)
+        if ready == 0:
+            return []
+        upto = max(ev.record.ts for ev in self.held[:ready])
+        keep = [i for i in range(ready, len(self.held)) if self.held[i].record.ts > upto]
+        out = [ev for i, ev in enumerate(self.held) if i < ready or self.held[i].record.ts <= upto]
+        self.held, self.arrived = [self.held[i] for i in keep], [self.arrived[i] for i in keep]
+        return sorted((self.core.resolve(ev) for ev in out), key=lambda e: e.record.ts)
