@@ -11,7 +11,7 @@ import time
 from datetime import UTC
 
 from logsense import parsers
-from logsense.catalogue import Catalogue, Example, Pattern, hyperscan_problem, prefilter
+from logsense.catalogue import Catalogue, Example, Knowledge, Pattern, hyperscan_problem, prefilter
 from logsense.model import Record
 
 BIG_REPEAT_RE = re.compile(r"\{\d*,?(\d+)\}")
@@ -135,4 +135,17 @@ def check_catalogue(cat: Catalogue, timing: bool = True) -> list[str]:
         if timing and (t := slowest_search(p)) > TIME_LIMIT:
             problems.append(f"{where}: regex takes {t * 1000:.1f} ms on a 10 KB adversarial line "
                             f"(limit {TIME_LIMIT * 1000:.0f} ms)")
+    return problems + check_knowledge(cat.knowledge)
+
+
+def check_knowledge(k: Knowledge) -> list[str]:
+    """Every outcome's examples give that outcome; every chain holds on its example lines."""
+    problems = []
+    for o in k.outcomes:
+        for n, line in enumerate(o.examples, 1):
+            if (got := k.outcome([line])) != o.result:
+                problems.append(f"outcome {o.result!r}: example {n} gives {got!r}: {line[:120]}")
+    for c in k.chains:
+        if c.sentence(list(c.example), c.category) is None:
+            problems.append(f"chain {c.name!r}: does not hold on its own example lines")
     return problems
