@@ -12,6 +12,7 @@ from datetime import UTC
 
 from logsense import parsers
 from logsense.catalogue import Catalogue, Example, Knowledge, Pattern, hyperscan_problem, prefilter
+from logsense.ingest.formats import new_parser
 from logsense.model import Record
 
 BIG_REPEAT_RE = re.compile(r"\{\d*,?(\d+)\}")
@@ -28,9 +29,9 @@ def example_record(ex: Example, pattern: Pattern | None) -> Record:
                       extra=dict(ex.journal))
     fmt = "syslog" if source == "syslog" else source
     ctx = parsers.FileContext(file="<example>", tz=UTC, year=2024, month=12, vm="example")
-    parser = parsers.LINE_PARSERS[fmt](ctx)
+    parser = new_parser(fmt, ctx)
     rec = parser.parse(ex.line, 1)
-    if isinstance(parser, parsers.QemuLogParser) and rec is None:
+    if rec is None:  # a line that begins a multi-line record (a QEMU command line)
         rec = parser.flush()
     if rec is None:
         rec = Record(ts=parsers.EPOCH, source=source, message=ex.line, raw=ex.line)

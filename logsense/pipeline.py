@@ -23,8 +23,6 @@ from logsense.parsers import MAX_LINE
 from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
 
 __all__ = ["InputError", "Options", "Reader", "Run", "classify", "parse_time", "parse_zone", "stderr_warn"]
-HEAD_BYTES = formats.HEAD_BYTES
-FORMAT_ORDER = formats.FORMAT_ORDER
 
 
 class InputError(Exception):
@@ -121,9 +119,6 @@ class Reader:
         finally:
             ws.close()
 
-    def _keep(self, rec: Record) -> Event | None:
-        return self.core.take(rec)
-
     def _collection(self, col: Collection) -> Iterator[Event]:
         hosts = formats.HostOf(self.opts.host or col.host)
         for xml in col.domain_xml:
@@ -132,14 +127,14 @@ class Reader:
         for n, lf in enumerate(col.files):
             fmt, head = self._detect(lf)
             if fmt is not None:
-                detected.append((FORMAT_ORDER.get(fmt, 5), n, lf, fmt, head))
+                detected.append((formats.FORMAT_ORDER.get(fmt, 5), n, lf, fmt, head))
         detected.sort(key=lambda t: (t[0], t[1]))
         for _, _, _, fmt, head in detected:
             hosts.learn(fmt, head)
         for _, _, lf, fmt, head in detected:
             for rec in self._read_file(lf, fmt, hosts.host, head):
                 hosts.apply(rec)
-                if (ev := self._keep(rec)) is not None:
+                if (ev := self.core.take(rec)) is not None:
                     yield ev
         if col.journal_files:
             names = [col.journal_names.get(f, str(f)) for f in col.journal_files]
@@ -150,7 +145,7 @@ class Reader:
         """The file's format and first bytes (damage is reported when the file is read)."""
         try:
             with lf.open(lambda _msg: None) as stream:
-                head = stream.read(HEAD_BYTES)
+                head = stream.read(formats.HEAD_BYTES)
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return None, b""
@@ -214,7 +209,7 @@ class Reader:
         try:
             for rec in journal.read_journal_files(sorted(files), hosts.host, name=name):
                 self.run.stats["lines_read"] += 1
-                if (ev := self._keep(rec)) is not None:
+                if (ev := self.core.take(rec)) is not None:
                     yield ev
         except OSError as exc:
             self.warn(f"{files[0].parent}: cannot read journal: {exc}")
@@ -232,7 +227,7 @@ class Reader:
             for entry in reader:
                 self.run.stats["lines_read"] += 1
                 rec = journal.entry_record(entry, None, self.opts.host)
-                if (ev := self._keep(rec)) is not None:
+                if (ev := self.core.take(rec)) is not None:
                     yield ev
 
 
