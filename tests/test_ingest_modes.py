@@ -8,15 +8,19 @@ to `.1`, a new one created), so the rest arrives in a new file. Domain XML is co
 first; the journal is read by the `JournalFollower`'s own reader. Records go through
 `Daemon._ingest` (shared classify + settle buffer) and `Daemon._emit` (the correlator).
 
-Line numbers and file names differ by construction (a rotated file numbers its lines anew);
-everything else must be equal.
+Line numbers and file names differ by construction (a rotated file numbers its lines anew), and
+so do the cursors of an exported journal (`journalctl -o export`/`json` files are stored as a
+journal by systemd-journal-remote, as journald would have stored them); everything else must be
+equal.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,7 @@ from logsense.pipeline import parse_zone
 from logsense.sources import Workspace, discover
 
 HOST = "kvm-test"
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 YEAR = 2026
 
 
@@ -46,7 +51,8 @@ def fixture_trees() -> list[Path]:
 
 
 def event_key(ev: dict) -> tuple:
-    d = {k: v for k, v in ev.items() if k not in ("file", "line", "count")}
+    d = {k: v for k, v in ev.items() if k not in ("file", "line", "count", "cursor")}
+    d["cursor"] = ev["cursor"] is not None  # an exported journal stored anew gets new cursors
     return tuple(sorted((k, str(v)) for k, v in d.items()))
 
 
@@ -117,6 +123,22 @@ class LiveReplay:
         return [e.to_dict() for e in self.events], [incident_key(i) for i in incs]
 
 
+def journal_dir_of(data: bytes, fmt: str, directory: Path) -> Path:
+    """A journal directory holding an exported journal (`journalctl -o export` or `-o json`),
+    written by systemd-journal-remote as journald would have stored it."""
+    if fmt == "journal-json":
+        out = []
+        for line in data.splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                out.append("".join(f"{k}={v}\n" for k, v in entry.items() if isinstance(v, str | int)) + "\n")
+        data = "".join(out).encode()
+    directory.mkdir()
+    subprocess.run([JOURNAL_REMOTE, "-o", str(directory / "export.journal"), "-"], input=data, check=True,
+                   capture_output=True)
+    return directory
+
+
 def live(tree: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
     replay = LiveReplay(tmp)
     logs = tmp / "logs"
@@ -133,9 +155,12 @@ def live(tree: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
                 with lf.open(lambda _m: None) as stream:
                     data = stream.read()
                 fmt = formats.detect(lf.name, data[:formats.HEAD_BYTES])
-                if fmt in formats.LINE_FORMATS:
-                    files.append((formats.FORMAT_ORDER.get(fmt, 5), n, lf, data))
-            for _, _, lf, data in sorted(files, key=lambda t: t[:2]):
+                if fmt in formats.LINE_FORMATS or fmt in ("journal-export", "journal-json"):
+                    files.append((formats.FORMAT_ORDER.get(fmt, 5), n, lf, data, fmt))
+            for _, _, lf, data, fmt in sorted(files, key=lambda t: t[:2]):
+                if fmt not in formats.LINE_FORMATS:  # an exported journal: live, it is the journal
+                    replay.read_journal(journal_dir_of(data, fmt, tmp / f"export-{len(os.listdir(tmp))}"))
+                    continue
                 rel = Path(lf.name).relative_to(tree)
                 live_name = rel.name.split(".log")[0] + ".log" if ".log" in rel.name else rel.name.split("-")[0]
                 replay.write_file(lf.path, logs / rel.parent / live_name, data)
