@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re as stdre
+import stat
+import time
 import tomllib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,12 @@ except ImportError:  # neither: every line runs the full regexes
 PREFILTERS = ("hyperscan", "aho", "none")  # LOGSENSE_PREFILTER forces one (tests, benchmarks)
 
 REGEX_TIMEOUT = 0.05  # seconds; a line that takes longer is not matched (counted)
+SITE_FILE_MAX = 4 << 20  # bytes: a site's pattern file larger than this is refused, not read
+BIG_REPEAT_RE = stdre.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")  # {n}, {n,}, {,m}, {n,m}
+MAX_REPEAT = 250  # larger bounded repeats make Hyperscan's prefilter build take seconds (or all memory)
+TIME_LIMIT = 0.001  # seconds for one search over an adversarial 10 KB line
+ADVERSARIAL_SIZE = 10_000
+ADVERSARIAL_SEEDS = ("a", " ", "'", "a'", "/a", "0", ": ", "a ", "x=1,")
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "patterns"
 # Error-level lines the catalogue does not know still become events ("unrecognised errors"),
 # so the fast path must pick them too.
@@ -45,13 +54,16 @@ ERROR_HINTS = {
     "qemu": rb"(?:^|\n)[^\n]{0,40}qemu-(?:system-[a-z0-9_]+|kvm): ",
 }
 FIELD_RE = stdre.compile(r"\{(\w+)\}")
+# What a pattern's line says about a VM's or the host's life (logsense/lifecycle.py reads it)
+LIFECYCLE = ("vm-start", "vm-stop", "vm-start-failed", "migrate-in", "host-boot", "host-shutdown")
 
 
 class CatalogueError(Exception):
-    """The catalogue could not be loaded at all (one line each in `problems`)."""
+    """The catalogue could not be loaded (one line each in `problems`); its text is one line."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
+        more = f" (and {len(problems) - 1} more; see logsense catalogue check)" if len(problems) > 1 else ""
+        super().__init__((problems[0] if problems else "catalogue error") + more)
         self.problems = problems
 
 
@@ -77,6 +89,7 @@ class Pattern:
     diagnostics: list[str]
     scope: str = "vm"
     priority: int = 50
+    lifecycle: str | None = None  # one of LIFECYCLE: the line starts or stops a VM, boots the host...
     examples: list[Example] = field(default_factory=list)
     near_misses: list[Example] = field(default_factory=list)
     file: str = ""
@@ -128,7 +141,25 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
     for key in ("id", "sources", "regex", "category", "severity", "role", "title", "cause"):
         if not data.get(key):
             problems.append(f"{where}: missing '{key}'")
+        elif key != "sources" and not isinstance(data[key], str):
+            problems.append(f"{where}: '{key}' must be a string")
+    for key in ("sources", "remediation", "diagnostics"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str) and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            problems.append(f"{where}: '{key}' must be a string or a list of strings")
+    for key in ("examples", "near_misses"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("line", ""), str)
+                                       and isinstance(v.get("fields", {}), dict)) for v in value):
+            problems.append(f"{where}: '{key}' must be a list of lines or tables with a 'line'")
     if len(problems) > before:
+        return None
+    big = [int(b) for bounds in BIG_REPEAT_RE.findall(data["regex"]) for b in bounds if b and int(b) > MAX_REPEAT]
+    if big:
+        problems.append(f"{where}: bounded repeat {{..,{max(big)}}} makes the fast path slow to build; "
+                        f"use * or + (with a class that excludes the delimiter) or a bound <= {MAX_REPEAT}")
         return None
     if not regex.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_-]+){2,}", pid):
         problems.append(f"{where}: id must be dotted lower-case like area.category.name")
@@ -149,6 +180,9 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
     for flag in ("recovery", "starts_vm"):
         if not isinstance(data.get(flag, False), bool):
             problems.append(f"{where}: {flag} must be true or false")
+    lifecycle = data.get("lifecycle")
+    if lifecycle is not None and lifecycle not in LIFECYCLE:
+        problems.append(f"{where}: lifecycle '{lifecycle}' is not one of {', '.join(LIFECYCLE)}")
     priority = data.get("priority", 50)
     if not isinstance(priority, int) or not 0 <= priority <= 100:
         problems.append(f"{where}: priority must be an integer 0-100")
@@ -158,9 +192,39 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
         id=pid, sources=sources, regex=data["regex"], category=data["category"],
         severity=data["severity"], role=data["role"], title=data["title"], cause=data["cause"],
         remediation=_as_list(data.get("remediation")), diagnostics=_as_list(data.get("diagnostics")),
-        scope=data.get("scope", "vm"), priority=priority, examples=_examples(data.get("examples")),
+        scope=data.get("scope", "vm"), priority=priority, lifecycle=lifecycle, examples=_examples(data.get("examples")),
         near_misses=_examples(data.get("near_misses")), file=file, compiled=compiled,
         recovery=data.get("recovery") is True, starts_vm=data.get("starts_vm") is True)
+
+
+def adversarial_cost(compiled: Any, seeds: Iterable[str] = ADVERSARIAL_SEEDS) -> float:
+    """Seconds the slowest of some long lines built to make a careless regex backtrack takes
+    (best of three each: this machine is shared and noisy); inf when one times out."""
+    worst = 0.0
+    for seed in seeds:
+        line = (seed * (ADVERSARIAL_SIZE // max(len(seed), 1) + 1))[:ADVERSARIAL_SIZE]
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            try:
+                compiled.search(line, timeout=1.0)
+            except TimeoutError:
+                return float("inf")
+            best = min(best, time.perf_counter() - t0)
+        worst = max(worst, best)
+    return worst
+
+
+def read_pattern_file(path: Path) -> str:
+    """A pattern file's text; refuses what is not a regular file (a FIFO would hang) or too big."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file: {path}")
+        if st.st_size > SITE_FILE_MAX:
+            raise OSError(f"larger than {SITE_FILE_MAX >> 20} MiB: {path}")
+        return f.read(SITE_FILE_MAX + 1).decode("utf-8")
 
 
 def pattern_files(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
@@ -189,9 +253,12 @@ def read_patterns(files: Iterable[Path], problems: list[str],
     patterns: dict[str, Pattern] = {}
     for path in files:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(read_pattern_file(path))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.append(f"{path.name}: cannot read: {exc}")
+            continue
+        if not isinstance(data.get("pattern", []), list) or not isinstance(data.get("libvirt_code", []), list):
+            problems.append(f"{path.name}: 'pattern' and 'libvirt_code' must be arrays of tables ([[pattern]])")
             continue
         for item in data.get("libvirt_code", []):
             try:
@@ -204,6 +271,9 @@ def read_patterns(files: Iterable[Path], problems: list[str],
             elif codes is not None:
                 codes[code.code] = code
         for item in data.get("pattern", []):
+            if not isinstance(item, dict):
+                problems.append(f"{path.name}: every pattern must be a table ([[pattern]])")
+                continue
             p = parse_pattern(item, path.name, problems)
             if p is None:
                 continue
@@ -287,7 +357,7 @@ def read_knowledge(files: Iterable[Path], problems: list[str]) -> Knowledge:
     k = Knowledge()
     for path in files:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(read_pattern_file(path))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             continue  # read_patterns reports it
         for item in data.get("outcome", []):
@@ -329,7 +399,7 @@ class Catalogue:
         self.libvirt_codes = libvirt_codes or {}
         self.by_id = {p.id: p for p in patterns}
         self.knowledge = Knowledge()  # outcomes and chains (load_catalogue reads them)
-        self.timeouts = 0
+        self.timeouts: Counter[str] = Counter()  # pattern id -> lines it timed out on (reported)
         self._by_source = {s: [i for i, p in enumerate(patterns) if s in p.sources] for s in SOURCES}
         self._source_sets = {s: frozenset(idx) for s, idx in self._by_source.items()}
         self.prefilter = choose_prefilter(prefilter_kind)
@@ -394,7 +464,7 @@ class Catalogue:
             try:
                 m = p.compiled.search(message, timeout=REGEX_TIMEOUT)
             except TimeoutError:
-                self.timeouts += 1
+                self.timeouts[p.id] += 1
                 continue
             if m is None:
                 continue
@@ -458,9 +528,11 @@ def compile_database(patterns: list[Pattern]) -> Any:
     return db
 
 
-def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
-    """The built-in catalogue plus a site's directories. Invalid patterns are left out and
-    listed in `problems`; CatalogueError only when nothing usable is left."""
+def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), vet_site: bool = True) -> Catalogue:
+    """The built-in catalogue plus a site's directories. A site's files pass the checks built-in
+    files pass in CI (`catalogue check`: types, repeat bounds, examples, adversarial timing) before
+    use, or CatalogueError; `vet_site=False` leaves that to the caller (`catalogue check` lists all).
+    Invalid built-in patterns are left out and listed in `problems`."""
     problems: list[str] = []
     codes: dict[int, LibvirtCode] = {}
     files = pattern_files(extra_dirs)
@@ -470,6 +542,12 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = ()) -> Catalogue:
     knowledge = read_knowledge(files, problems)
     cat = Catalogue(patterns, problems, codes)
     cat.knowledge = knowledge
+    site = {f.name for f in files if f.parent != BUILTIN_DIR}
+    if site and vet_site:
+        from logsense.catalogue_check import check_catalogue  # the checker is built on this module
+
+        if site_problems := check_catalogue(cat, files=site):
+            raise CatalogueError(site_problems)
     return cat
 
 

@@ -6,19 +6,22 @@ classified by its own pattern with the stated fields; every near-miss must be cl
 
 from __future__ import annotations
 
-import re
-import time
 from datetime import UTC
 
 from logsense import parsers
-from logsense.catalogue import Catalogue, Example, Knowledge, Pattern, hyperscan_problem, prefilter
+from logsense.catalogue import (
+    ADVERSARIAL_SEEDS,
+    TIME_LIMIT,
+    Catalogue,
+    Example,
+    Knowledge,
+    Pattern,
+    adversarial_cost,
+    hyperscan_problem,
+    prefilter,
+)
 from logsense.ingest.formats import new_parser
 from logsense.model import Record
-
-BIG_REPEAT_RE = re.compile(r"\{\d*,?(\d+)\}")
-MAX_REPEAT = 250  # larger bounded repeats make Hyperscan's prefilter build take seconds
-TIME_LIMIT = 0.001  # seconds for one search over an adversarial 10 KB line
-ADVERSARIAL_SIZE = 10_000
 
 
 def example_record(ex: Example, pattern: Pattern | None) -> Record:
@@ -62,44 +65,28 @@ def without_literal(cat: Catalogue) -> list[str]:
     return [p.id for p in cat.patterns if prefilter.necessary_literals(p.regex) is None]
 
 
-def adversarial_lines(p: Pattern) -> list[str]:
-    """Long lines built to make a careless regex backtrack."""
-    seeds = ["a", " ", "'", "a'", "/a", "0", ": ", "a ", "x=1,"]
+def slowest_search(p: Pattern) -> float:
+    """The adversarial cost, with the pattern's own first example as one more seed."""
+    seeds = list(ADVERSARIAL_SEEDS)
     if p.examples:
         seeds.append(example_record(p.examples[0], p).message[:200])
-    return [(s * (ADVERSARIAL_SIZE // max(len(s), 1) + 1))[:ADVERSARIAL_SIZE] for s in seeds]
+    return adversarial_cost(p.compiled, seeds)
 
 
-def slowest_search(p: Pattern) -> float:
-    worst = 0.0
-    for line in adversarial_lines(p):
-        best = float("inf")
-        for _ in range(3):  # the best of three: this machine is shared and noisy
-            t0 = time.perf_counter()
-            try:
-                p.compiled.search(line, timeout=1.0)
-            except TimeoutError:
-                return float("inf")
-            best = min(best, time.perf_counter() - t0)
-        worst = max(worst, best)
-    return worst
-
-
-def check_catalogue(cat: Catalogue, timing: bool = True) -> list[str]:
-    """One line per problem; empty when the catalogue is sound."""
-    problems = list(cat.problems)
+def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None = None) -> list[str]:
+    """One line per problem; empty when the catalogue is sound. `files`: check only the patterns
+    (and loading problems) of these file names."""
+    problems = [p for p in cat.problems if files is None or p.split(":", 1)[0] in files]
     seen: dict[str, str] = {}
     for p in cat.patterns:
+        if files is not None and p.file not in files:
+            continue
         where = f"{p.file}: {p.id}"
         if p.id in seen and seen[p.id] != p.file:
             problems.append(f"{where}: id also used in {seen[p.id]}")
         seen[p.id] = p.file
         if (why := hyperscan_problem(p.regex.encode())) is not None:
             problems.append(f"{where}: regex is not usable by the fast path (Hyperscan): {why}")
-        big = [int(b) for b in BIG_REPEAT_RE.findall(p.regex) if int(b) > MAX_REPEAT]
-        if big:
-            problems.append(f"{where}: bounded repeat {{..,{max(big)}}} makes the fast path slow to build; "
-                            f"use * or + (with a class that excludes the delimiter) or a bound <= {MAX_REPEAT}")
         literals = prefilter.necessary_literals(p.regex) if prefilter is not None else None
         if not p.examples:
             problems.append(f"{where}: no examples: every pattern needs real lines it must match")

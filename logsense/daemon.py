@@ -15,6 +15,7 @@ the end of the input.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import signal
@@ -61,6 +62,25 @@ STATUS_EVERY = 5.0
 JOURNAL_BATCH = 5000
 
 
+MAX_WINDOW = 7 * 86400.0  # seconds: a longer window is a typo, and its arithmetic overflows dates
+
+
+def _has_type(value: Any, declared: str) -> bool:
+    """Whether a config value fits its field's declared type (the annotation's text)."""
+    options = [t.strip() for t in declared.split("|")]
+    for t in options:
+        if t == "None" and value is None:
+            return True
+        if t in ("bool", "str") and type(value).__name__ == t:
+            return True
+        if t in ("float", "int") and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if t.startswith("list[") and isinstance(value, list):
+            inner = t[5:-1]
+            return all(isinstance(v, dict) if inner.startswith("dict") else _has_type(v, inner) for v in value)
+    return "Any" in options
+
+
 @dataclass
 class Config:
     """`/etc/logsense/logsense.toml`; flags override."""
@@ -104,14 +124,18 @@ class Config:
         return cfg
 
     def check(self) -> None:
-        if not isinstance(self.window, int | float) or self.window <= 0:
-            raise InputError("window must be a positive number of seconds")
+        """Every value of the type its field declares, so a bad reload is refused and the old
+        config stays (a `window = nan` or `paths = [1, 2]` must not reach the loop)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _has_type(value, str(f.type)):
+                raise InputError(f"{f.name}: expected {f.type}, got {type(value).__name__} {value!r:.60}")
+        if not math.isfinite(self.window) or not 0 < self.window <= MAX_WINDOW:
+            raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
         if not isinstance(self.settle, int | float) or not 0 <= self.settle <= 60:
             raise InputError("settle must be a number of seconds from 0 to 60")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
-        if isinstance(self.paths, str) or isinstance(self.catalogue, str) or not isinstance(self.sinks, list):
-            raise InputError("paths and catalogue are lists; sinks a list of tables ([[sink]])")
         for spec in self.sinks:
             try:
                 make_sink(spec)

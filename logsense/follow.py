@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import fnmatch
 import hashlib
 import os
 import queue
 import select
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,6 +135,7 @@ class Tailer:
         self.name = path  # the name records carry: the path, or a rotated file's rotated name
         self.opts = opts
         self.warn = warn
+        self._warned: dict[str, str] = {}  # path -> what was said about it
         self.fd: int | None = None
         self.ident: Identity | None = None
         self.reader = LineReader()  # position (offset, line, safe resume point) and parser
@@ -288,14 +291,28 @@ class Tailer:
         return None
 
     def _open_fd(self, path: str, quiet: bool = False) -> int | None:
+        """A descriptor for the regular file at `path`, never following a symlink (one swapped in
+        for a rotated log could point at /etc/shadow) nor opening a FIFO or device."""
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
             if not quiet:
-                self.warn(f"{path}: cannot read: {exc.strerror or exc}")
+                why = "a symlink, not followed" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
+                self._warn_once(path, why)
             return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            if not quiet:
+                self._warn_once(path, "not a regular file, not read")
+            return None
+        return fd
+
+    def _warn_once(self, path: str, why: str) -> None:
+        if self._warned.get(path) != why:  # a path polled every pass says it once, not every pass
+            self._warned[path] = why
+            self.warn(f"{path}: {why}")
 
     def _attach(self, fd: int, ident: Identity | None = None) -> None:
         if self.fd is not None and self.fd != fd:
@@ -369,7 +386,11 @@ class Tailer:
         self._check_path()
         recs: list[Record] = []
         more = False
+        if self.fd is not None and self.fmt is None:
+            self._detect()
         for old in self.rotated:
+            if old.fmt is None and old.inherited_fmt is None:
+                old.inherited_fmt = self.fmt  # too short to tell: it was what its successor is
             old._note_growth()
             got, old_more = old._read(select_for, final=False)
             recs.extend(got)
@@ -380,7 +401,8 @@ class Tailer:
             more = more or more_here
         if self.live:
             now = time.monotonic()
-            for old in [o for o in self.rotated if now - o.grown_at >= self.opts.rotated_grace]:
+            for old in [o for o in self.rotated if now - o.grown_at >= self.opts.rotated_grace
+                        and (o.fmt or o.inherited_fmt)]:  # an untold format may yet be told by the new file
                 old._read_rest(recs, select_for)
                 old.close()
                 self.rotated.remove(old)
@@ -665,6 +687,25 @@ class JournalFollower(threading.Thread):
             self.ready.set()
             return
         self.ready.set()
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                self._follow(reader)
+                return
+            except Exception as exc:  # noqa: BLE001 - a reader that dies is restarted and said, never silent
+                failures += 1
+                self.warn(f"journal: reader failed ({type(exc).__name__}: {exc}); restarting it")
+                with contextlib.suppress(Exception):
+                    reader.close()
+                self.stopping.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+                try:
+                    reader = self._open()
+                    self.from_start = self.from_start and self.cursor is None
+                    self._position(reader)
+                except Exception as exc2:  # noqa: BLE001
+                    self.warn(f"journal: cannot reopen ({exc2}); trying again")
+
+    def _follow(self, reader) -> None:
         with reader:
             while not self.stopping.is_set():
                 if self.drain(reader):
@@ -678,7 +719,9 @@ class JournalFollower(threading.Thread):
             entry = reader.get_next()
             if not entry:
                 break
-            self.out.put(journal.entry_record(entry, self.directory, self.host))
+            if (rec := journal.record_or_skip(entry, self.directory, self.host, self.warn)) is not None:
+                self.out.put(rec)
+            self.cursor = entry.get("__CURSOR") or self.cursor  # where a restart goes on
             n += 1
             if n % 500 == 0:
                 self.wake.set()

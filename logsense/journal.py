@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,39 +21,60 @@ KEPT = ("SYSLOG_IDENTIFIER", "_SYSTEMD_UNIT", "_COMM", "_EXE", "LIBVIRT_SOURCE",
         "CODE_FILE", "CODE_LINE", "LIBVIRT_CODE", "LIBVIRT_DOMAIN", "_TRANSPORT", "UNIT",
         "MESSAGE_ID", "_MACHINE_ID", "_BOOT_ID")
 LEVELS = {0: "error", 1: "error", 2: "error", 3: "error", 4: "warning", 5: "info", 6: "info", 7: "debug"}
+MAX_FIELD = 1 << 20  # bytes of one field kept, like the 1 MiB line cap of log files
+CHUNK = 1 << 16
+Warn = Callable[[str], None]
+
+
+class BadEntry(ValueError):
+    """An entry that cannot be a record (no usable time): skipped and counted, never a crash."""
 
 
 def _text(value: Any) -> str:
+    """A field's value as text, whatever shape a writer gave it: a field sent twice comes as a
+    list (its first value is used), a JSON binary field as a byte array."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, list):  # journal JSON: binary fields are byte arrays
-        if value and all(isinstance(v, int) for v in value):
-            return bytes(value).decode("utf-8", "replace")
+        return value[:MAX_FIELD].decode("utf-8", "replace")
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) and 0 <= v < 256 for v in value):
+            return bytes(value[:MAX_FIELD]).decode("utf-8", "replace")
         return _text(value[0]) if value else ""
-    if value is None:
+    if value is None or isinstance(value, dict):
         return ""
-    return str(value)
+    return str(value)[:MAX_FIELD]
+
+
+def _number(value: Any) -> int | None:
+    text = _text(value).strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 20 else None
+
+
+def _timestamp(value: Any) -> datetime:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, datetime):
+        ts = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return ts.astimezone(UTC)
+    us = _number(value)
+    if us is None:
+        raise BadEntry(f"no usable __REALTIME_TIMESTAMP: {_text(value)[:40]!r}")
+    try:
+        return EPOCH + timedelta(microseconds=us)
+    except OverflowError as exc:
+        raise BadEntry(f"__REALTIME_TIMESTAMP out of range: {us}") from exc
 
 
 def entry_record(entry: Mapping[str, Any], file: str | None, host: str | None) -> Record:
-    """One journal entry, with values as text (or the converted values of systemd.journal)."""
-    ts_value = entry.get("__REALTIME_TIMESTAMP")
-    if isinstance(ts_value, datetime):
-        ts = ts_value if ts_value.tzinfo else ts_value.replace(tzinfo=UTC)
-        ts = ts.astimezone(UTC)
-    else:
-        try:
-            ts = EPOCH + timedelta(microseconds=int(_text(ts_value)))
-        except ValueError:
-            ts = EPOCH
-    pid = _text(entry.get("_PID") or entry.get("SYSLOG_PID"))
-    prio = _text(entry.get("PRIORITY"))
+    """One journal entry, with values as text (or the converted values of systemd.journal).
+    Fields of odd shapes are read as well as they can be; BadEntry when it has no usable time."""
+    ts = _timestamp(entry.get("__REALTIME_TIMESTAMP")) if "__REALTIME_TIMESTAMP" in entry else EPOCH
+    pid = _number(entry.get("_PID") or entry.get("SYSLOG_PID"))
+    prio = _number(entry.get("PRIORITY"))
     message = _text(entry.get("MESSAGE"))
     rec = Record(
         ts=ts, source="journal", message=message.rstrip("\n"), raw=message, file=file,
         host=_text(entry.get("_HOSTNAME")) or host, cursor=_text(entry.get("__CURSOR")) or None,
-        pid=int(pid) if pid.isdigit() else None,
-        level=LEVELS.get(int(prio)) if prio.isdigit() else None,
+        pid=pid, level=LEVELS.get(prio) if prio is not None else None,
     )
     for key in KEPT:
         if key in entry and (v := _text(entry[key])):
@@ -84,7 +105,7 @@ def seek_after(reader, cursor: str) -> None:
 
 
 def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | None = None,
-                       name: str | None = None) -> Iterator[Record]:
+                       name: str | None = None, warn: Warn | None = None) -> Iterator[Record]:
     """Entries of binary journal files, interleaved in time order by systemd itself; `name` is
     what records give as their file (default: the file, or the folder of several)."""
     files = [str(f) for f in files]
@@ -94,24 +115,36 @@ def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | No
             seek_after(reader, cursor)
         name = name or (files[0] if len(files) == 1 else str(Path(files[0]).parent))
         for entry in reader:
-            yield entry_record(entry, name, host)
+            if (rec := record_or_skip(entry, name, host, warn)) is not None:
+                yield rec
     finally:
         reader.close()
 
 
-def read_export(stream: BinaryIO, file: str, host: str | None) -> Iterator[Record]:
+def record_or_skip(entry: Mapping[str, Any], file: str | None, host: str | None, warn: Warn | None) -> Record | None:
+    try:
+        return entry_record(entry, file, host)
+    except BadEntry as exc:
+        if warn is not None:
+            warn(f"{file}: journal entry skipped: {exc}")
+        return None
+
+
+def read_export(stream: BinaryIO, file: str, host: str | None, warn: Warn | None = None) -> Iterator[Record]:
     """`journalctl -o export`: KEY=value lines, binary values length-prefixed, blank line ends
-    an entry."""
+    an entry. A field is kept up to MAX_FIELD bytes, whatever size it claims."""
     entry: dict[str, Any] = {}
     while True:
-        line = stream.readline()
+        line = stream.readline(MAX_FIELD + 1)
         if not line:
             break
         if line == b"\n":
-            if entry:
-                yield entry_record(entry, file, host)
+            if entry and (rec := record_or_skip(entry, file, host, warn)) is not None:
+                yield rec
             entry = {}
             continue
+        if not line.endswith(b"\n"):  # longer than the cap: keep the head, skip the rest
+            _skip_line(stream)
         line = line.rstrip(b"\n")
         if b"=" in line:
             key, _, value = line.partition(b"=")
@@ -121,21 +154,45 @@ def read_export(stream: BinaryIO, file: str, host: str | None) -> Iterator[Recor
             if len(size_bytes) < 8:
                 break
             (size,) = struct.unpack("<Q", size_bytes)
-            entry[line.decode("ascii", "replace")] = stream.read(size)
-            stream.read(1)
-    if entry:
-        yield entry_record(entry, file, host)
+            entry[line.decode("ascii", "replace")] = stream.read(min(size, MAX_FIELD))
+            if not _skip_bytes(stream, size - min(size, MAX_FIELD) + 1):
+                break
+    if entry and (rec := record_or_skip(entry, file, host, warn)) is not None:
+        yield rec
 
 
-def read_json(stream: BinaryIO, file: str, host: str | None, warn) -> Iterator[Record]:
-    """`journalctl -o json`: one object a line."""
-    for n, line in enumerate(stream, 1):
+def _skip_line(stream: BinaryIO) -> None:
+    while (chunk := stream.readline(CHUNK)) and not chunk.endswith(b"\n"):
+        pass
+
+
+def _skip_bytes(stream: BinaryIO, n: int) -> bool:
+    """Read past n bytes without holding them; False at the end of the stream."""
+    while n > 0:
+        chunk = stream.read(min(n, CHUNK))
+        if not chunk:
+            return False
+        n -= len(chunk)
+    return True
+
+
+def read_json(stream: BinaryIO, file: str, host: str | None, warn: Warn) -> Iterator[Record]:
+    """`journalctl -o json`: one object a line. A line over MAX_FIELD bytes, or one that is not a
+    journal object (bad JSON, absurd nesting), is skipped with a warning."""
+    n = 0
+    while line := stream.readline(MAX_FIELD + 1):
+        n += 1
+        if not line.endswith(b"\n") and len(line) > MAX_FIELD:
+            _skip_line(stream)
+            warn(f"{file}:{n}: journal JSON entry longer than {MAX_FIELD >> 20} MiB, skipped")
+            continue
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             warn(f"{file}:{n}: not a journal JSON object, skipped")
             continue
-        if isinstance(entry, dict):
-            yield entry_record(entry, file, host)
+        if isinstance(entry, dict) and (rec := record_or_skip(entry, f"{file}:{n}", host, warn)) is not None:
+            rec.file = file
+            yield rec

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from logsense import journal
 from logsense.attribution import EntityMap
-from logsense.catalogue import Catalogue, load_catalogue
+from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue
 from logsense.ingest import formats
 from logsense.ingest.classify import Classifier, classify
 from logsense.ingest.linereader import LineReader, read_stream
@@ -101,6 +101,11 @@ class Reader:
         self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
         self.run.stats["duplicates"] = self.core.duplicates.dropped
         self.run.stats["seconds"] = round(time.perf_counter() - t0, 3)
+        if timeouts := self.cat.timeouts:
+            self.run.stats["regex_timeouts"] = sum(timeouts.values())
+            worst, n = timeouts.most_common(1)[0]
+            self.warn(f"{sum(timeouts.values())} line(s) were left unmatched because a pattern took longer than "
+                      f"{REGEX_TIMEOUT * 1000:.0f} ms on them (most: {worst}, {n})")
         return out
 
     def _events(self, paths: list[str]) -> Iterator[Event]:
@@ -169,7 +174,7 @@ class Reader:
         with stream:
             if fmt == "journal-export":
                 n = 0
-                for n, rec in enumerate(journal.read_export(stream, lf.name, host), 1):  # noqa: B007
+                for n, rec in enumerate(journal.read_export(stream, lf.name, host, self.warn), 1):  # noqa: B007
                     yield rec
                 stats["lines_read"] += n
                 return
@@ -207,7 +212,7 @@ class Reader:
         if self._on_file is not None:
             self._on_file(name)
         try:
-            for rec in journal.read_journal_files(sorted(files), hosts.host, name=name):
+            for rec in journal.read_journal_files(sorted(files), hosts.host, name=name, warn=self.warn):
                 self.run.stats["lines_read"] += 1
                 if (ev := self.core.take(rec)) is not None:
                     yield ev
@@ -226,8 +231,8 @@ class Reader:
                 reader.seek_realtime(self.opts.since)
             for entry in reader:
                 self.run.stats["lines_read"] += 1
-                rec = journal.entry_record(entry, None, self.opts.host)
-                if (ev := self.core.take(rec)) is not None:
+                rec = journal.record_or_skip(entry, None, self.opts.host, self.warn)
+                if rec is not None and (ev := self.core.take(rec)) is not None:
                     yield ev
 
 
