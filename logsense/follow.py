@@ -145,6 +145,7 @@ class Tailer:
         self.inherited: dict[str, Any] = {}  # the parser state of the file this one replaced
         self.inherited_fmt: str | None = None  # and its format
         self.data_at = 0.0  # when (monotonic) the last bytes were read
+        self.bytes_read = 0  # of complete lines, as lines_read (for the metrics)
         self.rotated: list[Tailer] = []
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
@@ -231,7 +232,7 @@ class Tailer:
         the name it has now, while its writer may still append to it."""
         assert self.ident is not None
         old = copy.copy(self)  # the descriptor, position and parser move to `old`
-        old.rotated, old.lines_read = [], 0
+        old.rotated, old.lines_read, old.bytes_read = [], 0, 0
         old.name = self._find_rotated(self.ident) or self.path  # deleted, or moved out of sight
         old._rename(old.name)
         old._note_growth()
@@ -407,9 +408,11 @@ class Tailer:
                 old.close()
                 self.rotated.remove(old)
                 self.lines_read += old.lines_read
+                self.bytes_read += old.bytes_read
         for old in self.rotated:  # counted as this path's
             self.lines_read += old.lines_read
-            old.lines_read = 0
+            self.bytes_read += old.bytes_read
+            old.lines_read = old.bytes_read = 0
         return recs, more
 
     def _check_path(self) -> None:
@@ -468,12 +471,13 @@ class Tailer:
         now = time.monotonic()
         if data:
             self.data_at = now
-        before = reader.lines_read
+        before, offset_before = reader.lines_read, reader.offset
         recs = reader.feed(data, at_end=final and not more,
                            select=select_for(reader.parser.ctx.source or reader.parser.source))
         if reader.parser.holding and (final and not more or now - self.data_at >= QUIET):
             recs.extend(reader.flush())  # a record's last line is not coming: hand it out as it is
         self.lines_read += reader.lines_read - before
+        self.bytes_read += reader.offset - offset_before
         return recs, more
 
     def saved(self) -> dict[str, Any] | None:
