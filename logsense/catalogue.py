@@ -97,10 +97,12 @@ class Pattern:
     file: str = ""
     compiled: Any = None
 
+    recovery: bool = False  # a service back up: recovers the host's incident
+    starts_vm: bool = False  # a VM being started (a restart may recover its incident)
+
     @property
     def is_recovery(self) -> bool:
-        """Recovery patterns (a service back up) are named `<area>.<category>.recovery-...`."""
-        return self.id.rsplit(".", 1)[-1].startswith("recovery")
+        return self.recovery
 
 
 @dataclass
@@ -276,6 +278,9 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
     except regex.error as exc:
         problems.append(f"{where}: regex does not compile: {exc}")
         compiled = None
+    for flag in ("recovery", "starts_vm"):
+        if not isinstance(data.get(flag, False), bool):
+            problems.append(f"{where}: {flag} must be true or false")
     lifecycle = data.get("lifecycle")
     if lifecycle is not None and lifecycle not in LIFECYCLE:
         problems.append(f"{where}: lifecycle '{lifecycle}' is not one of {', '.join(LIFECYCLE)}")
@@ -289,7 +294,8 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
         severity=data["severity"], role=data["role"], title=data["title"], cause=data["cause"],
         remediation=_as_list(data.get("remediation")), diagnostics=_as_list(data.get("diagnostics")),
         scope=data.get("scope", "vm"), priority=priority, lifecycle=lifecycle, examples=_examples(data.get("examples")),
-        near_misses=_examples(data.get("near_misses")), file=file, compiled=compiled)
+        near_misses=_examples(data.get("near_misses")), file=file, compiled=compiled,
+        recovery=data.get("recovery") is True, starts_vm=data.get("starts_vm") is True)
 
 
 def adversarial_cost(compiled: Any, seeds: Iterable[str] = ADVERSARIAL_SEEDS) -> float:
@@ -378,6 +384,112 @@ def read_patterns(files: Iterable[Path], problems: list[str],
     return list(patterns.values())
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the operator saw happen to the VM (`[[outcome]]`), told as "Result: <vm> <result>"."""
+
+    result: str
+    regex: Any  # re.Pattern, searched in an incident's cause and symptom lines
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    when: Any  # re.Pattern
+    text: str
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A known causal chain (`[[chain]]`), told as "Known chain: ..." when its conditions hold."""
+
+    name: str
+    category: str | None
+    all: tuple[Any, ...]
+    any: tuple[Any, ...]
+    text: str
+    steps: tuple[ChainStep, ...]
+    example: tuple[str, ...]
+
+    def sentence(self, messages: list[str], category: str | None) -> str | None:
+        """The chain told for an incident with these lines and root category; None if it does not hold."""
+        if self.category is not None and category != self.category:
+            return None
+        if not all(any(rx.search(m) for m in messages) for rx in self.all):
+            return None
+        if self.any and not any(rx.search(m) for rx in self.any for m in messages):
+            return None
+        steps = [s.text for s in self.steps if any(s.when.search(m) for m in messages)]
+        return ", ".join([self.text, *steps]) + "."
+
+
+@dataclass
+class Knowledge:
+    """Outcomes and causal chains, in the order they are tried."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
+
+    def outcome(self, messages: list[str]) -> str | None:
+        for o in self.outcomes:
+            if any(o.regex.search(m) for m in messages):
+                return o.result
+        return None
+
+    def chain(self, messages: list[str], category: str | None) -> str | None:
+        for c in self.chains:
+            if (text := c.sentence(messages, category)) is not None:
+                return text
+        return None
+
+
+def _regexes(values: Any, where: str, problems: list[str]) -> tuple[Any, ...]:
+    out = []
+    for text in _as_list(values):
+        try:
+            out.append(stdre.compile(text))
+        except stdre.error as exc:
+            problems.append(f"{where}: regex {text!r} does not compile: {exc}")
+    return tuple(out)
+
+
+def read_knowledge(files: Iterable[Path], problems: list[str]) -> Knowledge:
+    """The `[[outcome]]` and `[[chain]]` tables of the catalogue files."""
+    k = Knowledge()
+    for path in files:
+        try:
+            data = tomllib.loads(read_pattern_file(path))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # read_patterns reports it
+        for item in data.get("outcome", []):
+            where = f"{path.name}: outcome {item.get('result', '<no result>')!r}"
+            if not item.get("result") or not item.get("regex") or not item.get("examples"):
+                problems.append(f"{where}: needs result, regex and examples")
+                continue
+            rx = _regexes(item["regex"], where, problems)
+            if rx:
+                k.outcomes.append(Outcome(str(item["result"]), rx[0], tuple(_as_list(item["examples"]))))
+        for item in data.get("chain", []):
+            where = f"{path.name}: chain {item.get('name', '<no name>')!r}"
+            if not item.get("name") or not item.get("all") or not item.get("text") or not item.get("example"):
+                problems.append(f"{where}: needs name, all, text and example")
+                continue
+            if item.get("category") is not None and item["category"] not in CATEGORIES:
+                problems.append(f"{where}: category {item['category']!r} is not one of {', '.join(CATEGORIES)}")
+                continue
+            steps = tuple(ChainStep(w[0], str(s.get("text", ""))) for s in item.get("steps", [])
+                          if (w := _regexes(s.get("when"), where, problems)))
+            k.chains.append(Chain(str(item["name"]), item.get("category"), _regexes(item["all"], where, problems),
+                                  _regexes(item.get("any"), where, problems), str(item["text"]), steps,
+                                  tuple(_as_list(item["example"]))))
+    return k
+
+
+def load_knowledge(extra_dirs: Iterable[str | os.PathLike] = ()) -> Knowledge:
+    """Outcomes and chains of the built-in catalogue (and a site's files of the same name)."""
+    return read_knowledge(pattern_files(extra_dirs), [])
+
+
 class Catalogue:
     """The loaded patterns and the matcher over them."""
 
@@ -387,6 +499,7 @@ class Catalogue:
         self.problems = problems or []
         self.libvirt_codes = libvirt_codes or {}
         self.by_id = {p.id: p for p in patterns}
+        self.knowledge = Knowledge()  # outcomes and chains (load_catalogue reads them)
         self.timeouts: Counter[str] = Counter()  # pattern id -> lines it timed out on (reported)
         self._by_source = {s: [i for i, p in enumerate(patterns) if s in p.sources] for s in SOURCES}
         self._source_sets = {s: frozenset(idx) for s, idx in self._by_source.items()}
@@ -532,7 +645,9 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), disable: Iterab
     patterns = [p for p in patterns if p.id not in off]
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
+    knowledge = read_knowledge(files, problems)
     cat = Catalogue(patterns, problems, codes)
+    cat.knowledge = knowledge
     site = {f.name for f in files if f.parent != BUILTIN_DIR}
     if site and vet_site:
         from logsense.catalogue_check import check_catalogue  # the checker is built on this module

@@ -14,11 +14,13 @@ from logsense.catalogue import (
     TIME_LIMIT,
     Catalogue,
     Example,
+    Knowledge,
     Pattern,
     adversarial_cost,
     hyperscan_problem,
     prefilter,
 )
+from logsense.ingest.formats import new_parser
 from logsense.model import Record
 
 
@@ -30,9 +32,9 @@ def example_record(ex: Example, pattern: Pattern | None) -> Record:
                       extra=dict(ex.journal))
     fmt = "syslog" if source == "syslog" else source
     ctx = parsers.FileContext(file="<example>", tz=UTC, year=2024, month=12, vm="example")
-    parser = parsers.LINE_PARSERS[fmt](ctx)
+    parser = new_parser(fmt, ctx)
     rec = parser.parse(ex.line, 1)
-    if isinstance(parser, parsers.QemuLogParser) and rec is None:
+    if rec is None:  # a line that begins a multi-line record (a QEMU command line)
         rec = parser.flush()
     if rec is None:
         rec = Record(ts=parsers.EPOCH, source=source, message=ex.line, raw=ex.line)
@@ -121,4 +123,17 @@ def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None 
         if timing and (t := slowest_search(p)) > TIME_LIMIT:
             problems.append(f"{where}: regex takes {t * 1000:.1f} ms on a 10 KB adversarial line "
                             f"(limit {TIME_LIMIT * 1000:.0f} ms)")
+    return problems + check_knowledge(cat.knowledge)
+
+
+def check_knowledge(k: Knowledge) -> list[str]:
+    """Every outcome's examples give that outcome; every chain holds on its example lines."""
+    problems = []
+    for o in k.outcomes:
+        for n, line in enumerate(o.examples, 1):
+            if (got := k.outcome([line])) != o.result:
+                problems.append(f"outcome {o.result!r}: example {n} gives {got!r}: {line[:120]}")
+    for c in k.chains:
+        if c.sentence(list(c.example), c.category) is None:
+            problems.append(f"chain {c.name!r}: does not hold on its own example lines")
     return problems

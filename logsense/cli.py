@@ -439,6 +439,9 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
+          settle: Annotated[float | None, typer.Option(
+              "--settle", help="Seconds a new event waits before it is correlated (default 1.5), so an "
+                               "incident opens with the cause read just after its first symptom.")] = None,
           metrics: Annotated[str | None, typer.Option(
               "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics (/metrics); off by default.")
                              ] = None,
@@ -460,7 +463,7 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
                  "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile,
-                 "format": fmt.value if fmt else None}
+                 "format": fmt.value if fmt else None, "settle": settle}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

@@ -9,6 +9,7 @@ gives the incidents the daemon would have emitted live.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from logsense.catalogue import render, render_advice
+from logsense.catalogue import Knowledge, load_knowledge, render, render_advice
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
 
 DEFAULT_GAP = 120.0  # seconds without events that close an incident
@@ -30,23 +31,18 @@ HOST_KEY = ""  # the window key of host-wide incidents
 EventToJson = Callable[[Event], dict[str, Any]]
 EventFromJson = Callable[[dict[str, Any]], Event | None]  # None: the event cannot be restored
 
-# What the operator saw happen to the VM, from the lines that show it.
-OUTCOMES = [
-    (re.compile(r"shutting down, reason=failed|unexpectedly closed the monitor|exited while connecting to monitor"
-                r"|[Ff]ailed to start domain|could not start|Failed to start"), "failed to start"),
-    (re.compile(r"shutting down, reason=crashed|Killed process|End of file from monitor|terminating on signal 9"),
-     "crashed"),
-    (re.compile(r"[Pp]aused|I/O error|io-error|No space left"), "was paused or lost its disk"),
-    (re.compile(r"GUEST_PANICKED|guest-panicked|panic", re.I), "guest panicked"),
-]
 STARTED_RE = re.compile(r"starting up libvirt version")
 
 
+@functools.cache
+def knowledge() -> Knowledge:
+    """Outcomes and known chains: catalogue data (patterns/outcomes.toml), not code."""
+    return load_knowledge()
+
+
 def outcome_of(events: Iterable[Event]) -> str | None:
-    for rx, words in OUTCOMES:
-        if any(rx.search(e.record.message) for e in events if e.role != "context"):
-            return words
-    return None
+    """What the operator saw happen to the VM, from the cause and symptom lines."""
+    return knowledge().outcome([e.record.message for e in events if e.role != "context"])
 
 
 def evidence_key(ev: Event) -> tuple:
@@ -56,7 +52,7 @@ def evidence_key(ev: Event) -> tuple:
 
 def is_start(ev: Event) -> bool:
     """A VM being started: QEMU's log header, or libvirt's debug line for the start job."""
-    return bool(STARTED_RE.search(ev.record.message)) or (ev.pattern_id or "").endswith(".start-requested")
+    return bool(STARTED_RE.search(ev.record.message)) or (ev.pattern is not None and ev.pattern.starts_vm)
 
 
 def _has_cause(inc: Incident) -> bool:
@@ -263,10 +259,8 @@ def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> st
             seen_titles.append(e.pattern.title)
     if seen_titles:
         parts.append("Then: " + "; ".join(seen_titles[:6]) + ".")
-    for chain in CHAINS:
-        if sentence := chain(inc, root):
-            parts.append(sentence)
-            break
+    if sentence := knowledge().chain([e.record.message for e in inc.events], root.category):
+        parts.append(sentence)
     if inc.scope == "host" and inc.affected:
         parts.append(f"VMs hit: {', '.join(sorted(inc.affected))}.")
     elif what:
@@ -274,56 +268,6 @@ def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> st
     if inc.failures > 1:
         parts.append(f"It happened {inc.failures} times (a restart or start loop).")
     return " ".join(parts)
-
-
-def _has(inc: Incident, rx: str) -> bool:
-    r = re.compile(rx)
-    return any(r.search(e.record.message) for e in inc.events)
-
-
-def _chain_oom(inc: Incident, root: Event) -> str | None:
-    if root.category != "memory" or not _has(inc, r"Killed process|oom-kill"):
-        return None
-    crashed, eof = _has(inc, r"reason=crashed"), _has(inc, r"End of file from monitor")
-    if not (crashed or eof):
-        return None
-    steps = ["the kernel's OOM killer killed the QEMU process to free host memory"]
-    if crashed:
-        steps.append("QEMU died (reason=crashed)")
-    if eof:
-        steps.append("libvirtd lost its monitor (End of file from monitor)")
-    return "Known chain: " + ", ".join(steps) + "."
-
-
-def _chain_disk_full(inc: Incident, root: Event) -> str | None:
-    if root.category == "storage" and _has(inc, r"No space left|ENOSPC|enospc") and _has(
-            inc, r"I/O error|[Pp]aused|io-error"):
-        return ("Known chain: the file system holding the disk image filled up, QEMU's writes failed "
-                "with ENOSPC (block I/O error) and the guest was paused (error_policy=stop).")
-    return None
-
-
-def _chain_kvm(inc: Incident, root: Event) -> str | None:
-    if _has(inc, r"KVM kernel module|failed to initialize kvm|[Dd]omain requires KVM|/dev/kvm"):
-        return ("Known chain: KVM is not usable on this host (module not loaded, disabled in the BIOS "
-                "or /dev/kvm not accessible), so every VM of type 'kvm' fails to start.")
-    return None
-
-
-def _chain_network(inc: Incident, root: Event) -> str | None:
-    if root.category == "network" and _has(inc, r"network '[^']+' is not active|is not active"):
-        return "Known chain: the VM's NIC is on a libvirt network that is not active, so the start is refused."
-    return None
-
-
-def _chain_permission(inc: Incident, root: Event) -> str | None:
-    if root.category == "permission" and _has(inc, r"Permission denied|denied"):
-        return ("Known chain: the QEMU process (user qemu/libvirt-qemu, or its SELinux/AppArmor label) "
-                "cannot open a file it needs, so QEMU exits and the start fails.")
-    return None
-
-
-CHAINS = [_chain_oom, _chain_disk_full, _chain_kvm, _chain_network, _chain_permission]
 
 
 class Correlator:

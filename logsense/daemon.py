@@ -32,9 +32,12 @@ from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.config import read_settings
 from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.ingest.classify import Classifier, Settle
+from logsense.ingest.formats import HostOf, is_domain_xml
+from logsense.ingest.log import warn
 from logsense.metrics import Metrics, parse_listen
 from logsense.model import Event, Record
-from logsense.pipeline import InputError, classify, parse_zone
+from logsense.pipeline import InputError, parse_zone
 from logsense.sinks import QUEUE_MAX, Delivery, SinkError, make_sink, parse_sink_flag
 from logsense.state import (
     STATE_FILE,
@@ -50,6 +53,7 @@ from logsense.text import one_line
 
 LIVE_DIRS = ("/var/log/libvirt",)
 LIVE_FILES = ("/var/log/messages", "/var/log/syslog")
+DOMAIN_XML_DIRS = ("/etc/libvirt/qemu", "/run/libvirt/qemu")  # learnt when watching the live host
 LAG = 1.0  # seconds a line may arrive after a later-stamped one and still count as on time
 TICK = 0.2  # seconds between watermark ticks while a window is open
 SAFETY_POLL = 10.0  # seconds between checks of every file (a missed inotify event, an overflow)
@@ -95,6 +99,7 @@ class Config:
     from_start: bool = False
     emit: str = "incidents"
     all_lines: bool = False
+    settle: float = 1.5  # seconds a new event waits for what belongs with it (see ingest.classify.Settle)
     metrics: str | None = None  # HOST:PORT of the Prometheus listener (off by default)
     metrics_textfile: str | None = None  # node-exporter textfile collector file
     disable: list[str] = field(default_factory=list)
@@ -128,6 +133,8 @@ class Config:
                 raise InputError(f"{f.name}: expected {f.type}, got {type(value).__name__} {value!r:.60}")
         if not math.isfinite(self.window) or not 0 < self.window <= MAX_WINDOW:
             raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
+        if not isinstance(self.settle, int | float) or not 0 <= self.settle <= 60:
+            raise InputError("settle must be a number of seconds from 0 to 60")
         if self.format not in ("json", "text"):
             raise InputError("format must be 'json' or 'text'")
         if self.emit not in ("incidents", "events"):
@@ -189,10 +196,6 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def warn(message: str) -> None:
-    say(f"warning: {message}")
-
-
 class Daemon:
     def __init__(self, cfg: Config, config_file: str | None = None, overrides: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
@@ -207,6 +210,9 @@ class Daemon:
         self.cat: Catalogue = load_catalogue(cfg.catalogue, cfg.disable)
         self.corr = Correlator(cfg.window)
         self.entities = EntityMap()
+        self.core = Classifier(self.cat, self.entities, cfg.all_lines)
+        self.settling = Settle(self.core, cfg.settle)
+        self.hosts = HostOf(self.host)
         self.specs = cfg.specs()
         self.tailers: dict[str, Tailer] = {}
         self.dirty: set[str] = set()
@@ -245,7 +251,9 @@ class Daemon:
             relink = Relinker(self.cat, same)
             try:
                 self.corr = Correlator.from_state(state["correlator"], relink.event, self.cfg.window)
-                self.entities = entities_from_json(state.get("entities") or {})
+                self.entities = self.core.entities = entities_from_json(state.get("entities") or {})
+                self.settling.add([e for e in (relink.event(x) for x in state.get("settling") or []) if e],
+                                  time.monotonic())
             except (KeyError, TypeError, ValueError) as exc:
                 warn(f"{self.state_path}: open incident windows unusable ({exc}); discarded")
                 self.corr = Correlator(self.cfg.window)
@@ -266,7 +274,17 @@ class Daemon:
             return None
         return saved if saved.tzinfo is not None else saved.astimezone()
 
+    def _learn_domain_xml(self) -> None:
+        """The domains' XML (disks, taps, uuids, labels) as batch learns it from a tree: under
+        the watched paths, and libvirt's own directories when watching the live host."""
+        found = [p for spec in self.specs for p in spec.domain_xml()]
+        if not self.cfg.paths:
+            found += sorted(str(p) for d in DOMAIN_XML_DIRS for p in Path(d).glob("*.xml"))
+        for path in found:
+            self.core.learn_domain_xml(path)
+
     def _start_files(self, state: dict[str, Any] | None) -> None:
+        self._learn_domain_xml()
         saved_files = (state or {}).get("files") or {}
         first_start = state is None
         for spec in self.specs:
@@ -377,6 +395,8 @@ class Daemon:
             waits.append(watchdog_every)
         if self.corr.open or self.corr.pending:
             waits.append(TICK)
+        if (settle_due := self.settling.due()) is not None:
+            waits.append(max(0.0, settle_due - time.monotonic()))
         if self.unsaved_outputs:
             waits.append(SAVE_OUTPUTS_EVERY)
         elif self.positions_moved:
@@ -451,6 +471,9 @@ class Daemon:
                 if due is not None and due <= now:
                     self.dirty.add(path)
         for path in changed:
+            if is_domain_xml(path) and os.path.isfile(path) and any(path.startswith(s.root) for s in self.specs):
+                self.core.learn_domain_xml(path)  # a domain defined or changed
+                continue
             if path in self.tailers:
                 self.dirty.add(path)
                 continue
@@ -463,23 +486,33 @@ class Daemon:
                     self.dirty.add(path)
         return False
 
-    def _process(self, records: list[Record]) -> list[dict[str, Any]]:
+    def _process(self, records: list[Record], force: bool = False) -> list[dict[str, Any]]:
+        """Records through the shared core; the events that have settled (`force`: all of
+        them) into the correlator; what is to be emitted."""
+        return self._emit(self._ingest(records, force))
+
+    def _ingest(self, records: list[Record], force: bool = False) -> list[Event]:
+        """Records through the shared core (`logsense.ingest.classify`): the events that have
+        settled (`force`: all of them), VMs resolved, in time order."""
         events: list[Event] = []
         self.metrics.records(records)
         for rec in records:
-            if rec.host is None:
-                rec.host = self.host
+            self.hosts.apply(rec)
             if rec.cursor:  # only journal entries carry one
                 self.journal_cursor = rec.cursor
                 self.journal_lines += 1
                 self.positions_moved = True
-            self.entities.learn(rec)
-            ev = classify(rec, self.cat, self.cfg.all_lines)
-            if ev is not None:
-                ev.vm, _ = self.entities.resolve(ev)
+            if (ev := self.core.take(rec)) is not None:
                 events.append(ev)
-        events.sort(key=lambda e: e.record.ts)
+        now = time.monotonic()
+        self.settling.add(events, now)
+        events = self.settling.release(now, force)
+        if events:
+            self.unsaved_outputs = True  # the settle buffer changed: saved with the positions
         self.metrics.classified(events)
+        return events
+
+    def _emit(self, events: list[Event]) -> list[dict[str, Any]]:
         outputs: list[dict[str, Any]] = []
         emit_events = self.cfg.emit == "events"
         for ev in events:
@@ -516,6 +549,7 @@ class Daemon:
             "journal": {"cursor": self.journal_cursor} if self.journal_cursor else {},
             "correlator": self.corr.to_state(event_to_json),
             "entities": entities_to_json(self.entities),
+            "settling": [event_to_json(e) for e in self.settling.held],
             "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
         }
         try:
@@ -552,13 +586,16 @@ class Daemon:
             cat = self.cat
         if cat is not self.cat:
             self._relink(cat)
-            self.cat = cat
+            self.cat = self.core.cat = cat
             self._selectors = {}
         self.cfg = cfg
+        self.core.all_lines = cfg.all_lines
+        self.settling.settle = cfg.settle
         self.corr.set_gap(cfg.window)
         known = {s.text for s in self.specs}
         self.specs = cfg.specs()
         self.watcher.watch(self.specs)
+        self._learn_domain_xml()
         for spec in self.specs:
             for path in spec.files():
                 if path not in self.tailers:
@@ -572,11 +609,16 @@ class Daemon:
         say(f"reloaded: {len(cat.patterns)} patterns, watching {len(self.tailers)} files")
 
     def _relink(self, cat: Catalogue) -> None:
-        """Events in open windows point at the new catalogue's patterns (same id)."""
-        evs = [e for inc in self.corr.open.values() for e in inc.events] + self.corr.pending
-        for e in evs:
-            if e.pattern is not None and e.pattern.id in cat.by_id:
-                e.pattern = cat.by_id[e.pattern.id]
+        """SIGHUP with a new catalogue: open windows and held events go through the very code a
+        restart uses (saved as plain values, restored by `Relinker`): re-linked by pattern id,
+        classified again when their pattern changed or is gone."""
+        relink = Relinker(cat, catalogue_digest(cat) == catalogue_digest(self.cat))
+        self.corr = Correlator.from_state(self.corr.to_state(event_to_json), relink.event, self.cfg.window)
+        held, self.settling.held, self.settling.arrived = self.settling.held, [], []
+        self.settling.add([e for e in (relink.event(event_to_json(x)) for x in held) if e], time.monotonic())
+        if relink.reclassified or relink.dropped:
+            warn(f"catalogue changed: open windows migrated ({relink.reclassified} event(s) reclassified, "
+                 f"{relink.dropped} dropped)")
 
     def _shutdown(self) -> None:
         if self.journal is not None:

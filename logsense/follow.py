@@ -28,16 +28,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from logsense import journal, parsers
-from logsense.model import EPOCH, Record
+from logsense import journal
+from logsense.ingest import formats
+from logsense.ingest.linereader import PRIME_BYTES, LineReader
+from logsense.model import Record
+from logsense.parsers import MAX_LINE
 from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX
 
 FP_BYTES = 1024  # the head fingerprint covers the first min(size, FP_BYTES) bytes
-READ_BYTES = 1 << 20  # per file per pass, so one busy file cannot starve the others
+READ_BYTES = 2 * MAX_LINE  # per file per pass, so one busy file cannot starve the others
+QUIET = 0.3  # seconds after which a multi-line record still held is handed out as it is
 ROTATED_GRACE = 5.0  # seconds a rotated file must be quiet, with the new one in place, to be finished
 SKIP_SUFFIXES = (".journal", ".journal~", ".xml", ".tmp", ".swp", ".pos", ".lock", ".pid", ".sock")
 Warn = Callable[[str], None]
@@ -134,15 +138,13 @@ class Tailer:
         self._warned: dict[str, str] = {}  # path -> what was said about it
         self.fd: int | None = None
         self.ident: Identity | None = None
-        self.offset = 0  # bytes before this were handed out as complete lines
-        self.lineno = 1  # number of the line starting at offset
-        self.safe = (0, 1)  # (offset, lineno) where the parser holds nothing back: what is saved
+        self.reader = LineReader()  # position (offset, line, safe resume point) and parser
         self.fmt: str | None = None
         self.ignored = False  # content that is not a log format logsense knows
-        self.parser: Any = None
-        self.ctx: parsers.FileContext | None = None
-        self.skipping = False
         self.lines_read = 0
+        self.inherited: dict[str, Any] = {}  # the parser state of the file this one replaced
+        self.inherited_fmt: str | None = None  # and its format
+        self.data_at = 0.0  # when (monotonic) the last bytes were read
         self.bytes_read = 0  # of complete lines, as lines_read (for the metrics)
         self.rotated: list[Tailer] = []
         self.live = False  # at the last poll the descriptor was the file at the path
@@ -201,9 +203,9 @@ class Tailer:
         if os.fstat(self.fd).st_size < offset:
             self.warn(f"{self.name}: truncated while logsense was stopped; reading from its start")
             return
-        self.offset, self.lineno = offset, lineno
-        self.safe = (offset, lineno)
-        self._restore_context(context or {})
+        self.reader = LineReader(offset=offset, lineno=lineno)
+        if context and self._detect():
+            self.reader.parser.restore(context)  # type: ignore[union-attr]
 
     def _resume_rotated(self, saved: dict[str, Any]) -> bool:
         """A file saved as this path's (or as one rotated from it), found by its identity
@@ -232,12 +234,14 @@ class Tailer:
         old = copy.copy(self)  # the descriptor, position and parser move to `old`
         old.rotated, old.lines_read, old.bytes_read = [], 0, 0
         old.name = self._find_rotated(self.ident) or self.path  # deleted, or moved out of sight
-        if old.ctx is not None:
-            old.ctx.file = old.name
+        old._rename(old.name)
         old._note_growth()
         self.rotated.append(old)
         self.fd = None
         self._attach(fd)
+        # the new file continues the old one: its first lines may be continuation lines
+        # without a stamp, which take the last one before (and cannot tell the format)
+        self.inherited, self.inherited_fmt = old.context(), old.fmt
 
     def _note_growth(self) -> None:
         """A rotated file: when it last grew; and its name, should it have been rotated on."""
@@ -252,9 +256,13 @@ class Tailer:
         except OSError:
             moved = True
         if moved and fst.st_nlink and (name := self._find_rotated(self.ident)) is not None:
-            self.name = name
-            if self.ctx is not None:
-                self.ctx.file = name
+            self._rename(name)
+
+    def _rename(self, name: str) -> None:
+        """Records of a rotated file carry the name it has now."""
+        self.name = name
+        if self.reader.parser is not None:
+            self.reader.parser.ctx.file = name
 
     def _find_rotated(self, ident: Identity) -> str | None:
         parent = os.path.dirname(self.path) or "."
@@ -312,9 +320,8 @@ class Tailer:
             os.close(self.fd)
         self.fd = fd
         self.ident = ident or Identity.of(fd)
-        self.offset, self.lineno, self.safe = 0, 1, (0, 1)
-        self.skipping = False
-        self.fmt, self.parser, self.ctx, self.ignored = None, None, None, False
+        self.reader = LineReader()
+        self.fmt, self.ignored = None, False
 
     def _seek_end(self) -> None:
         """Start after the last complete line, counting lines so numbers stay true."""
@@ -329,71 +336,46 @@ class Tailer:
             if nl >= 0:
                 last_nl = pos + nl + 1
             pos += len(block)
-        self.offset, self.lineno = last_nl, lines + 1
-        self.safe = (self.offset, self.lineno)
-        self._detect()
-        if self.parser is not None and self.offset:
-            self._prime_context()
+        self.reader = LineReader(offset=last_nl, lineno=lines + 1)
+        if self._detect() and last_nl:
+            start = max(0, last_nl - PRIME_BYTES)
+            self.reader.prime(os.pread(self.fd, last_nl - start, start))
 
-    def _prime_context(self) -> None:
-        """Starting mid-file, a QEMU log's untimed lines need the last stamp above them."""
-        assert self.fd is not None
-        start = max(0, self.offset - 64 * 1024)
-        block = os.pread(self.fd, self.offset - start, start)
-        lines = block.split(b"\n")[1 if start else 0:]
-        for raw in lines[-200:]:
-            self.parser.parse(parsers._decode(raw, self.ctx), 0)
-        if isinstance(self.parser, parsers.QemuLogParser):
-            self.parser.pending = []
-        self.ctx.stats.clear()
-
-    # -- the parser's context -------------------------------------------------------------
     def _detect(self) -> bool:
         """Pick the format once the file has content; False while it cannot be told yet."""
         if self.fmt is not None:
             return True
         assert self.fd is not None
-        head = os.pread(self.fd, 64 * 1024, 0)
-        fmt = parsers.detect_format(self.path, head)
-        if fmt is None or fmt.startswith("journal"):
+        head = os.pread(self.fd, formats.HEAD_BYTES, 0)
+        fmt = formats.detect(self.path, head)
+        if fmt is None and head and self.inherited_fmt is not None:
+            fmt = self.inherited_fmt
+        if fmt not in formats.LINE_FORMATS:
             if head.count(b"\n") >= 5 or len(head) >= 4096:
                 if not self.ignored:
                     self.warn(f"{self.path}: not a log format logsense knows, not followed")
                 self.ignored = True
             return False
         self.fmt = fmt
-        now = datetime.now(self.opts.tz)
-        self.ctx = parsers.FileContext(file=self.name, host=self.opts.host, tz=self.opts.tz,
-                                       year=self.opts.year or now.year, month=12 if self.opts.year else now.month)
-        if fmt == "qemu":
-            self.ctx.vm = Path(self.path).name.split(".log")[0] or None
-        if fmt == "syslog" and parsers.is_journal_text(self.path, head):
-            self.ctx.source = "journal"
-        self.parser = parsers.LINE_PARSERS[fmt](self.ctx)
+        year, month = self._year()
+        ctx = formats.file_context(self.path, fmt, head, self.opts.host, self.opts.tz, year, month)
+        ctx.file = self.name
+        self.reader.parser = formats.new_parser(fmt, ctx)
+        self.reader.fast = formats.fast_path_ok(fmt)
+        if self.inherited:
+            self.reader.parser.restore(self.inherited)
+            self.inherited = {}
         return True
 
-    def context(self) -> dict[str, Any]:
-        p = self.parser
-        if p is None:
-            return {}
-        if isinstance(p, parsers.LibvirtdParser):
-            last = p.last
-            return {"ts": last.ts.isoformat(), "pid": last.pid, "level": last.level} if last else {}
-        last_ts = getattr(p, "last_ts", EPOCH)
-        return {"ts": last_ts.isoformat()} if last_ts is not EPOCH else {}
+    def _year(self) -> tuple[int, int]:
+        """Year and month of the newest line: --year, else now (a live file's newest line is now's)."""
+        if self.opts.year:
+            return self.opts.year, 12
+        now = datetime.now(self.opts.tz)
+        return now.year, now.month
 
-    def _restore_context(self, ctx: dict[str, Any]) -> None:
-        if not ctx or not self._detect():
-            return
-        try:
-            ts = datetime.fromisoformat(ctx["ts"])
-        except (KeyError, TypeError, ValueError):
-            return
-        p = self.parser
-        if isinstance(p, parsers.LibvirtdParser):
-            p.last = Record(ts=ts, source=p.source, message="", pid=ctx.get("pid"), level=ctx.get("level"))
-        elif hasattr(p, "last_ts"):
-            p.last_ts = ts
+    def context(self) -> dict[str, Any]:
+        return self.reader.parser.state() if self.reader.parser is not None else {}
 
     # -- reading --------------------------------------------------------------------------
     def poll(self, select_for: Callable[[str], Any]) -> tuple[list[Record], bool]:
@@ -405,7 +387,11 @@ class Tailer:
         self._check_path()
         recs: list[Record] = []
         more = False
+        if self.fd is not None and self.fmt is None:
+            self._detect()
         for old in self.rotated:
+            if old.fmt is None and old.inherited_fmt is None:
+                old.inherited_fmt = self.fmt  # too short to tell: it was what its successor is
             old._note_growth()
             got, old_more = old._read(select_for, final=False)
             recs.extend(got)
@@ -416,7 +402,8 @@ class Tailer:
             more = more or more_here
         if self.live:
             now = time.monotonic()
-            for old in [o for o in self.rotated if now - o.grown_at >= self.opts.rotated_grace]:
+            for old in [o for o in self.rotated if now - o.grown_at >= self.opts.rotated_grace
+                        and (o.fmt or o.inherited_fmt)]:  # an untold format may yet be told by the new file
                 old._read_rest(recs, select_for)
                 old.close()
                 self.rotated.remove(old)
@@ -446,17 +433,20 @@ class Tailer:
             if fd is None:
                 return
             self._rotate(fd)
-        elif fst.st_size < self.offset or not self.ident.head_matches(self.fd):
+        elif fst.st_size < self.reader.offset or not self.ident.head_matches(self.fd):
             self.warn(f"{self.path}: truncated or rewritten in place; reading it from its start")
             self._attach(self.fd)
         self.live = True
 
     def rotated_due(self) -> float | None:
-        """When (monotonic) the longest-quiet rotated file is to be finished, if the path has
-        its new file; a poll then finishes it, unless it grew meanwhile."""
-        if not self.live or not self.rotated:
-            return None
-        return min(o.grown_at for o in self.rotated) + self.opts.rotated_grace
+        """When (monotonic) a poll is due without a change: the longest-quiet rotated file is
+        to be finished (if the path has its new file; unless it grew meanwhile), or a
+        multi-line record held back has been quiet for QUIET seconds."""
+        due = [t.data_at + QUIET for t in (self, *self.rotated) if t.fd is not None and t.reader.parser is not None
+               and t.reader.parser.holding]
+        if self.live and self.rotated:
+            due.append(min(o.grown_at for o in self.rotated) + self.opts.rotated_grace)
+        return min(due) if due else None
 
     def _read_rest(self, recs: list[Record], select_for) -> None:
         while True:
@@ -466,84 +456,36 @@ class Tailer:
                 return
 
     def _read(self, select_for, final: bool) -> tuple[list[Record], bool]:
+        """New records from the reader's offset on; and whether more is waiting."""
         assert self.fd is not None
         if self.fmt is None and not self._detect():
             return [], False
         if self.ident is not None:
             self.ident.grow(self.fd)
-        data = os.pread(self.fd, READ_BYTES, self.offset)
-        if self.skipping:  # the rest of a monster line whose head was handed out already
-            nl = data.find(b"\n")
-            if nl < 0:
-                self.offset += len(data)
-                return [], len(data) == READ_BYTES
-            self.offset += nl + 1
-            self.safe = (self.offset, self.lineno)
-            self.skipping = False
-            data = data[nl + 1:]
-        if not data:
-            return [], False
-        more = len(data) == READ_BYTES
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and more:  # a monster line: its head, cut as batch cuts it; skip to its end
-            buf, cut = data[:parsers.MAX_LINE] + b"\n", len(data)
-            self.skipping = True
-        elif final and not more and cut < len(data):
-            buf, cut = data + b"\n", len(data)  # a finished file's last line, never completed
-        elif cut == 0:
-            return [], False
-        else:
-            buf = data[:cut]
-        recs = self._parse(buf, self.offset + cut, select_for)
-        self.offset += cut
-        return recs, more
-
-    def _parse(self, buf: bytes, end: int, select_for) -> list[Record]:
-        """The records of a buffer of complete lines (ending at file offset `end`), with the
-        same fast path as batch."""
-        ctx, parser = self.ctx, self.parser
-        assert ctx is not None and parser is not None
+        reader = self.reader
+        assert reader.parser is not None
         if not self.opts.year:
-            now = datetime.now(self.opts.tz)
-            ctx.year, ctx.month = now.year, now.month
-        n = buf.count(b"\n")
-        self.lines_read += n
-        self.bytes_read += len(buf)
-        first = self.lineno
-        select = select_for(ctx.source or parser.source) if self.fmt in parsers.STATELESS else None
-        if select is not None:
-            out = list(parsers.parse_selected(parser, buf, first, select, ctx))
-            self.lineno += n
-            self.safe = (end, self.lineno)
-            return out
-        out = []
-        qemu = isinstance(parser, parsers.QemuLogParser)
-        start, lineno = 0, first
-        safe_at = self.safe if qemu and parser.pending else None  # still inside a command line
-        base = self.offset
-        pos = buf.find(b"\n")
-        while pos >= 0:
-            was_pending = qemu and bool(parser.pending)
-            rec = parser.parse(parsers._decode(buf[start:pos], ctx), lineno)
-            if qemu and parser.pending and not was_pending:
-                safe_at = (base + start, lineno)  # a command line begins: a restart resumes here
-            elif qemu and not parser.pending:
-                safe_at = None
-            if rec is not None:
-                out.append(rec)
-            lineno += 1
-            start = pos + 1
-            pos = buf.find(b"\n", start)
-        self.lineno = lineno
-        self.safe = safe_at or (end, lineno)
-        return out
+            reader.parser.ctx.year, reader.parser.ctx.month = self._year()
+        data = os.pread(self.fd, READ_BYTES, reader.offset)
+        more = len(data) == READ_BYTES
+        now = time.monotonic()
+        if data:
+            self.data_at = now
+        before, offset_before = reader.lines_read, reader.offset
+        recs = reader.feed(data, at_end=final and not more,
+                           select=select_for(reader.parser.ctx.source or reader.parser.source))
+        if reader.parser.holding and (final and not more or now - self.data_at >= QUIET):
+            recs.extend(reader.flush())  # a record's last line is not coming: hand it out as it is
+        self.lines_read += reader.lines_read - before
+        self.bytes_read += reader.offset - offset_before
+        return recs, more
 
     def saved(self) -> dict[str, Any] | None:
         """The position to resume at; with the rotated files still read, unless deleted (a
         restart could not find them)."""
         out: dict[str, Any] = {}
         if self.ident is not None:
-            offset, line = self.safe
+            offset, line = self.reader.safe
             out = {"identity": self.ident.to_json(), "offset": offset, "line": line, "context": self.context()}
         rotated = [o.saved() for o in self.rotated if o.fd is not None and os.fstat(o.fd).st_nlink]
         if rotated:
@@ -601,6 +543,18 @@ class PathSpec:
             return True
         prefix = self.text.rstrip("/") + "/"
         return path.startswith(prefix) and is_log_name(os.path.basename(path))
+
+    def domain_xml(self) -> Iterator[str]:
+        """Domain XML files under the spec (a watched tree with its /etc/libvirt/qemu)."""
+        if not os.path.isdir(self.root):
+            return
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if formats.is_domain_xml(p := os.path.join(dirpath, name)):
+                    yield p
+            if not self.recursive:
+                break
 
     def files(self) -> Iterator[str]:
         """Files under the spec that exist now."""
@@ -688,10 +642,6 @@ class Watcher:
 
 
 # -- the journal ----------------------------------------------------------------------------
-JOURNAL_UNITS = ("libvirtd", "virtqemud", "virtlogd", "virtnetworkd", "virtstoraged", "virtproxyd")
-JOURNAL_IDENTIFIERS = (*JOURNAL_UNITS, "kernel", "audit", "dnsmasq", "dnsmasq-dhcp", "qemu-system-x86_64")
-
-
 class JournalFollower(threading.Thread):
     """Reads the journal (the system's, or a directory's) in its own thread: systemd.journal's
     Reader is not shared between threads. Records go to `out` with their cursor; the daemon
@@ -713,27 +663,12 @@ class JournalFollower(threading.Thread):
         self.failed = False
 
     def _open(self):
-        from systemd import journal as sdj
-
-        reader = sdj.Reader(path=self.directory) if self.directory else sdj.Reader()
-        for unit in JOURNAL_UNITS:
-            reader.add_match(_SYSTEMD_UNIT=f"{unit}.service")
-            reader.add_disjunction()
-        for ident in JOURNAL_IDENTIFIERS:
-            reader.add_match(SYSLOG_IDENTIFIER=ident)
-            reader.add_disjunction()
-        reader.add_match(_TRANSPORT="kernel")
-        reader.add_disjunction()
-        reader.add_match(_TRANSPORT="audit")
-        return reader
+        return journal.open_reader(directory=self.directory)
 
     def _position(self, reader) -> None:
         if self.cursor:
             try:
-                reader.seek_cursor(self.cursor)
-                entry = reader.get_next()
-                if entry and entry.get("__CURSOR") != self.cursor:
-                    reader.get_previous()  # the saved entry is gone: do not skip its successor
+                journal.seek_after(reader, self.cursor)
                 return
             except OSError as exc:
                 where = "its start" if self.from_start else "the last save" if self.since else "its end"
@@ -775,27 +710,28 @@ class JournalFollower(threading.Thread):
                     self.warn(f"journal: cannot reopen ({exc2}); trying again")
 
     def _follow(self, reader) -> None:
-        name = self.directory
         with reader:
             while not self.stopping.is_set():
-                n = 0
-                while not self.stopping.is_set():
-                    entry = reader.get_next()
-                    if not entry:
-                        break
-                    if (rec := journal.record_or_skip(entry, name, self.host, self.warn)) is not None:
-                        self.out.put(rec)
-                    self.cursor = entry.get("__CURSOR") or self.cursor  # where a restart goes on
-                    n += 1
-                    if n % 500 == 0:
-                        self.wake.set()
-                if n:
+                if self.drain(reader):
                     self.wake.set()
                 reader.wait(0.5)
+
+    def drain(self, reader) -> int:
+        """Every entry the reader has now, as records into `out`; how many."""
+        n = 0
+        while not self.stopping.is_set():
+            entry = reader.get_next()
+            if not entry:
+                break
+            if (rec := journal.record_or_skip(entry, self.directory, self.host, self.warn)) is not None:
+                self.out.put(rec)
+            self.cursor = entry.get("__CURSOR") or self.cursor  # where a restart goes on
+            n += 1
+            if n % 500 == 0:
+                self.wake.set()
+        return n
 
     def stop(self) -> None:
         self.stopping.set()
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -84,18 +84,35 @@ def entry_record(entry: Mapping[str, Any], file: str | None, host: str | None) -
     return rec
 
 
+def open_reader(files: Iterable[Path | str] | None = None, directory: str | None = None):
+    """A systemd.journal Reader over journal files, a journal directory, or the system's
+    journal: every entry, in both modes (the catalogue decides what matters, so an archive and
+    the live journal give the same events)."""
+    from systemd import journal
+
+    if files is not None:
+        return journal.Reader(files=[str(f) for f in files])
+    return journal.Reader(path=directory) if directory else journal.Reader()
+
+
+def seek_after(reader, cursor: str) -> None:
+    """Go on after the entry a cursor names; if that entry is gone (vacuumed), at the first
+    entry after where it was, so its successor is not skipped. OSError: unusable cursor."""
+    reader.seek_cursor(cursor)
+    entry = reader.get_next()
+    if entry and entry.get("__CURSOR") != cursor:
+        reader.get_previous()
+
+
 def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | None = None,
                        name: str | None = None, warn: Warn | None = None) -> Iterator[Record]:
     """Entries of binary journal files, interleaved in time order by systemd itself; `name` is
     what records give as their file (default: the file, or the folder of several)."""
-    from systemd import journal
-
     files = [str(f) for f in files]
-    reader = journal.Reader(files=files)
+    reader = open_reader(files)
     try:
         if cursor:
-            reader.seek_cursor(cursor)
-            reader.get_next()  # the entry at the cursor was read already
+            seek_after(reader, cursor)
         name = name or (files[0] if len(files) == 1 else str(Path(files[0]).parent))
         for entry in reader:
             if (rec := record_or_skip(entry, name, host, warn)) is not None:

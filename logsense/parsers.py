@@ -17,15 +17,14 @@ Real samples each parser is tested on (tests/test_parsers.py):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import BinaryIO
+from typing import Any, Protocol
 
 from logsense.model import EPOCH, Record
 
 MAX_LINE = 1 << 20  # longer lines are cut to this many bytes and counted in stats
-CHUNK = 8 << 20
 
 MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -96,6 +95,40 @@ def _iso_time(text: str, ctx: FileContext) -> datetime | None:
     return ts.astimezone(UTC)
 
 
+def _ts_state(ts: datetime) -> dict[str, Any]:
+    return {"ts": ts.isoformat()} if ts is not EPOCH else {}
+
+
+def _saved_ts(state: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(state["ts"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class LineParser(Protocol):
+    """What every per-file parser offers, so the line reader needs no switch on its type."""
+
+    source: str
+    ctx: FileContext
+
+    @property
+    def holding(self) -> bool:
+        """A multi-line record is begun and not finished."""
+
+    def parse(self, text: str, lineno: int) -> Record | None:
+        """The record a line completes, if any."""
+
+    def flush(self) -> Record | None:
+        """The record held back, at the end of the input or after a quiet time."""
+
+    def state(self) -> dict[str, Any]:
+        """What a resume needs to parse the lines after this one (plain JSON values)."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back `state()`."""
+
+
 class LibvirtdParser:
     """libvirtd.log / virtqemud.log: `<ts>: <pid>: <level> : <function>:<line> : <message>`.
 
@@ -104,10 +137,28 @@ class LibvirtdParser:
     """
 
     source = "libvirtd"
+    holding = False  # every line is a record of its own: nothing is held back
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
         self.last: Record | None = None
+
+    def flush(self) -> Record | None:
+        return None
+
+    def state(self) -> dict[str, Any]:
+        last = self.last
+        return {"ts": last.ts.isoformat(), "pid": last.pid, "level": last.level} if last else {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if (ts := _saved_ts(state)) is not None:
+            self.last = Record(ts=ts, source=self.source, message="", pid=state.get("pid"),
+                               level=state.get("level"))
+
+    def before_selected(self, buf: bytes, start: int, lineno: int) -> None:
+        """The fast path picked a line: a continuation line needs its header first."""
+        if not LIBVIRTD_RE.match(buf[start:start + 64].decode("utf-8", "replace")):
+            _find_header(self, buf, start, lineno)
 
     def parse(self, text: str, lineno: int) -> Record | None:
         m = LIBVIRTD_RE.match(text)
@@ -144,6 +195,22 @@ class QemuLogParser:
         self.last_ts: datetime = EPOCH
         self.pending: list[str] = []
         self.pending_line = 0
+
+    @property
+    def holding(self) -> bool:
+        """Inside a command line: a resume must start again at its first line."""
+        return bool(self.pending)
+
+    def state(self) -> dict[str, Any]:
+        return _ts_state(self.last_ts)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if (ts := _saved_ts(state)) is not None:
+            self.last_ts = ts
+
+    def drop(self) -> None:
+        """Forget a command line begun before the point reading starts at."""
+        self.pending = []
 
     def _record(self, ts: datetime, message: str, raw: str, lineno: int, parsed: bool = True) -> Record:
         return Record(ts=ts, source=self.source, message=message, raw=raw, host=self.ctx.host,
@@ -205,10 +272,24 @@ class SyslogParser:
     """
 
     source = "syslog"
+    holding = False
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
         self.last_ts: datetime = EPOCH
+
+    def flush(self) -> Record | None:
+        return None
+
+    def state(self) -> dict[str, Any]:
+        return _ts_state(self.last_ts)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if (ts := _saved_ts(state)) is not None:
+            self.last_ts = ts
+
+    def before_selected(self, buf: bytes, start: int, lineno: int) -> None:
+        """Syslog lines stand alone."""
 
     def parse(self, text: str, lineno: int) -> Record | None:
         ctx = self.ctx
@@ -331,94 +412,14 @@ def is_journal_text(path: str, head: bytes) -> bool:
 Selector = Callable[[bytes], list[tuple[int, int]]]
 
 
-def _decode(raw: bytes, ctx: FileContext) -> str:
+def decode_line(raw: bytes, ctx: FileContext) -> str:
+    """One line's text: cut to MAX_LINE bytes (counted), NULs dropped, invalid UTF-8 replaced."""
     if len(raw) > MAX_LINE:
         ctx.count("long_lines")
         raw = raw[:MAX_LINE]
     if b"\x00" in raw:
         raw = raw.replace(b"\x00", b"")
     return raw.decode("utf-8", "replace").rstrip("\r")
-
-
-def iter_chunks(stream: BinaryIO, ctx: FileContext) -> Iterator[tuple[bytes, int]]:
-    """Whole-buffer chunks of complete lines: (buffer, number of its first line).
-
-    A line longer than MAX_LINE is cut (counted) so memory stays bounded.
-    """
-    carry = b""
-    lineno = 1
-    while True:
-        block = stream.read(CHUNK)
-        if not block:
-            break
-        buf = carry + block
-        cut = buf.rfind(b"\n") + 1
-        if cut == 0:
-            if len(buf) > MAX_LINE:  # a monster line: keep its head, drop the rest up to its end
-                ctx.count("long_lines")
-                yield buf[:MAX_LINE] + b"\n", lineno
-                lineno += 1
-                carry = _skip_to_newline(stream, ctx)
-                continue
-            carry = buf
-            continue
-        yield buf[:cut], lineno
-        lineno += buf.count(b"\n", 0, cut)
-        carry = buf[cut:]
-    if carry:
-        yield carry + b"\n", lineno
-
-
-def _skip_to_newline(stream: BinaryIO, ctx: FileContext) -> bytes:
-    while True:
-        block = stream.read(CHUNK)
-        if not block:
-            return b""
-        nl = block.find(b"\n")
-        if nl >= 0:
-            return block[nl + 1:]
-
-
-def parse_stream(stream: BinaryIO, fmt: str, ctx: FileContext,
-                 select: Selector | None = None) -> Iterator[Record]:
-    """Records of one file. With `select`, a stateless format parses only the lines it picks
-    (the fast path); otherwise every line is parsed."""
-    parser = LINE_PARSERS[fmt](ctx)
-    fast = select is not None and fmt in STATELESS
-    for buf, first in iter_chunks(stream, ctx):
-        ctx.count("lines_read", buf.count(b"\n"))
-        if fast:
-            yield from parse_selected(parser, buf, first, select, ctx)
-            continue
-        lineno = first
-        start = 0
-        end = buf.find(b"\n")
-        while end >= 0:
-            rec = parser.parse(_decode(buf[start:end], ctx), lineno)
-            if rec is not None:
-                if not rec.parsed:
-                    ctx.count("unparsed_lines")
-                yield rec
-            lineno += 1
-            start = end + 1
-            end = buf.find(b"\n", start)
-    if isinstance(parser, QemuLogParser) and (rec := parser.flush()) is not None:
-        yield rec
-
-
-def parse_selected(parser, buf: bytes, first: int, select: Selector, ctx: FileContext) -> Iterator[Record]:
-    lineno, pos = first, 0
-    for start, end in select(buf):
-        lineno += buf.count(b"\n", pos, start)
-        pos = start
-        if isinstance(parser, LibvirtdParser) and not LIBVIRTD_RE.match(buf[start:start + 64].decode(
-                "utf-8", "replace")):
-            _find_header(parser, buf, start, lineno)
-        rec = parser.parse(_decode(buf[start:end], ctx), lineno)
-        if rec is not None:
-            if not rec.parsed:
-                ctx.count("unparsed_lines")
-            yield rec
 
 
 def _find_header(parser: LibvirtdParser, buf: bytes, start: int, lineno: int) -> None:

@@ -1,10 +1,10 @@
-"""Sources → parsers → catalogue → attribution, the same for `analyze`, `events`, the daemon's
-catch-up and the DataFrame API."""
+"""`analyze`, `events` and the DataFrame API: a directory walk (sources) into the shared
+ingestion core (`logsense.ingest`): format and context, line reader, classify. The daemon
+(`follow`, `daemon`) feeds the same core from inotify and the journal."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,17 +13,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from logsense import journal, parsers
+from logsense import journal
 from logsense.attribution import EntityMap
-from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue, message_shape
+from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue
+from logsense.ingest import formats
+from logsense.ingest.classify import Classifier, classify
+from logsense.ingest.linereader import LineReader, read_stream
+from logsense.ingest.log import warn as log_warn
 from logsense.model import Event, Record
+from logsense.parsers import MAX_LINE
 from logsense.sources import LIVE_PATHS, STDIN, TAR_RE, Collection, LogFile, Workspace, discover, live_paths
 from logsense.text import one_line
 from logsense.timespec import TimeSpecError, local_zone, parse_when
 
-HEAD_BYTES = 64 * 1024
-# syslog first, so the host name it carries is known before files that carry none
-FORMAT_ORDER = {"syslog": 0, "dmesg": 1, "journal-export": 2, "journal-json": 2, "libvirtd": 3, "qemu": 4}
+__all__ = ["InputError", "Options", "Reader", "Run", "classify", "parse_time", "parse_zone", "stderr_warn"]
 
 
 class InputError(Exception):
@@ -50,7 +53,7 @@ class Run:
 
     stats: dict[str, Any] = field(default_factory=lambda: {
         "lines_read": 0, "events_matched": 0, "files_read": 0, "unparsed_lines": 0, "seconds": 0.0,
-        "unrecognised_errors": 0, "long_lines": 0, "files_skipped": 0})
+        "unrecognised_errors": 0, "long_lines": 0, "files_skipped": 0, "duplicates": 0})
     warnings: list[str] = field(default_factory=list)
     entities: EntityMap = field(default_factory=EntityMap)
     read: list[str] = field(default_factory=list)
@@ -84,25 +87,6 @@ def parse_time(value: str | datetime | None, zone: tzinfo) -> datetime | None:
         raise InputError(str(exc)) from exc
 
 
-def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | None:
-    """The event for a record: its best pattern; an unknown error-level line as an
-    unrecognised event (role context); anything else only with `all_lines`."""
-    m = cat.match(rec.message, rec.source) if rec.message else None
-    if m is not None:
-        p = m.pattern
-        return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
-    code = rec.extra.get("LIBVIRT_CODE")
-    if code is not None and code.isdigit() and (known := cat.libvirt_codes.get(int(code))) is not None:
-        # libvirt's journal entries carry their error code: it tells the category of an unknown message
-        return Event(rec, category=known.category, severity=known.severity, role="context",
-                     shape=message_shape(rec.message), fields={"libvirt_code": known.name})
-    if rec.level == "error":
-        return Event(rec, role="context", shape=message_shape(rec.message))
-    if all_lines:
-        return Event(rec)
-    return None
-
-
 class Reader:
     """Reads every record under some paths, classifying as it goes."""
 
@@ -112,6 +96,7 @@ class Reader:
         self.opts = opts
         self.cat = cat or load_catalogue(opts.catalogue_dirs, opts.disable)
         self.run = Run()
+        self.core = Classifier(self.cat, self.run.entities, opts.all_lines, opts.since, opts.until)
         self._warn = warn
         self._on_file = on_file  # told each file's name as reading starts (a progress bar)
 
@@ -126,13 +111,11 @@ class Reader:
     def events(self, paths: list[str]) -> list[Event]:
         """All events, VMs resolved, in time order (stable: ties keep reading order)."""
         t0 = time.perf_counter()
-        out = [ev for ev in self._events(paths)]
-        ents = self.run.entities
-        for ev in out:
-            ev.vm, _ = ents.resolve(ev)
+        out = [self.core.resolve(ev) for ev in list(self._events(paths))]
         out.sort(key=lambda e: e.record.ts)
         self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
         self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
+        self.run.stats["duplicates"] = self.core.duplicates.dropped
         self.run.stats["seconds"] = round(time.perf_counter() - t0, 3)
         self.run.stats["sources_read"] = list(self.run.read)
         self.run.stats["sources_missing"] = list(self.run.missing)
@@ -188,40 +171,36 @@ class Reader:
         return classify(rec, self.cat, self.opts.all_lines)
 
     def _collection(self, col: Collection) -> Iterator[Event]:
-        host = self.opts.host or col.host
+        hosts = formats.HostOf(self.opts.host or col.host)
         for xml in col.domain_xml:
-            self.run.entities.learn_domain_xml(xml)
+            self.core.learn_domain_xml(xml)
         detected: list[tuple[int, int, LogFile, str, bytes]] = []
         for n, lf in enumerate(col.files):
             fmt, head = self._detect(lf)
             if fmt is not None:
-                detected.append((FORMAT_ORDER.get(fmt, 5), n, lf, fmt, head))
+                detected.append((formats.FORMAT_ORDER.get(fmt, 5), n, lf, fmt, head))
         detected.sort(key=lambda t: (t[0], t[1]))
         for _, _, _, fmt, head in detected:
-            if host is None:
-                host = parsers.host_hint(fmt, head)
+            hosts.learn(fmt, head)
         for _, _, lf, fmt, head in detected:
-            for rec in self._read_file(lf, fmt, host, head):
-                if host is None and rec.host:
-                    host = rec.host  # the tree's host, for files that carry none
-                if rec.host is None:
-                    rec.host = host
-                if (ev := self._keep(rec)) is not None:
+            for rec in self._read_file(lf, fmt, hosts.host, head):
+                hosts.apply(rec)
+                if (ev := self.core.take(rec)) is not None:
                     yield ev
         if col.journal_files:
             names = [col.journal_names.get(f, str(f)) for f in col.journal_files]
             name = names[0] if len(names) == 1 else str(Path(names[0]).parent)
-            yield from self._journal_files(col.journal_files, host, name)
+            yield from self._journal_files(col.journal_files, hosts, name)
 
     def _detect(self, lf: LogFile) -> tuple[str | None, bytes]:
         """The file's format and first bytes (damage is reported when the file is read)."""
         try:
             with lf.open(lambda _msg: None) as stream:
-                head = stream.read(HEAD_BYTES)
+                head = stream.read(formats.HEAD_BYTES)
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return None, b""
-        fmt = parsers.detect_format(lf.name, head)
+        fmt = formats.detect(lf.name, head)
         if fmt is None:
             self.run.stats["files_skipped"] += 1
             if lf.explicit:  # a folder's other files (notes, XML, binaries) are skipped quietly
@@ -253,41 +232,36 @@ class Reader:
                 stats["lines_read"] += n
                 return
             ctx = self._context(lf, fmt, host, head)
-            source = ctx.source or parsers.LINE_PARSERS[fmt].source
-            select = None if self.opts.all_lines else self.cat.selector(source)
+            parser = formats.new_parser(fmt, ctx)
+            select = None if self.opts.all_lines else self.cat.selector(ctx.source or parser.source)
+            reader = LineReader(parser, fast=formats.fast_path_ok(fmt))
             try:
-                yield from parsers.parse_stream(stream, fmt, ctx, select)
+                yield from read_stream(stream, reader, select)
             except OSError as exc:
                 self.warn(f"{lf.name}: read failed: {exc}")
             for key in ("lines_read", "unparsed_lines", "long_lines"):
                 stats[key] += ctx.stats.get(key, 0)
             if ctx.stats.get("long_lines"):
                 self.warn(f"{lf.name}: {ctx.stats['long_lines']} line(s) longer than "
-                          f"{parsers.MAX_LINE} bytes were cut", unread=False)
+                          f"{MAX_LINE} bytes were cut", unread=False)
 
-    def _context(self, lf: LogFile, fmt: str, host: str | None, head: bytes) -> parsers.FileContext:
+    def _context(self, lf: LogFile, fmt: str, host: str | None, head: bytes):
         tz = self.opts.tz or parse_zone(None)
         if self.opts.year:
             year, month = self.opts.year, 12
         else:
             newest = datetime.fromtimestamp(lf.content_mtime(), tz)
             year, month = newest.year, newest.month
-        ctx = parsers.FileContext(file=lf.name, host=host, tz=tz, year=year, month=month)
-        if fmt == "qemu":
-            base = Path(lf.name).name.split(".log")[0]
-            ctx.vm = base or None
-        if fmt == "syslog" and parsers.is_journal_text(lf.name, head):
-            ctx.source = "journal"
-        return ctx
+        return formats.file_context(lf.name, fmt, head, host, tz, year, month)
 
-    def _journal_files(self, files: list[Path], host: str | None, name: str) -> Iterator[Event]:
+    def _journal_files(self, files: list[Path], hosts: formats.HostOf, name: str) -> Iterator[Event]:
         self.run.stats["files_read"] += len(files)
         if self._on_file is not None:
             self._on_file(name)
         try:
-            for rec in journal.read_journal_files(sorted(files), host, name=name, warn=self.warn):
+            for rec in journal.read_journal_files(sorted(files), hosts.host, name=name, warn=self.warn):
                 self.run.stats["lines_read"] += 1
-                if (ev := self._keep(rec)) is not None:
+                if (ev := self.core.take(rec)) is not None:
                     yield ev
         except OSError as exc:
             self.warn(f"{files[0].parent}: cannot read journal: {exc}")
@@ -309,7 +283,7 @@ class Reader:
                 entries += 1
                 self.run.stats["lines_read"] += 1
                 rec = journal.record_or_skip(entry, None, self.opts.host, self.warn)
-                if rec is not None and (ev := self._keep(rec)) is not None:
+                if rec is not None and (ev := self.core.take(rec)) is not None:
                     yield ev
         if entries:
             self.run.read.append("system journal")
@@ -333,4 +307,6 @@ def journal_groups() -> bool:
 
 
 def stderr_warn(msg: str) -> None:
-    sys.stderr.write(f"logsense: warning: {one_line(msg)}\n")  # names come from logs and archives
+    """A warning for the user: through the one warning path (`logsense.ingest.log`); names in it
+    come from logs and archives, so control characters are escaped."""
+    log_warn(one_line(msg))

@@ -26,6 +26,8 @@ from typing import BinaryIO
 
 import zstandard
 
+from logsense.ingest.formats import is_domain_xml
+
 Warn = Callable[[str], None]
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 TAR_RE = re.compile(r"\.(tar|tgz|tbz2|txz|tar\.(gz|bz2|xz|zst))$")
@@ -201,7 +203,7 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace,
             col.journal_files.append(plain)  # systemd reads journal files only from disk, uncompressed
             col.journal_names[plain] = display
         return
-    if p.suffix == ".xml" and ("/qemu/" in f"/{display}" or "dumpxml" in display):
+    if is_domain_xml(display):
         col.domain_xml.append(p)
         return
     logical, comp = _logical_name(p.name)

@@ -22,6 +22,7 @@ from typing import Any
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue
 from logsense.correlator import datetime_or_none, iso_or_none
+from logsense.ingest.classify import classify
 from logsense.model import Event, Record
 
 STATE_VERSION = 1
@@ -120,8 +121,6 @@ class Relinker:
         self.dropped = 0
 
     def event(self, d: dict[str, Any]) -> Event | None:
-        from logsense.pipeline import classify
-
         rec = record_from_json(d["record"])
         pid = d.get("pattern")
         pattern = self.cat.by_id.get(pid) if pid else None

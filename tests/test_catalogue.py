@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import logsense, read_events
 
-from logsense.catalogue import load_catalogue
+from logsense.catalogue import CatalogueError, load_catalogue
 from logsense.catalogue_check import example_record, selected_in_buffer
 from logsense.model import Record
 from logsense.pipeline import classify
@@ -145,3 +145,27 @@ def test_check_rejects_bad_patterns_one_line_each(tmp_path: Path):
     slow = logsense("catalogue", "check", "--catalogue", str(tmp_path), check=False)
     assert slow.returncode == 1 and "10 KB adversarial line" in slow.stderr
     assert "Traceback" not in err
+
+
+def test_outcomes_and_chains_are_data_checked_with_the_catalogue(tmp_path: Path):
+    """patterns/outcomes.toml words the explanation; a site's copy replaces it and is checked."""
+    from logsense.catalogue_check import check_catalogue
+
+    k = load_catalogue().knowledge
+    assert k.outcome(["shutting down, reason=crashed"]) == "crashed"
+    oom = next(c for c in k.chains if c.name == "oom-killed-qemu")
+    assert oom.sentence(list(oom.example), "memory") == (
+        "Known chain: the kernel's OOM killer killed the QEMU process to free host memory, "
+        "QEMU died (reason=crashed), libvirtd lost its monitor (End of file from monitor).")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "outcomes.toml").write_text(
+        "[[outcome]]\nresult = 'crashed'\nregex = 'reason=crashed'\nexamples = ['shutting down, reason=failed']\n"
+        "[[chain]]\nname = 'x'\nall = ['Killed process']\ntext = 'Known chain: x'\nexample = ['nothing here']\n"
+        "[[chain]]\nname = 'y'\nall = ['(']\ntext = 'y'\nexample = ['(']\n")
+    with pytest.raises(CatalogueError):  # a site's broken knowledge is refused before use
+        load_catalogue([site])
+    problems = check_catalogue(load_catalogue([site], vet_site=False), timing=False)
+    assert any("outcome 'crashed': example 1 gives None" in p for p in problems)
+    assert any("chain 'x': does not hold on its own example lines" in p for p in problems)
+    assert any("chain 'y'" in p and "does not compile" in p for p in problems)

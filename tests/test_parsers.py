@@ -142,10 +142,12 @@ def test_real_lab_output_is_parsed_field_by_field():
     q = by_source["qemu"].record
     assert (q.ts, q.vm, q.line, q.host) == (datetime(2026, 11, 25, 18, 48, 53, 30549, tzinfo=UTC),
                                             "lab-unreadable-image", 35, "vm")
-    j = by_source["journal"].record
+    jevs, _ = read_events([FIXTURES / "lab" / "unreadable-image" / "warn" / "var" / "log" / "journal"])
+    j = next(e for e in jevs if "Permission denied" in e.record.message).record
     assert (j.ts, j.pid, j.host, j.level) == (datetime(2026, 11, 25, 18, 48, 53, 32258, tzinfo=UTC), 17296, "vm",
                                               "error")
     assert (j.extra["LIBVIRT_CODE"], j.extra["CODE_FUNC"]) == ("1", "qemuProcessReportLogError")
     assert j.cursor and j.file.endswith("unreadable-image/warn/var/log/journal/3d1219c7c4c5404aaa1f6d2a48adfda4/"
                                         "system.journal.xz")  # the file as given, not the unpacked copy
+    assert "journal" not in by_source  # libvirtd wrote it to its log and to the journal: one event
     assert {e.pattern_id for e in by_source.values()} == {"qemu.permission.image-open-denied"}

@@ -1,0 +1,137 @@
+"""Records to events, the same in both modes: learn the VM links a record carries, match the
+catalogue, drop a message that arrived twice (libvirtd writes each message to its log file and
+to the journal; rsyslog copies the journal into /var/log/messages), and resolve the VM.
+
+Resolution is separate from classification because a link may come after the event that
+needs it in reading order (a libvirtd error naming a disk, read before the QEMU log whose
+command line names the disk's VM): batch resolves once everything is read, live when the
+events leave its settle buffer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from logsense.attribution import EntityMap
+from logsense.catalogue import Catalogue, message_shape
+from logsense.model import Event, Record
+
+SAME_MESSAGE = timedelta(seconds=1)  # the journal's stamp and the file's differ by milliseconds
+SEEN_MAX = 20000  # messages remembered for the duplicate check (live: the oldest are forgotten)
+
+
+def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | None:
+    """The event for a record: its best pattern; an unknown error-level line as an
+    unrecognised event (role context); anything else only with `all_lines`."""
+    m = cat.match(rec.message, rec.source) if rec.message else None
+    if m is not None:
+        p = m.pattern
+        return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
+    code = rec.extra.get("LIBVIRT_CODE")
+    if code is not None and code.isdigit() and (known := cat.libvirt_codes.get(int(code))) is not None:
+        # libvirt's journal entries carry their error code: it tells the category of an unknown message
+        return Event(rec, category=known.category, severity=known.severity, role="context",
+                     shape=message_shape(rec.message), fields={"libvirt_code": known.name})
+    if rec.level == "error":
+        return Event(rec, role="context", shape=message_shape(rec.message))
+    if all_lines:
+        return Event(rec)
+    return None
+
+
+class Duplicates:
+    """A message seen once in a file and once in the journal is one event: same host, same
+    text, stamps within SAME_MESSAGE, and the same pid where both are pids (libvirtd.log
+    prints the thread id, the journal the process id, so those are not compared)."""
+
+    def __init__(self) -> None:
+        self.seen: OrderedDict[tuple[str | None, str], list[list]] = OrderedDict()
+        self.dropped = 0
+
+    def is_copy(self, rec: Record) -> bool:
+        key = (rec.host, rec.message)
+        from_journal = rec.source == "journal"
+        for entry in self.seen.get(key, ()):
+            ts, journal, pid, used, source = entry
+            if used or journal == from_journal or abs(ts - rec.ts) > SAME_MESSAGE:
+                continue
+            file_source = rec.source if not from_journal else source
+            if file_source != "libvirtd" and pid is not None and rec.pid is not None and pid != rec.pid:
+                continue
+            entry[3] = True
+            self.dropped += 1
+            return True
+        self.seen.setdefault(key, []).append([rec.ts, from_journal, rec.pid, False, rec.source])
+        self.seen.move_to_end(key)
+        while len(self.seen) > SEEN_MAX:
+            self.seen.popitem(last=False)
+        return False
+
+
+class Classifier:
+    """learn → classify → drop duplicates; `resolve` gives an event its VM."""
+
+    def __init__(self, cat: Catalogue, entities: EntityMap | None = None, all_lines: bool = False,
+                 since: datetime | None = None, until: datetime | None = None) -> None:
+        self.cat = cat
+        self.entities = entities if entities is not None else EntityMap()
+        self.all_lines = all_lines
+        self.since, self.until = since, until
+        self.duplicates = Duplicates()
+
+    def learn_domain_xml(self, path: Path | str) -> None:
+        self.entities.learn_domain_xml(Path(path))
+
+    def take(self, rec: Record) -> Event | None:
+        """The record's event, VM not yet resolved; None for a benign line, a line out of
+        --since/--until, or a copy of a message already taken."""
+        self.entities.learn(rec)
+        if self.since is not None and rec.ts < self.since or self.until is not None and rec.ts > self.until:
+            return None
+        ev = classify(rec, self.cat, self.all_lines)
+        if ev is None or (ev.role is not None and self.duplicates.is_copy(rec)):
+            return None
+        return ev
+
+    def resolve(self, ev: Event) -> Event:
+        ev.vm, _ = self.entities.resolve(ev)
+        return ev
+
+
+class Settle:
+    """Live: each event waits here `settle` seconds after it was read, then leaves with every
+    held event stamped no later than it, VMs resolved, in time order. So an incident's first
+    `open` already has the cause read a moment after its first symptom (the QEMU log read after
+    libvirtd.log, the journal's entry after the file's line: a cause is stamped before its
+    symptoms), and a link learnt in that moment (a command line, a domain XML) gives the event
+    its VM, as batch would. Every event leaves within `settle` seconds."""
+
+    def __init__(self, core: Classifier, settle: float) -> None:
+        self.core = core
+        self.settle = settle
+        self.held: list[Event] = []
+        self.arrived: list[float] = []  # monotonic, per held event (non-decreasing)
+
+    def add(self, events: list[Event], now: float) -> None:
+        self.held.extend(events)
+        self.arrived.extend([now] * len(events))
+
+    def due(self) -> float | None:
+        """When (monotonic) the oldest held event is to leave."""
+        return self.arrived[0] + self.settle if self.arrived else None
+
+    def release(self, now: float, force: bool = False) -> list[Event]:
+        """The events that are due (`force`: all, at the end of input), with those stamped no
+        later than them, resolved and in time order."""
+        if not self.held:
+            return []
+        ready = len(self.held) if force else sum(1 for t in self.arrived if t + self.settle <= now)
+        if ready == 0:
+            return []
+        upto = max(ev.record.ts for ev in self.held[:ready])
+        keep = [i for i in range(ready, len(self.held)) if self.held[i].record.ts > upto]
+        out = [ev for i, ev in enumerate(self.held) if i < ready or self.held[i].record.ts <= upto]
+        self.held, self.arrived = [self.held[i] for i in keep], [self.arrived[i] for i in keep]
+        return sorted((self.core.resolve(ev) for ev in out), key=lambda e: e.record.ts)
