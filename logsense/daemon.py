@@ -15,6 +15,7 @@ the end of the input.
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import queue
@@ -31,7 +32,16 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.config import read_settings
 from logsense.correlator import DEFAULT_GAP, Correlator
-from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.follow import (
+    ROTATED_GRACE,
+    FileOptions,
+    JournalFollower,
+    PathSpec,
+    Tailer,
+    Waker,
+    Watcher,
+    raise_descriptor_limit,
+)
 from logsense.ingest.classify import Classifier, Settle
 from logsense.ingest.formats import HostOf, is_domain_xml
 from logsense.ingest.log import warn
@@ -56,6 +66,8 @@ LIVE_FILES = ("/var/log/messages", "/var/log/syslog")
 DOMAIN_XML_DIRS = ("/etc/libvirt/qemu", "/run/libvirt/qemu")  # learnt when watching the live host
 LAG = 1.0  # seconds a line may arrive after a later-stamped one and still count as on time
 TICK = 0.2  # seconds between watermark ticks while a window is open
+MAX_OPEN_FILES = 4096  # followed files held open at once; quieter ones are closed and reopened on change
+PASS_SECONDS = 0.5  # reading one pass may take: whatever the input, the loop comes round (watchdog, signals)
 SAFETY_POLL = 10.0  # seconds between checks of every file (a missed inotify event, an overflow)
 SAVE_EVERY = 1.0  # seconds: positions over benign lines only are saved at most this often
 # after emitting; a crash in between re-emits the same incident versions (same id and version)
@@ -216,6 +228,8 @@ class Daemon:
         self.specs = cfg.specs()
         self.tailers: dict[str, Tailer] = {}
         self.dirty: set[str] = set()
+        self.last_polled = ""  # where the next pass starts reading (round robin)
+        self.max_open = MAX_OPEN_FILES
         self.deliveries: list[Delivery] = []
         self.state_path = Path(cfg.state_dir) / STATE_FILE
         self.journal_q: queue.Queue[Record] = queue.Queue(maxsize=4 * JOURNAL_BATCH)
@@ -297,6 +311,8 @@ class Daemon:
                 else:
                     t.open(at_end=first_start and not self.cfg.from_start)
                 self.tailers[path] = t
+                if len(self.tailers) > self.max_open:
+                    t.suspend()  # its first poll reopens it; the first max_open stay open
                 self.dirty.add(path)
         # a path rotated away while logsense was stopped, its new file not created yet: the
         # rest of the old one is read now, the new one when it appears
@@ -343,6 +359,7 @@ class Daemon:
         self._start_sinks(state)
         if url := self.metrics.serve(self.cfg.metrics, self.cfg.metrics_textfile):
             say(f"metrics on {url}")
+        self.max_open = max(16, min(MAX_OPEN_FILES, raise_descriptor_limit() // 2))  # half for sockets, state
         self.watcher = Watcher(self.wake)
         self.watcher.watch(self.specs)
         self.watcher.start()
@@ -414,12 +431,25 @@ class Daemon:
         more input is already waiting."""
         more = self._take_changes()
         records: list[Record] = []
-        for path in sorted(self.dirty):
+        budget = time.monotonic() + PASS_SECONDS
+        open_now = sum(1 for t in self.tailers.values() if t.fd is not None)
+        for path in self._dirty_in_turn():
+            if time.monotonic() > budget:  # the rest next pass: the loop (and its watchdog) goes round
+                more = True
+                break
+            self.last_polled = path
             t = self.tailers.get(path)
             if t is None:
                 self.dirty.discard(path)
                 continue
+            was_open = t.fd is not None
+            if not was_open and open_now >= self.max_open:
+                more = True  # read when a descriptor is free again (quiet files are closed below)
+                continue
             recs, t_more = t.poll(self._selector)
+            open_now += (t.fd is not None) - was_open
+            if not t_more and open_now >= self.max_open and t.suspend():  # make room for the next
+                open_now -= 1
             self.metrics.file_read(t)
             records.extend(recs)
             self.positions_moved = True
@@ -446,7 +476,24 @@ class Daemon:
         since = time.monotonic() - self.last_save
         if self.unsaved_outputs and since >= SAVE_OUTPUTS_EVERY or self.positions_moved and since >= SAVE_EVERY:
             self._save()
+        self._close_quiet_files()
         return more
+
+    def _close_quiet_files(self) -> None:
+        """Keep at most max_open files open: the longest quiet ones are suspended (closed, their
+        position kept) and reopened when they change."""
+        open_now = [t for p, t in self.tailers.items() if t.fd is not None and p not in self.dirty]
+        excess = sum(1 for t in self.tailers.values() if t.fd is not None) - self.max_open
+        if excess > 0:
+            for t in sorted(open_now, key=lambda t: t.data_at)[:excess]:
+                t.suspend()
+
+    def _dirty_in_turn(self) -> list[str]:
+        """Dirty paths in name order, starting after the one polled last: when a pass runs out of
+        time, no file waits behind the same others every pass."""
+        order = sorted(self.dirty)
+        i = bisect.bisect_right(order, self.last_polled)
+        return order[i:] + order[:i]
 
     def _selector(self, source: str):
         if self.cfg.all_lines:
@@ -480,11 +527,22 @@ class Daemon:
             if owner := next((p for p in draining if path.startswith(p)), None):
                 self.dirty.add(owner)
             if os.path.isfile(path) and not os.path.islink(path) and any(s.wants(path) for s in self.specs):
+                if self._already_followed(path):  # a rotated name logsense does not know: same file
+                    continue
                 t = Tailer(path, self._file_options(), warn)
                 if t.open(at_end=False):  # a file that appears later: from its beginning
                     self.tailers[path] = t
                     self.dirty.add(path)
         return False
+
+    def _already_followed(self, path: str) -> bool:
+        """Whether `path` is a new name for a file already read (identity, not name, decides:
+        logrotate's dateext formats are many)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return any((st.st_dev, st.st_ino) in t.identities() for t in self.tailers.values())
 
     def _process(self, records: list[Record], force: bool = False) -> list[dict[str, Any]]:
         """Records through the shared core; the events that have settled (`force`: all of

@@ -22,6 +22,7 @@ import fnmatch
 import hashlib
 import os
 import queue
+import resource
 import select
 import stat
 import threading
@@ -126,6 +127,29 @@ class FileOptions:
     rotated_grace: float = ROTATED_GRACE
 
 
+_descriptors_said = False
+
+
+def _say_out_of_descriptors(warn: Warn) -> None:
+    """Once per process: every file failing to open would otherwise say it every pass."""
+    global _descriptors_said
+    if not _descriptors_said:
+        _descriptors_said = True
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        warn(f"out of file descriptors (limit {soft}, hard {hard}): some logs are not followed until "
+             "descriptors free up; raise LimitNOFILE in the unit")
+
+
+def raise_descriptor_limit() -> int:
+    """The soft limit of open files raised to the hard one (10,000 VM logs need more than 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
+
+
 class Tailer:
     """One followed path (see the module docstring). `rotated` holds the files rotated away
     from it that are still read, oldest first: each a Tailer of its own, named as it is now."""
@@ -147,6 +171,8 @@ class Tailer:
         self.data_at = 0.0  # when (monotonic) the last bytes were read
         self.bytes_read = 0  # of complete lines, as lines_read (for the metrics)
         self.rotated: list[Tailer] = []
+        self.suspended: dict[str, Any] | None = None  # the position of a closed quiet file (suspend)
+        self.out_of_fds = False  # the last open failed for want of a descriptor
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
         self.grown_at = 0.0
@@ -182,6 +208,9 @@ class Tailer:
             self.open(at_end=False)
             return
         fd = self._open_fd(self.path, quiet=True)
+        if fd is None and self.out_of_fds:  # not "replaced": no descriptor to look with; later
+            self.suspended = saved
+            return
         if fd is not None and ident.matches(fd):
             self._attach(fd, ident)
             self._resume_at(offset, lineno, saved.get("context"))
@@ -294,12 +323,16 @@ class Tailer:
     def _open_fd(self, path: str, quiet: bool = False) -> int | None:
         """A descriptor for the regular file at `path`, never following a symlink (one swapped in
         for a rotated log could point at /etc/shadow) nor opening a FIFO or device."""
+        self.out_of_fds = False
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if not quiet:
+            self.out_of_fds = exc.errno in (errno.EMFILE, errno.ENFILE)
+            if self.out_of_fds:
+                _say_out_of_descriptors(self.warn)
+            elif not quiet:
                 why = "a symlink, not followed" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
                 self._warn_once(path, why)
             return None
@@ -309,6 +342,16 @@ class Tailer:
                 self._warn_once(path, "not a regular file, not read")
             return None
         return fd
+
+    def identities(self) -> set[tuple[int, int]]:
+        """(device, inode) of every file this tailer has open: the current one and the rotated
+        ones still read, so a new name for one of them is known for what it is."""
+        out = set()
+        for t in (self, *self.rotated):
+            if t.fd is not None:
+                st = os.fstat(t.fd)
+                out.add((st.st_dev, st.st_ino))
+        return out
 
     def _warn_once(self, path: str, why: str) -> None:
         if self._warned.get(path) != why:  # a path polled every pass says it once, not every pass
@@ -378,11 +421,26 @@ class Tailer:
         return self.reader.parser.state() if self.reader.parser is not None else {}
 
     # -- reading --------------------------------------------------------------------------
+    def suspend(self) -> bool:
+        """Close a quiet file's descriptor and keep its position: thousands of VM logs need not
+        hold thousands of descriptors. The next poll reopens it as a restart would (identity
+        decides whether it is the same file). False when it cannot (rotated files being read)."""
+        if self.rotated or self.fd is None:
+            return False
+        self.suspended = self.saved()
+        self.close()
+        return True
+
     def poll(self, select_for: Callable[[str], Any]) -> tuple[list[Record], bool]:
         """New complete lines as records, the rotated files' before the path's, after checking
         for rotation and truncation; and whether more is waiting (READ_BYTES was reached).
         A rotated file quiet for the grace period, with the new file in place, is finished."""
-        if self.fd is None:
+        if self.fd is None and self.suspended is not None:
+            saved, self.suspended = self.suspended, None
+            self.resume(saved)
+            if self.suspended is not None:  # no descriptor free: still suspended, try again later
+                return [], True
+        elif self.fd is None:
             self.open(at_end=False)
         self._check_path()
         recs: list[Record] = []
@@ -483,6 +541,8 @@ class Tailer:
     def saved(self) -> dict[str, Any] | None:
         """The position to resume at; with the rotated files still read, unless deleted (a
         restart could not find them)."""
+        if self.suspended is not None:
+            return self.suspended
         out: dict[str, Any] = {}
         if self.ident is not None:
             offset, line = self.reader.safe
