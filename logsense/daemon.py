@@ -67,6 +67,7 @@ DOMAIN_XML_DIRS = ("/etc/libvirt/qemu", "/run/libvirt/qemu")  # learnt when watc
 LAG = 1.0  # seconds a line may arrive after a later-stamped one and still count as on time
 TICK = 0.2  # seconds between watermark ticks while a window is open
 MAX_OPEN_FILES = 4096  # followed files held open at once; quieter ones are closed and reopened on change
+PASS_RECORDS = 5000  # records one pass takes on: classifying and correlating them is bounded too
 PASS_SECONDS = 0.5  # reading one pass may take: whatever the input, the loop comes round (watchdog, signals)
 SAFETY_POLL = 10.0  # seconds between checks of every file (a missed inotify event, an overflow)
 SAVE_EVERY = 1.0  # seconds: positions over benign lines only are saved at most this often
@@ -434,7 +435,8 @@ class Daemon:
         budget = time.monotonic() + PASS_SECONDS
         open_now = sum(1 for t in self.tailers.values() if t.fd is not None)
         for path in self._dirty_in_turn():
-            if time.monotonic() > budget:  # the rest next pass: the loop (and its watchdog) goes round
+            if time.monotonic() > budget or len(records) >= PASS_RECORDS:  # the rest next pass: the loop
+                # (and its watchdog) comes round however much is waiting
                 more = True
                 break
             self.last_polled = path

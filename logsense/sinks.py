@@ -38,6 +38,7 @@ from logsense.model import CATEGORIES, SEVERITY_RANK
 MESSAGE_ID = "5e7c0d3f2a9b4c61b8e4f1a07d2c9e35"
 PRIORITY = {"critical": 2, "major": 3, "minor": 4}
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 60.0
+ROOM_WAIT = 10.0  # seconds a full queue of a sink that is not failing is waited for, per item
 QUEUE_MAX = 10_000  # items a sink may hold undelivered; beyond, the oldest are dropped (and counted)
 STDERR_KEEP = 4096  # bytes of a command's stderr kept for the warning; the rest is read and dropped
 HTTP_TIMEOUT = 10.0
@@ -546,11 +547,19 @@ class Delivery:
             self._add([])
 
     def put(self, items: list[dict[str, Any]]) -> None:
+        """Queue items. A sink that is delivering is waited for when its queue is full (the
+        daemon slows to its pace: nothing dropped); only a failing or stalled one loses the
+        oldest items beyond queue_max."""
         items = [o for o in items if self.sink.wants(o)]
         if not items:
             return
         with self.cond:
-            self._add(items)
+            for item in items:
+                if len(self.queue) >= self.queue_max and not self.failing:
+                    self.cond.notify_all()
+                    self.cond.wait_for(lambda: len(self.queue) < self.queue_max or self.failing or self.stopping,
+                                       timeout=ROOM_WAIT)
+                self._add([item])
             self.cond.notify_all()
 
     def pending(self) -> list[dict[str, Any]]:

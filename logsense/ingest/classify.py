@@ -19,6 +19,7 @@ from logsense.catalogue import Catalogue, message_shape
 from logsense.model import Event, Record
 
 SAME_MESSAGE = timedelta(seconds=1)  # the journal's stamp and the file's differ by milliseconds
+PER_MESSAGE_MAX = 32  # entries kept per (host, message): the newest, so a burst of repeats stays linear
 SEEN_MAX = 20000  # messages remembered for the duplicate check (live: the oldest are forgotten)
 
 
@@ -63,7 +64,10 @@ class Duplicates:
             entry[3] = True
             self.dropped += 1
             return True
-        self.seen.setdefault(key, []).append([rec.ts, from_journal, rec.pid, False, rec.source])
+        entries = self.seen.setdefault(key, [])
+        entries.append([rec.ts, from_journal, rec.pid, False, rec.source])
+        if len(entries) > PER_MESSAGE_MAX:  # a message repeated in a burst: only the recent copies can pair
+            del entries[: len(entries) - PER_MESSAGE_MAX]
         self.seen.move_to_end(key)
         while len(self.seen) > SEEN_MAX:
             self.seen.popitem(last=False)
