@@ -115,6 +115,15 @@ def file_progress():
         yield lambda name: progress.update(task, advance=1, description=safe(name[-70:]))
 
 
+def batch_gc() -> None:
+    """A batch run keeps what it reads until the report: what is loaded so far is never
+    collected, and the collector runs far less often (it was 13-18 % of `analyze`)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
                  fail_on: str | None, show_entities: bool) -> None:
     from logsense import report
@@ -125,6 +134,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
         raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
+    batch_gc()
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
