@@ -226,3 +226,40 @@ def outage_host(out: Path, vms: int = 2000, host: str = "kvm01") -> list[Path]:
         _write(libvirtd, write_libvirtd)
         _mark_generated(out, key)
     return [messages, libvirtd]
+
+
+@dataclass
+class Outage:
+    """A shared NFS server going away: when (seconds after the start) and which hosts it hit."""
+
+    server: str
+    at: float
+    hosts: list[str]
+
+
+def fleet(out: Path, hosts: int = 200, lines: int = 20_000, vms: int = 10, outages: int = 3, seed: int = 7
+          ) -> tuple[list[Path], list[Outage]]:
+    """A folder per host (`out/kvmNNN/var/log/...`, realistic chatter and failures) and a few
+    shared-storage outages, each hitting many hosts within seconds: the kernel's NFS message on
+    each, then libvirt pausing some of its guests on their I/O errors."""
+    rnd = random.Random(seed)
+    faults = fault_lines()
+    names = [f"kvm{h:03d}" for h in range(hosts)]
+    plan = [Outage(f"nfs{k + 1:02d}.example.com", 3600.0 * (2 + 6 * k) + rnd.uniform(0, 600),
+                   sorted(rnd.sample(names, max(2, int(hosts * rnd.uniform(0.3, 0.7)))))) for k in range(outages)]
+    paths = []
+    for name in names:
+        syslog_extra: list[tuple[float, str]] = []
+        libvirtd_extra: list[tuple[float, str]] = []
+        for o in plan:
+            if name in o.hosts:
+                t = o.at + rnd.uniform(0, 20)
+                syslog_extra.append((t, f"{{ts}} {{host}} kernel: [12345.678901] nfs: server {o.server} not "
+                                        "responding, still trying"))
+                for v in rnd.sample(range(vms), max(1, vms // 2)):
+                    libvirtd_extra.append((t + rnd.uniform(0.5, 2.5), "{ts}: 1234: warning : qemuProcessHandleIOError"
+                                           f":851 : Transitioned guest web{v:02d} to paused state due to IO error"))
+        realistic_host(out / name, lines, vms=vms, host=name, seed=seed + len(paths), faults=faults,
+                       extra_syslog=syslog_extra, extra_libvirtd=libvirtd_extra)
+        paths.append(out / name)
+    return paths, plan

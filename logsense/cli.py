@@ -174,10 +174,70 @@ def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
             since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
             host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map.")] = False,
+            fleet: Annotated[bool, typer.Option("--fleet", help="Each path is one host (folder, sosreport or "
+                                                "tarball), analysed as a task on Dask; adds fleet incidents.")
+                             ] = False,
+            scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --fleet: the Dask scheduler "
+                                                          "(tcp://HOST:8786); default: a local cluster.")] = None,
+            jobs: Annotated[int | None, typer.Option("--jobs", help="Worker processes (default: the cores).")
+                            ] = None,
             ) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     opts = make_options(since, until, tz, year, host, catalogue)
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    if fleet:
+        run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs)
+        return
+    if scheduler:
+        raise InputError("--scheduler needs --fleet")
     run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities)
+
+
+def run_fleet_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
+                       fail_on: str | None, scheduler: str | None, jobs: int | None) -> None:
+    """`analyze --fleet`: one Dask task per host, then fleet incidents; the fleet summary first."""
+    from logsense import fleet, report
+    from logsense.model import SEVERITY_RANK
+
+    if not paths:
+        raise InputError("--fleet needs one path per host")
+    if fail_on is not None and fail_on not in SEVERITY_RANK:
+        raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
+    if window <= 0:
+        raise InputError("--window must be a positive number of seconds")
+    rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs)
+    for r in rep.results:
+        for w in r.warnings:
+            stderr_warn(f"{r.host}: {w}")
+        if r.error:
+            stderr_warn(f"{r.host}: {r.error}")
+    if all(r.error for r in rep.results):
+        print("logsense: error: nothing could be read on any host", file=sys.stderr)
+        raise typer.Exit(3)
+    incidents, stats = rep.incidents, rep.stats()
+    unrec = sorted((u for r in rep.results for u in r.unrecognised), key=lambda u: -u["count"])[:20]
+    fmt = default_format(fmt, Format.json)
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == Format.json:
+            json.dump({"fleet": rep.summary(), "incidents": incidents, "stats": stats, "unrecognised_errors": unrec},
+                      out, indent=2)
+            out.write("\n")
+        elif fmt == Format.jsonl:
+            report.write_jsonl(out, incidents)
+        elif fmt == Format.markdown:
+            report.write_markdown(out, incidents, stats, unrec)
+        elif fmt == Format.text:
+            fleet.write_summary(out, rep)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+        else:
+            raise InputError(f"analyze --fleet does not write {fmt.value}")
+    finally:
+        if output:
+            out.close()
+    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
+        raise typer.Exit(1)
 
 
 @app.command()
