@@ -51,7 +51,7 @@ def analyze_host(path: str, opts: Options, window: float) -> HostResult:
     """What `logsense analyze PATH` finds, for one host (run in a Dask worker)."""
     from logsense import report
 
-    reader = Reader(opts)
+    reader = Reader(opts, _catalogue(tuple(opts.catalogue_dirs)))
     try:
         evs = reader.events([path])
     except InputError as exc:
@@ -62,6 +62,18 @@ def analyze_host(path: str, opts: Options, window: float) -> HostResult:
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
     return HostResult(path, name, incidents, stats, list(reader.run.warnings), report.unrecognised_summary(evs))
+
+
+_CATALOGUES: dict[tuple[str, ...], Any] = {}
+
+
+def _catalogue(dirs: tuple[str, ...]) -> Any:
+    """The catalogue, loaded (and its scanner compiled) once per worker process, not per host."""
+    from logsense.catalogue import load_catalogue
+
+    if dirs not in _CATALOGUES:
+        _CATALOGUES[dirs] = load_catalogue(list(dirs))
+    return _CATALOGUES[dirs]
 
 
 def host_label(path: str) -> str:
