@@ -183,7 +183,7 @@ def bench_case(name: str, paths: list[Path], pat_file: Path, groups: list[Path],
             runs[f"{label}{f' ({kind})' if kind else ''}"] = (cmd, {**env, **extra})
     outputs = set()
     for label, (cmd, env) in runs.items():  # warm caches, check every variant says the same
-        subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
+        subprocess.run(cmd, check=True, env=env, cwd=env["PYTHONPATH"], capture_output=True)
         if label.startswith("logsense"):
             outputs.add(re.sub(r'"seconds": [0-9.]+', "", Path(cmd[cmd.index("-o") + 1]).read_text()))
     if len(outputs) > 1:
@@ -197,7 +197,7 @@ def bench_case(name: str, paths: list[Path], pat_file: Path, groups: list[Path],
                          env=grep_env) for n, g in enumerate(groups)]
         trials.append((f"grep -E ({len(groups)} groups)", (sum(t[0] for t in grouped), max(t[1] for t in grouped),
                                                             grouped[0][2])))
-        trials += [(label, timed(cmd, env=env, cwd=ROOT)) for label, (cmd, env) in runs.items()]
+        trials += [(label, timed(cmd, env=env, cwd=env["PYTHONPATH"])) for label, (cmd, env) in runs.items()]
         for label, (secs, rss, proc) in trials:
             if proc.returncode not in (0, 1):
                 sys.exit(f"{name}: {label} failed: {proc.stderr[-500:]}")

@@ -179,8 +179,8 @@ def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
                              ] = False,
             scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --fleet: the Dask scheduler "
                                                           "(tcp://HOST:8786); default: a local cluster.")] = None,
-            jobs: Annotated[int | None, typer.Option("--jobs", help="Worker processes (default: the cores).")
-                            ] = None,
+            jobs: Annotated[int | None, typer.Option("--jobs", help="With --fleet: worker processes of the local "
+                                                     "cluster (default: the cores).")] = None,
             ) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     opts = make_options(since, until, tz, year, host, catalogue)
