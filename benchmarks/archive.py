@@ -9,6 +9,7 @@ syslog and libvirtd debug traffic as a busy host writes it.
 
 from __future__ import annotations
 
+import hashlib
 import lzma
 import random
 import re
@@ -142,7 +143,8 @@ def realistic_host(out: Path, total: int, vms: int = 50, host: str = "kvm01", se
     `fail_share` of the syslog and libvirtd lines real failure lines, spread over a day.
     `extra_*` are (seconds after the start, message line with `{ts}`/`{host}`) to inject."""
     faults = faults or fault_lines()
-    key = f"{total}/{vms}/{host}/{seed}/{fail_share}/{len(extra_syslog)}/{len(extra_libvirtd)}"
+    extras = hashlib.sha1(repr((sorted(extra_syslog), sorted(extra_libvirtd))).encode()).hexdigest()
+    key = f"{total}/{vms}/{host}/{seed}/{fail_share}/{extras}"
     messages = out / "var" / "log" / "messages"
     libvirtd = out / "var" / "log" / "libvirt" / "libvirtd.log"
     qemu_dir = out / "var" / "log" / "libvirt" / "qemu"
@@ -245,7 +247,7 @@ def fleet(out: Path, hosts: int = 200, lines: int = 20_000, vms: int = 10, outag
     rnd = random.Random(seed)
     faults = fault_lines()
     names = [f"kvm{h:03d}" for h in range(hosts)]
-    plan = [Outage(f"nfs{k + 1:02d}.example.com", 3600.0 * (2 + 6 * k) + rnd.uniform(0, 600),
+    plan = [Outage(f"nfs-{k + 1}.storage.lan", 3600.0 * (2 + 6 * k) + rnd.uniform(0, 600),
                    sorted(rnd.sample(names, max(2, int(hosts * rnd.uniform(0.3, 0.7)))))) for k in range(outages)]
     paths = []
     for name in names:

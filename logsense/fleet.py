@@ -11,6 +11,7 @@ and their VMs. Different causes, or the same cause far apart in time, are never 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,13 +141,17 @@ def _signatures(inc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
 
 def fleet_incidents(results: list[HostResult], window: float, cat: Any = None) -> list[dict[str, Any]]:
     """One cause on two or more hosts, each host's line within `window` seconds of the previous
-    host's, as CONTRACT.md incidents with scope `fleet` and `hosts`."""
+    host's — more hosts than the cause's rate over the fleet would put together by chance — as
+    CONTRACT.md incidents with scope `fleet` and `hosts`."""
     by_sig: dict[tuple, list[_Member]] = {}
     for res in results:
         for inc in res.incidents:
             for sig, ev in _signatures(inc).items():
                 by_sig.setdefault(sig, []).append(_Member(res.host, inc, ev))
     gap = timedelta(seconds=window)
+    stamps = [m.cause["ts"] for ms in by_sig.values() for m in ms]
+    span = max((datetime.fromisoformat(max(stamps)) - datetime.fromisoformat(min(stamps))).total_seconds(),
+               window) if stamps else window
     out = []
     for sig, members in by_sig.items():
         members.sort(key=lambda m: m.cause["ts"])
@@ -155,13 +160,29 @@ def fleet_incidents(results: list[HostResult], window: float, cat: Any = None) -
         for m in [*members, None]:
             ts = datetime.fromisoformat(m.cause["ts"]) if m else None
             if group and (m is None or last is None or ts - last > gap):
-                if len({g.host for g in group}) >= 2:
+                hosts = len({g.host for g in group})
+                if hosts >= 2 and not _by_chance(hosts, len(members) - len(group), span, window):
                     out.append(_fleet_incident(sig, group, cat))
                 group = []
             if m is not None:
                 group.append(m)
                 last = ts
     return sorted(out, key=lambda i: (-SEVERITY_RANK[i["severity"]], i["first_seen"], i["id"]))
+
+
+def _by_chance(hosts: int, elsewhere: int, span: float, window: float, alpha: float = 0.05) -> bool:
+    """Whether `hosts` hosts in one window could be chance: a cause that also occurs `elsewhere`
+    times over the fleet's `span` seconds (a flaky guest agent on a few hosts a day) meets
+    itself in some window now and then. Poisson: the expected number of windows of the span
+    holding this many by chance must stay below `alpha`."""
+    rate = elsewhere * window / span  # occurrences expected in one window
+    if rate == 0:
+        return False
+    term = total = math.exp(-rate)
+    for i in range(1, hosts):
+        term *= rate / i
+        total += term
+    return (1 - total) * (span / window) >= alpha
 
 
 def _fleet_incident(sig: tuple, group: list[_Member], cat: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ unrelated hosts."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,22 @@ def test_a_fleet_reads_into_one_dataframe_with_a_host_column(tmp_path):
     df = fleet.events([str(a), str(b)], tz="UTC")
     assert set(df["host"]) == {"kvm-a", "kvm-b"}
     assert set(df.loc[df["vm"].notna(), "vm"]) == {"web01", "web02"}
+
+
+def test_a_cause_common_across_the_fleet_is_not_a_fleet_incident_when_two_hosts_meet_by_chance():
+    """A cause seen on 40 hosts at scattered times all day: two of them within the window is
+    chance; a dozen within seconds is one shared cause."""
+    def result(host: str, ts: datetime) -> fleet.HostResult:
+        cause = {"ts": ts.isoformat(), "pattern": "kernel.storage.nfs-server-not-responding", "role": "cause",
+                 "fields": {"server": "nfs01.example.com"}, "category": "storage"}
+        inc = {"id": host, "evidence": [cause], "affected_vms": [], "last_seen": ts.isoformat(),
+               "recovered_at": None, "severity": "critical", "remediation": [], "diagnostics": []}
+        return fleet.HostResult(host, host, [inc], {})
+
+    day = datetime(2024, 3, 5, tzinfo=UTC)
+    scattered = [result(f"h{i:02d}", day + timedelta(minutes=36 * i)) for i in range(40)]
+    scattered.append(result("h-near", day + timedelta(minutes=36 * 7, seconds=30)))  # meets h07
+    assert fleet.fleet_incidents(scattered, 120.0) == []
+    burst = [result(f"b{i:02d}", day + timedelta(hours=5, seconds=3 * i)) for i in range(12)]
+    (shared,) = fleet.fleet_incidents(scattered + burst, 120.0)
+    assert shared["hosts"] == [f"b{i:02d}" for i in range(12)]
