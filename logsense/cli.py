@@ -217,6 +217,15 @@ def file_progress():
         yield lambda name: progress.update(task, advance=1, description=safe(name[-70:]))
 
 
+def batch_gc() -> None:
+    """A batch run keeps what it reads until the report: what is loaded so far is never
+    collected, and the collector runs far less often (it was 13-18 % of `analyze`)."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
                  fail_on: Severity | None, show_entities: bool, strict: bool = False,
                  shown: Filters | None = None, grace: float = 600.0) -> None:
@@ -226,6 +235,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
 
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
+    batch_gc()
     if grace < 0:
         raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
@@ -275,13 +285,73 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map on stderr.")
                                      ] = False,
             strict: StrictOpt = False, utc: UtcOpt = False, config: ConfigOpt = None, vm: VmOpt = None,
-            category: CategoryOpt = None, min_severity: MinSeverityOpt = None, reboot_grace: GraceOpt = 600.0) -> None:
+            category: CategoryOpt = None, min_severity: MinSeverityOpt = None, reboot_grace: GraceOpt = 600.0,
+            fleet: Annotated[bool, typer.Option("--fleet", help="Each path is one host (folder, sosreport or "
+                                                "tarball), analysed as a task on Dask; adds fleet incidents.")
+                             ] = False,
+            scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="ADDRESS",
+                                                          help="With --fleet: the Dask scheduler (tcp://HOST:8786); "
+                                                               "default: a local cluster.")] = None,
+            jobs: Annotated[int | None, typer.Option("--jobs", metavar="N",
+                                                     help="With --fleet: worker processes of the local cluster "
+                                                          "(default: the cores).")] = None,
+            ) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     opts = make_options(since, until, tz, year, host, catalogue, utc=utc, config=config)
     if window is None:
         window = float(read_settings(config).get("window", DEFAULT_GAP))
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    if fleet:
+        run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs)
+        return
+    if scheduler:
+        raise InputError("--scheduler needs --fleet")
     run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict,
                  make_filters(vm, category, min_severity, host), reboot_grace)
+
+
+def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
+                       fail_on: Severity | None, scheduler: str | None, jobs: int | None) -> None:
+    """`analyze --fleet`: one Dask task per host, then fleet incidents; the fleet summary first."""
+    from logsense import fleet, report
+    from logsense.model import SEVERITY_RANK
+
+    if not paths:
+        raise InputError("--fleet needs one path per host")
+    if window <= 0:
+        raise InputError("--window must be a positive number of seconds")
+    rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs)
+    for r in rep.results:
+        for w in r.warnings:
+            stderr_warn(f"{r.host}: {w}")
+        if r.error:
+            stderr_warn(f"{r.host}: {r.error}")
+    if all(r.error for r in rep.results):
+        print("logsense: error: nothing could be read on any host", file=sys.stderr)
+        raise typer.Exit(3)
+    incidents, stats = rep.incidents, rep.stats()
+    unrec = sorted((u for r in rep.results for u in r.unrecognised), key=lambda u: -u["count"])[:20]
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == AnalyzeFormat.json:
+            json.dump({"fleet": rep.summary(), "incidents": incidents, "stats": stats, "unrecognised_errors": unrec},
+                      out, indent=2)
+            out.write("\n")
+        elif fmt == AnalyzeFormat.jsonl:
+            report.write_jsonl(out, incidents)
+        elif fmt == AnalyzeFormat.markdown:
+            report.write_markdown(out, incidents, stats, unrec)
+        elif fmt == AnalyzeFormat.text:
+            fleet.write_summary(out, rep)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+        else:
+            raise InputError(f"analyze --fleet does not write {fmt.value}")
+    finally:
+        if output:
+            out.close()
+    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
+import itertools
 import re
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -19,6 +22,8 @@ from typing import Any
 
 from logsense.catalogue import Knowledge, load_knowledge, render, render_advice
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
+
+SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANK.items()}
 
 DEFAULT_GAP = 120.0  # seconds without events that close an incident
 ATTACH_SECONDS = 3.0  # an error naming no VM this close to one VM's failure belongs to it
@@ -55,8 +60,22 @@ def is_start(ev: Event) -> bool:
     return bool(STARTED_RE.search(ev.record.message)) or (ev.pattern is not None and ev.pattern.starts_vm)
 
 
+FAILED_RE = re.compile(r"shutting down, reason=(failed|crashed)")
+
+
 def _has_cause(inc: Incident) -> bool:
-    return any(e.role == "cause" for e in inc.events)
+    return inc.has_cause
+
+
+def _rank(e: Event) -> tuple:
+    """Root-cause rank: cause over symptom over context, then catalogue priority, severity, and time."""
+    prio = e.pattern.priority if e.pattern is not None else 0
+    return (ROLE_RANK.get(e.role or "context", 0), e.pattern is not None, prio,
+            SEVERITY_RANK.get(e.severity or "minor", 0), -e.ts.timestamp())
+
+
+def _event_ts(e: Event) -> datetime:
+    return e.record.ts
 
 
 def stable_id(*parts: str) -> str:
@@ -89,6 +108,56 @@ class Incident:
     status: str = "open"
     closed: bool = False
 
+    def __post_init__(self) -> None:
+        # Kept as events arrive, so no event costs a pass over the incident: the root cause and
+        # its rank (ties keep the earlier event, as max() over the list would), the worst
+        # severity, whether a cause or a symptom is in, and whether `events` is in time order.
+        # Derived from `events`, so not fields: the state saves the fields and rebuilds these.
+        self._root: Event | None = None
+        self._root_rank: tuple = ()
+        self._severity_rank = 0
+        self.has_cause = False
+        self._significant = False
+        self._in_order = True
+        events, self.events = self.events, []
+        for ev in events:
+            self._append(ev)
+
+    def _append(self, ev: Event) -> None:
+        """List an event and update what is kept about the list."""
+        if self.events and ev.record.ts < self.events[-1].record.ts:
+            self._in_order = False
+        self.events.append(ev)
+        self._note(ev)
+
+    def _note(self, ev: Event) -> None:
+        rank = _rank(ev)
+        if self._root is None or rank > self._root_rank:
+            self._root, self._root_rank = ev, rank
+        if ev.role != "context":
+            self._severity_rank = max(self._severity_rank, SEVERITY_RANK[ev.severity or "minor"])
+        if ev.role == "cause":
+            self.has_cause = True
+        if ev.role in ("cause", "symptom"):
+            self._significant = True
+
+    def add_in_time_order(self, ev: Event) -> bool:
+        """Add an event where its time puts it (after events of the same time), as appending and
+        a stable sort by time would; True when it was listed (not only counted)."""
+        if not self._in_order:
+            listed = self.add(ev)
+            self.events.sort(key=_event_ts)
+            self._in_order = True
+            return listed
+        key = evidence_key(ev)
+        if key in self.counts:
+            return self.add(ev)  # counted: the list does not change
+        self._update_times_and_counts(ev, key)
+        insort(self.events, ev, key=_event_ts)
+        self._note(ev)
+        self._note_effects(ev)
+        return True
+
     @property
     def first_seen(self) -> datetime:
         return self.first_ts or self.events[0].ts
@@ -97,44 +166,48 @@ class Incident:
     def last_seen(self) -> datetime:
         return self.last_ts or self.events[-1].ts
 
-    def add(self, ev: Event) -> None:
+    def add(self, ev: Event) -> bool:
+        """Count the event, and list it when it is new evidence (True then)."""
         key = evidence_key(ev)
-        if self.last_ts is None or ev.ts > self.last_ts:
-            self.last_ts = ev.ts
-        if self.first_ts is None or ev.ts < self.first_ts:
-            self.first_ts = ev.ts  # windows merged into a host incident may bring earlier events
-        if key in self.counts:
-            self.counts[key] += 1  # repeated: counted, not listed again
-        else:
-            self.counts[key] = 1
-            self.events.append(ev)
+        new = key not in self.counts
+        self._update_times_and_counts(ev, key)
+        if new:
+            self._append(ev)
+        self._note_effects(ev)
+        return new
+
+    def _update_times_and_counts(self, ev: Event, key: tuple) -> None:
+        ts = ev.record.ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts  # windows merged into a host incident may bring earlier events
+        self.counts[key] = self.counts.get(key, 0) + 1  # repeated: counted, not listed again
+
+    def _note_effects(self, ev: Event) -> None:
         if ev.vm and ev.role != "context":
             self.affected.add(ev.vm)
-        if ev.role != "context" and re.search(r"shutting down, reason=(failed|crashed)", ev.record.message):
+        if ev.role != "context" and FAILED_RE.search(ev.record.message):
             self.failures += 1
 
     @property
     def root(self) -> Event:
         """Cause over symptom over context, then catalogue priority, severity, and time."""
-        def rank(e: Event) -> tuple:
-            prio = e.pattern.priority if e.pattern is not None else 0
-            return (ROLE_RANK.get(e.role or "context", 0), e.pattern is not None, prio,
-                    SEVERITY_RANK.get(e.severity or "minor", 0), -e.ts.timestamp())
-        return max(self.events, key=rank)
+        assert self._root is not None, "an incident has at least one event"
+        return self._root
 
     def significant(self) -> bool:
         """A window of context lines alone (a normal start, a lease) or of unrecognised errors
         alone (reported apart, by shape) is not an incident."""
-        return any(e.role in ("cause", "symptom") for e in self.events)
+        return self._significant
 
     def severity(self) -> str:
-        sev = max((e.severity or "minor" for e in self.events if e.role != "context"),
-                  key=lambda s: SEVERITY_RANK[s], default="minor")
-        return sev
+        return SEVERITY_NAMES.get(self._severity_rank, "minor")
 
     def fingerprint(self) -> tuple:
-        """What, when it changes, makes the daemon emit an update."""
-        return (self.root.pattern_id, self.root.shape, tuple(sorted(self.affected)), self.severity(),
+        """What, when it changes, makes the daemon emit an update. VMs only join an incident, so
+        their number says whether the set changed (no sort of thousands of names per event)."""
+        return (self.root.pattern_id, self.root.shape, len(self.affected), self.severity(),
                 self.recovered_at, self.closed, self.failures)
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,16 +344,31 @@ def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> st
 
 
 class Correlator:
-    """Feed events in time order; get incidents as they open, change and close."""
+    """Feed events in time order; get incidents as they open, change and close.
+
+    Each event costs work for what it touches only: windows close from a heap ordered by their
+    last event, pending events wait in a heap ordered by time, and only incidents changed since
+    the last call are fingerprinted."""
 
     def __init__(self, gap: float = DEFAULT_GAP) -> None:
         self.set_gap(gap)
         self.open: dict[tuple[str | None, str], Incident] = {}
-        self.pending: list[Event] = []  # events naming no VM, waiting to be attached by time
+        # events naming no VM, waiting to be attached by time: a heap of (time, arrival, event)
+        self.pending: list[tuple[datetime, int, Event]] = []
         self.watermark: datetime | None = None
         self.recent: list[Incident] = []  # closed incidents a later start or service may still recover
         self.done: list[Incident] = []
         self._emitted: dict[str, tuple] = {}
+        self._seq = itertools.count()  # arrival order of pending events and of windows opened
+        self._opened: dict[int, int] = {}  # id(open incident) -> when it opened (the order of `open`)
+        self._quiet: list[tuple[datetime, int, Incident]] = []  # (last event then, opened, incident)
+        self._starting: list[tuple[datetime, int, Incident]] = []  # (started_at then, opened, incident)
+        self._touched: dict[int, Incident] = {}  # open incidents changed since the last _changes
+        self._recent_oldest: datetime | None = None  # no recent incident ended before this
+        # per host, in time order: (time, arrival, event, incident) for each failure or start listed
+        # in an incident while open: what a pending event attaches to, what a host cause hits
+        self._anchors: dict[str | None, list[tuple[datetime, int, Event, Incident]]] = {}
+        self._absorbable: dict[str | None, dict[int, Incident]] = {}  # VM windows: symptoms, no cause
 
     def set_gap(self, gap: float) -> None:
         """The window length (seconds of quiet that close an incident); the daemon's reload sets it."""
@@ -295,14 +383,14 @@ class Correlator:
             self._recover(ev)
         elif ev.pattern is not None and ev.pattern.scope == "host":
             inc = self._window(ev.record.host, HOST_KEY, "host", ev)
-            inc.add(ev)
+            self._add(inc, ev)
             if ev.role == "cause":
                 inc.affected |= self._starting_vms(ev)
             self._absorb_vm_windows(inc)
         elif ev.vm:
             self._to_vm(ev)
         else:
-            self.pending.append(ev)
+            heapq.heappush(self.pending, (ev.ts, next(self._seq), ev))
         return self._changes()
 
     def advance(self, now: datetime) -> list[Incident]:
@@ -314,28 +402,101 @@ class Correlator:
         """Attach or place pending events, confirm restarts, close quiet windows."""
         if self.watermark is None or now > self.watermark:
             self.watermark = now
-        keep = []
-        for ev in self.pending:
-            if self.watermark - ev.ts >= self.attach:
-                self._place_pending(ev)
-            else:
-                keep.append(ev)
-        self.pending = keep
-        self.recent = [i for i in self.recent if self.watermark - i.last_seen <= RECOVERY_HORIZON]
-        for key, inc in list(self.open.items()):
-            if inc.started_at and self.watermark - inc.started_at >= RECOVERY_HOLD:
+        wm = self.watermark
+        due: list[tuple[datetime, int, Event]] = []
+        while self.pending and wm - self.pending[0][0] >= self.attach:
+            due.append(heapq.heappop(self.pending))
+        for _, _, ev in sorted(due, key=lambda x: x[1]):  # in arrival order
+            self._place_pending(ev)
+        if self._recent_oldest is not None and wm - self._recent_oldest > RECOVERY_HORIZON:
+            self.recent = [i for i in self.recent if wm - i.last_seen <= RECOVERY_HORIZON]
+            self._recent_oldest = min((i.last_seen for i in self.recent), default=None)
+        while self._starting and wm - self._starting[0][0] >= RECOVERY_HOLD:
+            started, _, inc = heapq.heappop(self._starting)
+            if inc.started_at == started and self._is_open(inc):
                 inc.recovered_at, inc.started_at = inc.started_at, None
-            if self.watermark - inc.last_seen > self.gap:
-                self._close(key, inc)
+                self._touch(inc)
+        closing: list[tuple[int, Incident]] = []
+        while self._quiet and wm - self._quiet[0][0] > self.gap:
+            _, opened, inc = heapq.heappop(self._quiet)
+            if not self._is_open(inc):
+                continue
+            if wm - inc.last_seen > self.gap:
+                closing.append((opened, inc))
+            else:  # it had events since: wait for its new last one
+                heapq.heappush(self._quiet, (inc.last_seen, opened, inc))
+        for _, inc in sorted(closing, key=lambda x: x[0]):  # in the order they opened
+            self._close(self._key(inc), inc)
 
     def flush(self) -> list[Incident]:
         """End of input: place what is pending, close every window."""
-        for ev in self.pending:
+        for _, _, ev in sorted(self.pending, key=lambda x: x[1]):
             self._place_pending(ev)
         self.pending = []
         for key, inc in list(self.open.items()):
             self._close(key, inc)
         return self._changes()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    @staticmethod
+    def _key(inc: Incident) -> tuple[str | None, str]:
+        return (inc.host, inc.vm or HOST_KEY)
+
+    def _is_open(self, inc: Incident) -> bool:
+        return self.open.get(self._key(inc)) is inc
+
+    def _touch(self, inc: Incident) -> None:
+        self._touched[id(inc)] = inc
+
+    def _add(self, inc: Incident, ev: Event, in_time_order: bool = False) -> None:
+        """Add an event to an incident and keep the indexes over open incidents up to date."""
+        listed = inc.add_in_time_order(ev) if in_time_order else inc.add(ev)
+        self._touch(inc)
+        if listed and (ev.role != "context" or is_start(ev)):
+            anchors = self._anchors.setdefault(inc.host, [])
+            entry = (ev.record.ts, next(self._seq), ev, inc)
+            if anchors and entry[0] < anchors[-1][0]:
+                insort(anchors, entry, key=lambda a: a[0])
+            else:
+                anchors.append(entry)
+        if inc.vm is not None and not inc.has_cause and inc.significant():
+            self._absorbable.setdefault(inc.host, {})[id(inc)] = inc
+
+    def _prune_anchors(self, anchors: list, ts: datetime) -> None:
+        """Events come in time order, so a later question goes back at most `attach` before
+        this one: anchors older than that and a window can never matter again."""
+        horizon = ts - self.gap - 2 * self.attach
+        if anchors[0][0] < horizon:
+            del anchors[:bisect_left(anchors, horizon, key=lambda a: a[0])]
+
+    def _anchors_near(self, host: str | None, ts: datetime) -> list[tuple[Event, Incident]]:
+        """Failures and starts listed in open incidents of `host` within `attach` of `ts`."""
+        anchors = self._anchors.get(host)
+        if not anchors:
+            return []
+        self._prune_anchors(anchors, ts)
+        lo = bisect_left(anchors, ts - self.attach, key=lambda a: a[0])
+        hi = bisect_right(anchors, ts + self.attach, key=lambda a: a[0])
+        return [(e, inc) for _, _, e, inc in anchors[lo:hi] if self._is_open(inc)]
+
+    def _set_started(self, inc: Incident, ts: datetime) -> None:
+        inc.started_at = ts
+        heapq.heappush(self._starting, (ts, self._opened.get(id(inc), 0), inc))
+
+    def _track_open(self, key: tuple[str | None, str], inc: Incident) -> None:
+        """A window now open under `key`: remember its place and when it may close."""
+        opened = next(self._seq)
+        self.open[key] = inc
+        self._opened[id(inc)] = opened
+        heapq.heappush(self._quiet, (inc.last_seen, opened, inc))
+        if inc.started_at is not None:
+            heapq.heappush(self._starting, (inc.started_at, opened, inc))
+
+    def _untrack(self, key: tuple[str | None, str]) -> None:
+        inc = self.open.pop(key)
+        self._opened.pop(id(inc), None)
+        self._touched.pop(id(inc), None)
+        self._absorbable.get(inc.host, {}).pop(id(inc), None)
 
     # -- windows ---------------------------------------------------------------------------
     def _window(self, host: str | None, key: str, scope: str, first: Event) -> Incident:
@@ -343,8 +504,9 @@ class Correlator:
         if inc is None:
             inc = Incident(id=stable_id(host or "", scope, key, first.ts.isoformat(), first.pattern_id or "",
                                         first.record.message[:100]),
-                           host=host, scope=scope, vm=key or None)
-            self.open[(host, key)] = inc
+                           host=host, scope=scope, vm=key or None, first_ts=first.ts, last_ts=first.ts)
+            self._track_open((host, key), inc)
+        self._touch(inc)
         return inc
 
     def _to_vm(self, ev: Event) -> None:
@@ -356,60 +518,74 @@ class Correlator:
             # a symptom while a host-wide cause is open: the impact of that cause
             if vinc is not None:
                 for e in vinc.events:
-                    hinc.add(e)
-                del self.open[(host, ev.vm)]
-            hinc.add(ev)
+                    self._add(hinc, e)
+                self._untrack((host, ev.vm))
+            self._add(hinc, ev)
             if is_start(ev) and ev.vm in hinc.affected:
-                hinc.started_at = ev.ts  # the VM it hit was started again
+                self._set_started(hinc, ev.ts)  # the VM it hit was started again
             return
         if vinc is None and STARTED_RE.search(ev.record.message) and self._recover_closed(ev):
             return
         inc = self._window(host, ev.vm, "vm", ev)
-        inc.add(ev)
+        self._add(inc, ev)
         if STARTED_RE.search(ev.record.message):
             if inc.significant():
-                inc.started_at = ev.ts
+                self._set_started(inc, ev.ts)
         elif ev.role != "context":
             inc.started_at = inc.recovered_at = None
 
+    def _nearest_vm_window(self, host: str | None, ts: datetime) -> Incident | None:
+        """The open VM window with a failure or start nearest `ts` (within `attach`; on a tie the
+        one opened first): walks outwards from `ts`, so it reads only the anchors nearer than that."""
+        anchors = self._anchors.get(host)
+        if not anchors:
+            return None
+        self._prune_anchors(anchors, ts)
+        right = bisect_left(anchors, ts, key=lambda a: a[0])
+        left = right - 1
+        best, best_rank = None, None
+        while True:
+            dl = ts - anchors[left][0] if left >= 0 else None
+            dr = anchors[right][0] - ts if right < len(anchors) else None
+            if dl is None and dr is None:
+                break
+            if dr is None or (dl is not None and dl <= dr):
+                dt, (_, _, _, inc), left = dl, anchors[left], left - 1
+            else:
+                dt, (_, _, _, inc), right = dr, anchors[right], right + 1
+            if dt > self.attach or (best_rank is not None and dt > best_rank[0]):
+                break
+            if inc.vm is not None and self._is_open(inc):
+                rank = (dt, self._opened[id(inc)])
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = inc, rank
+        return best
+
     def _starting_vms(self, ev: Event) -> set[str]:
         """VMs of this host that were being started within seconds of `ev`."""
-        return {e.vm for (h, _), inc in self.open.items() if h == ev.record.host for e in inc.events
-                if e.vm and is_start(e) and abs(e.ts - ev.ts) <= self.attach}
+        return {e.vm for e, _ in self._anchors_near(ev.record.host, ev.ts) if e.vm and is_start(e)}
 
     def _absorb_vm_windows(self, hinc: Incident) -> None:
         """VM windows with symptoms but no cause of their own join an open host-wide incident."""
-        for (host, key), inc in list(self.open.items()):
-            if host != hinc.host or key == HOST_KEY:
-                continue
-            if not _has_cause(inc) and inc.significant():
+        candidates = self._absorbable.pop(hinc.host, {})
+        for inc in sorted(candidates.values(), key=lambda i: self._opened.get(id(i), -1)):
+            if self._is_open(inc) and not _has_cause(inc) and inc.significant():
                 for e in inc.events:
-                    hinc.add(e)
-                del self.open[(host, key)]
+                    self._add(hinc, e)
+                self._untrack(self._key(inc))
 
     def _place_pending(self, ev: Event) -> None:
         """An event naming no VM: the VM with a failure within seconds of it, else the host."""
         host = ev.record.host
-        best, best_dt = None, None
-        for (h, key), inc in self.open.items():
-            if h != host or key == HOST_KEY:
-                continue
-            for e in inc.events:
-                if e.role == "context" and not is_start(e):
-                    continue
-                dt = abs(e.ts - ev.ts)
-                if dt <= self.attach and (best_dt is None or dt < best_dt):
-                    best, best_dt = inc, dt
+        best = self._nearest_vm_window(host, ev.ts)
         if best is not None:
             ev = replace(ev, vm=best.vm)  # a copy: the caller's event keeps what its line said
-            best.add(ev)
-            best.events.sort(key=lambda e: e.ts)
+            self._add(best, ev, in_time_order=True)
             return
         if ev.role == "context" and ev.shape is None:
             return  # context naming nothing and near nothing says nothing
         inc = self._window(host, HOST_KEY, "host", ev)
-        inc.add(ev)
-        inc.events.sort(key=lambda e: e.ts)
+        self._add(inc, ev, in_time_order=True)
 
     def _recover(self, ev: Event) -> None:
         """A service back up recovers the host's open (or recently closed) incident."""
@@ -420,9 +596,11 @@ class Correlator:
                         and i.recovered_at is None), None)
         if inc is not None and ev.ts >= inc.first_seen:
             inc.recovered_at = ev.ts
-            inc.add(ev)
+            self._add(inc, ev)
             if inc.closed:
                 self.done.append(inc)
+            else:
+                self._touch(inc)
 
     def _recover_closed(self, ev: Event) -> bool:
         """A VM started again after its incident closed: that incident recovered."""
@@ -435,7 +613,7 @@ class Correlator:
         return False
 
     def _close(self, key: tuple, inc: Incident) -> None:
-        del self.open[key]
+        self._untrack(key)
         if inc.started_at:  # started again and nothing failed before the window closed
             inc.recovered_at, inc.started_at = inc.started_at, None
         inc.closed = True
@@ -443,12 +621,18 @@ class Correlator:
         if inc.significant():
             self.done.append(inc)
             self.recent.append(inc)
+            if self._recent_oldest is None or inc.last_seen < self._recent_oldest:
+                self._recent_oldest = inc.last_seen
 
     # -- output ----------------------------------------------------------------------------
     def _changes(self) -> list[Incident]:
-        """Incidents whose reportable content changed since last emitted (version bumped)."""
+        """Incidents whose reportable content changed since last emitted (version bumped): the
+        open ones changed since the last call, in the order they opened, then the closed ones."""
+        touched = sorted((i for i in self._touched.values() if self._is_open(i)),
+                         key=lambda i: self._opened[id(i)])
+        self._touched = {}
         out: list[Incident] = []
-        for inc in {id(i): i for i in list(self.open.values()) + self.done}.values():
+        for inc in {id(i): i for i in touched + self.done}.values():
             if not inc.significant():
                 continue
             fp = inc.fingerprint()
@@ -476,7 +660,7 @@ class Correlator:
             "open": [[host, key, inc.id] for (host, key), inc in self.open.items()],
             "done": [i.id for i in self.done],
             "recent": [i.id for i in self.recent],
-            "pending": [event_to_json(e) for e in self.pending],
+            "pending": [event_to_json(e) for _, _, e in sorted(self.pending, key=lambda x: x[1])],
             "emitted": {i: _fingerprint_to_json(self._emitted[i]) for i in incidents if i in self._emitted},
         }
 
@@ -491,22 +675,38 @@ class Correlator:
             if (inc := Incident.from_state(x, event_from_json)) is not None:
                 by_id[inc.id] = inc
         c.watermark = datetime_or_none(d.get("watermark"))
-        c.open = {(host, key): by_id[i] for host, key, i in d.get("open", []) if i in by_id}
+        for host, key, i in d.get("open", []):
+            if i in by_id:
+                inc = by_id[i]
+                c._track_open((host, key), inc)
+                c._touch(inc)
+                for e in inc.events:
+                    if e.role != "context" or is_start(e):
+                        c._anchors.setdefault(inc.host, []).append((e.record.ts, next(c._seq), e, inc))
+                if inc.vm is not None and not inc.has_cause and inc.significant():
+                    c._absorbable.setdefault(inc.host, {})[id(inc)] = inc
+        for anchors in c._anchors.values():
+            anchors.sort(key=lambda a: a[0])
         c.done = [by_id[i] for i in d.get("done", []) if i in by_id]
         c.recent = [by_id[i] for i in d.get("recent", []) if i in by_id]
-        c.pending = [e for e in (event_from_json(x) for x in d.get("pending", [])) if e is not None]
+        c._recent_oldest = min((i.last_seen for i in c.recent), default=None)
+        for e in (event_from_json(x) for x in d.get("pending", [])):
+            if e is not None:
+                heapq.heappush(c.pending, (e.ts, next(c._seq), e))
         c._emitted = {i: _fingerprint_from_json(v) for i, v in d.get("emitted", {}).items() if i in by_id}
         return c
 
 
 def _fingerprint_to_json(fp: tuple) -> list:
     pid, shape, affected, severity, recovered, closed, failures = fp
-    return [pid, shape, list(affected), severity, iso_or_none(recovered), closed, failures]
+    return [pid, shape, affected, severity, iso_or_none(recovered), closed, failures]
 
 
 def _fingerprint_from_json(v: list) -> tuple:
+    """Also reads the form that listed the VMs (states saved by earlier versions)."""
     pid, shape, affected, severity, recovered, closed, failures = v
-    return (pid, shape, tuple(affected), severity, datetime_or_none(recovered), bool(closed), int(failures))
+    count = len(affected) if isinstance(affected, list) else int(affected)
+    return (pid, shape, count, severity, datetime_or_none(recovered), bool(closed), int(failures))
 
 
 def correlate(events: Iterable[Event], gap: float = DEFAULT_GAP) -> list[Incident]:

@@ -1,0 +1,321 @@
+"""A fleet: each host's archive analysed as one task on Dask, then a small correlation over
+the hosts' incidents that finds one cause on several hosts (fleet incidents).
+
+A host is a folder, sosreport or tarball; its task runs exactly what `logsense analyze` runs on
+it alone and returns plain dicts (incidents as in CONTRACT.md), so a worker anywhere on the
+network can run it. The second step only reads those dicts: the same root cause (same pattern,
+and the same shared resource — NFS server, pool, network, version — when the line names one) on
+two or more hosts with first signs within a window becomes one fleet incident naming the hosts
+and their VMs. Different causes, or the same cause far apart in time, are never merged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from logsense.correlator import correlate, stable_id
+from logsense.model import SEVERITY_RANK
+from logsense.pipeline import InputError, Options, Reader
+
+# fields naming a resource several hosts share: when the root line names one, it must be the same
+SHARED_FIELDS = ("server", "pool", "mount", "network", "kernel", "libvirt_version", "qemu_version", "version")
+SHARED_CAUSE = {
+    "storage": "a storage backend the hosts share (NFS, Ceph, iSCSI or a SAN) failed or became unreachable",
+    "disk_image": "images on shared storage became unavailable or were changed on every host",
+    "network": "a network outage (switch, uplink, VLAN or a service such as DHCP/DNS) hit every host at once",
+    "memory": "a change rolled out to these hosts (a package or kernel update, a VM placement) or a shared "
+              "workload exhausted their memory at once",
+}
+ROLLOUT_CAUSE = "a change rolled out to these hosts at once (a package or kernel update, a configuration push)"
+
+
+@dataclass
+class HostResult:
+    """One host's analysis, as plain values (it travels from a Dask worker)."""
+
+    path: str
+    host: str
+    incidents: list[dict[str, Any]]
+    stats: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    unrecognised: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # the one-line reason nothing could be read
+
+
+def analyze_host(path: str, opts: Options, window: float) -> HostResult:
+    """What `logsense analyze PATH` finds, for one host (run in a Dask worker)."""
+    from logsense import report
+
+    reader = Reader(opts, _catalogue(tuple(opts.catalogue_dirs)))
+    try:
+        evs = reader.events([path])
+    except InputError as exc:
+        return HostResult(path, Path(path).name, [], dict(reader.run.stats), list(reader.run.warnings), error=str(exc))
+    incidents = [i.to_dict() for i in correlate(evs, gap=window)]
+    hosts = [i["host"] for i in incidents if i["host"]] or [e.record.host for e in evs if e.record.host]
+    name = max(set(hosts), key=hosts.count) if hosts else host_label(path)
+    stats = dict(reader.run.stats)
+    stats["incidents"] = len(incidents)
+    return HostResult(path, name, incidents, stats, list(reader.run.warnings), report.unrecognised_summary(evs))
+
+
+_CATALOGUES: dict[tuple[str, ...], Any] = {}
+
+
+def _catalogue(dirs: tuple[str, ...]) -> Any:
+    """The catalogue, loaded (and its scanner compiled) once per worker process, not per host."""
+    from logsense.catalogue import load_catalogue
+
+    if dirs not in _CATALOGUES:
+        _CATALOGUES[dirs] = load_catalogue(list(dirs))
+    return _CATALOGUES[dirs]
+
+
+def host_label(path: str) -> str:
+    """A host's name when its logs carry none: its folder or archive name without suffixes."""
+    name = Path(path.rstrip("/")).name
+    for suffix in (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def run_tasks(paths: list[str], opts: Options, window: float, scheduler: str | None = None,
+              workers: int | None = None, on_done: Callable[[HostResult], None] | None = None
+              ) -> list[HostResult]:
+    """Every host as one task on Dask: a LocalCluster of worker processes (one per core unless
+    `workers`) or the cluster whose scheduler listens at `scheduler` (tcp://HOST:8786)."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None, silence_logs=40)
+        client = Client(cluster)
+    try:
+        futures = client.map(analyze_host, paths, opts=opts, window=window, pure=False)
+        by_path: dict[str, HostResult] = {}
+        for fut in as_completed(futures):
+            res = fut.result()
+            by_path[res.path] = res
+            if on_done is not None:
+                on_done(res)
+        return [by_path[p] for p in paths]
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# -- fleet incidents ---------------------------------------------------------------------------
+@dataclass
+class _Member:
+    host: str
+    incident: dict[str, Any]
+    cause: dict[str, Any]  # the evidence event (role cause) the hosts share
+
+
+def _signatures(inc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+    """The causes an incident holds (its root or a cause among its evidence — another failure
+    may have opened the host's window first), each as what must be equal for several hosts to
+    share it: the pattern, and the shared resource when the line names one."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for ev in inc.get("evidence", []):
+        if ev.get("role") != "cause" or not ev.get("pattern"):
+            continue
+        fields = ev.get("fields") or {}
+        out.setdefault((ev["pattern"], tuple((k, fields[k]) for k in SHARED_FIELDS if fields.get(k))), ev)
+    return out
+
+
+def fleet_incidents(results: list[HostResult], window: float, cat: Any = None) -> list[dict[str, Any]]:
+    """One cause on two or more hosts, each host's line within `window` seconds of the previous
+    host's — more hosts than the cause's rate over the fleet would put together by chance — as
+    CONTRACT.md incidents with scope `fleet` and `hosts`."""
+    by_sig: dict[tuple, list[_Member]] = {}
+    for res in results:
+        for inc in res.incidents:
+            for sig, ev in _signatures(inc).items():
+                by_sig.setdefault(sig, []).append(_Member(res.host, inc, ev))
+    gap = timedelta(seconds=window)
+    stamps = [m.cause["ts"] for ms in by_sig.values() for m in ms]
+    span = max((datetime.fromisoformat(max(stamps)) - datetime.fromisoformat(min(stamps))).total_seconds(),
+               window) if stamps else window
+    out = []
+    for sig, members in by_sig.items():
+        members.sort(key=lambda m: m.cause["ts"])
+        group: list[_Member] = []
+        last: datetime | None = None
+        for m in [*members, None]:
+            ts = datetime.fromisoformat(m.cause["ts"]) if m else None
+            if group and (m is None or last is None or ts - last > gap):
+                hosts = len({g.host for g in group})
+                if hosts >= 2 and not _by_chance(hosts, len(members) - len(group), span, window):
+                    out.append(_fleet_incident(sig, group, cat))
+                group = []
+            if m is not None:
+                group.append(m)
+                last = ts
+    return sorted(out, key=lambda i: (-SEVERITY_RANK[i["severity"]], i["first_seen"], i["id"]))
+
+
+def _by_chance(hosts: int, elsewhere: int, span: float, window: float, alpha: float = 0.05) -> bool:
+    """Whether `hosts` hosts in one window could be chance: a cause that also occurs `elsewhere`
+    times over the fleet's `span` seconds (a flaky guest agent on a few hosts a day) meets
+    itself in some window now and then. Poisson: the expected number of windows of the span
+    holding this many by chance must stay below `alpha`."""
+    rate = elsewhere * window / span  # occurrences expected in one window
+    if rate == 0:
+        return False
+    term = total = math.exp(-rate)
+    for i in range(1, hosts):
+        term *= rate / i
+        total += term
+    return (1 - total) * (span / window) >= alpha
+
+
+def _fleet_incident(sig: tuple, group: list[_Member], cat: Any) -> dict[str, Any]:
+    from logsense.catalogue import render
+
+    pattern_id, shared = sig
+    p = cat.by_id.get(pattern_id) if cat is not None else None
+    hosts = sorted({m.host for m in group})
+    vms_by_host: dict[str, list[str]] = {}
+    for m in group:
+        vms_by_host[m.host] = sorted(set(vms_by_host.get(m.host, [])) | set(m.incident["affected_vms"]))
+    first = min(m.cause["ts"] for m in group)
+    last = max(m.incident["last_seen"] for m in group)
+    recovered = [m.incident["recovered_at"] for m in group]
+    category = (p.category if p is not None else None) or group[0].cause.get("category") or "host"
+    cause_title = p.title if p is not None else pattern_id
+    what = f" ({', '.join(f'{k} {v}' for k, v in shared)})" if shared else ""
+    n_vms = sum(len(v) for v in vms_by_host.values())
+    hit = "; ".join(f"{h}: {', '.join(v) if v else 'no VM named'}" for h, v in sorted(vms_by_host.items()))
+    shared_cause = SHARED_CAUSE.get(category, ROLLOUT_CAUSE)
+    explanation = (f"The same cause, {cause_title}{what}, appeared on {len(hosts)} hosts within "
+                   f"{_span(first, max(m.cause['ts'] for m in group))}: most likely {shared_cause}. "
+                   f"Hosts and VMs hit: {hit}. Each host's own incident explains what it saw there.")
+    values = {**group[0].cause.get("fields", {}), "vm": ""}
+    remediation = [f"Check what the hosts share first, from one host, before touching each host: {shared_cause}."]
+    diagnostics: list[str] = []
+    if p is not None:
+        remediation += [render(r, values) for r in p.remediation]
+        diagnostics += [render(d, values) for d in p.diagnostics]
+    return {
+        "id": stable_id("fleet", pattern_id, repr(shared), first, *hosts),
+        "host": None,
+        "scope": "fleet",
+        "hosts": hosts,
+        "vm": None,
+        "affected_vms": sorted({vm for v in vms_by_host.values() for vm in v}),
+        "vms_by_host": vms_by_host,
+        "category": category,
+        "root_cause": pattern_id,
+        "title": f"{len(hosts)} hosts: {cause_title}{what}" + (f" (affects {n_vms} VMs)" if n_vms else ""),
+        "explanation": explanation,
+        "severity": max((m.incident["severity"] for m in group), key=lambda s: SEVERITY_RANK[s]),
+        "first_seen": first,
+        "last_seen": last,
+        "recovered_at": max(recovered) if all(recovered) else None,
+        "evidence": [{**m.cause, "host": m.host} for m in group][:50],
+        "remediation": remediation,
+        "diagnostics": diagnostics,
+        "status": "resolved",
+        "version": 1,
+        "occurrences": len(group),
+        "incidents": sorted({m.incident["id"] for m in group}),
+    }
+
+
+def _span(first: str, last: str) -> str:
+    secs = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    return f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min"
+
+
+# -- the report --------------------------------------------------------------------------------
+@dataclass
+class FleetReport:
+    """Everything `analyze --fleet` writes: fleet incidents first, then every host's own."""
+
+    results: list[HostResult]
+    fleet: list[dict[str, Any]]
+
+    @property
+    def incidents(self) -> list[dict[str, Any]]:
+        hosts = sorted((i for r in self.results for i in r.incidents),
+                       key=lambda i: (-SEVERITY_RANK[i["severity"]], i["first_seen"], i["id"]))
+        return [*self.fleet, *hosts]
+
+    def stats(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for r in self.results:
+            for k, v in r.stats.items():
+                total[k] = round(total.get(k, 0) + v, 3)
+        total["hosts"] = len(self.results)
+        total["fleet_incidents"] = len(self.fleet)
+        total["incidents"] = len(self.incidents)
+        return total
+
+    def summary(self) -> dict[str, Any]:
+        """The `fleet` object of the JSON report."""
+        return {
+            "hosts": [{"host": r.host, "path": r.path, "incidents": len(r.incidents),
+                       "lines_read": r.stats.get("lines_read", 0),
+                       "worst": max((i["severity"] for i in r.incidents), key=lambda s: SEVERITY_RANK[s],
+                                    default=None), **({"error": r.error} if r.error else {})}
+                      for r in self.results],
+            "fleet_incidents": [{"id": i["id"], "title": i["title"], "hosts": i["hosts"]} for i in self.fleet],
+        }
+
+
+def analyze_fleet(paths: list[str], opts: Options, window: float, scheduler: str | None = None,
+                  workers: int | None = None) -> FleetReport:
+    from logsense.catalogue import load_catalogue
+
+    if len(set(paths)) != len(paths):
+        raise InputError("--fleet: a host path is given twice")
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise InputError(f"--fleet: {missing[0]}: no such file or directory")
+    results = run_tasks(paths, opts, window, scheduler, workers)
+    return FleetReport(results, fleet_incidents(results, window, load_catalogue(opts.catalogue_dirs)))
+
+
+def write_summary(out: TextIO, rep: FleetReport) -> None:
+    """The fleet at a glance, before the incidents (text report)."""
+    from logsense.text import safe
+
+    s = rep.summary()
+    out.write(f"Fleet: {len(s['hosts'])} hosts, {len(rep.fleet)} fleet incident(s)\n")
+    for inc in rep.fleet:
+        out.write(f"  [{inc['severity']}] {safe(inc['title'])}\n    hosts: {safe(', '.join(inc['hosts']))}\n")
+    for h in s["hosts"]:
+        state = f"error: {h['error']}" if "error" in h else f"{h['incidents']} incident(s), worst {h['worst'] or '-'}"
+        out.write(f"  {safe(h['host']):24} {state}  ({safe(h['path'])})\n")
+    out.write("\n")
+
+
+def events(paths: list[str], **kwargs: Any):
+    """A fleet's events as one DataFrame (a `host` column, filled from the folder name where a
+    host's logs carry none), for Jupyter: `logsense.fleet.events([...])`."""
+    import pandas as pd
+
+    from logsense.frame import events as host_events
+
+    frames = []
+    for p in paths:
+        df = host_events(p, **kwargs)
+        df["host"] = df["host"].astype(object).where(df["host"].notna(), host_label(p))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else host_events([], **kwargs)

@@ -1,0 +1,140 @@
+"""`logsense analyze --fleet`: one Dask task per host on a real LocalCluster, the same incidents
+as each host alone, and fleet incidents — one shared cause on several hosts — that never mix
+unrelated hosts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, logsense
+
+from logsense import fleet
+from logsense.pipeline import Options, parse_zone
+
+LAB = FIXTURES / "lab"
+# the kernel's and libvirt's own message texts
+NFS_DOWN = "{ts} {host} kernel: [12345.678901] nfs: server {server} not responding, still trying\n"
+OOM = ("{ts} {host} kernel: [12345.678901] Out of memory: Killed process 28932 (qemu-system-x86) "
+       "total-vm:8724532kB, anon-rss:4194304kB, file-rss:20kB, shmem-rss:0kB, UID:64055 pgtables:9000kB "
+       "oom_score_adj:0\n")
+BENIGN = "{ts} {host} systemd[1]: Started session-4.scope - Session 4 of User root.\n"
+PAUSED = ("{ts}: 1234: warning : qemuProcessHandleIOError:851 : Transitioned guest {vm} to paused state due to IO "
+          "error\n")
+
+
+def host_folder(root: Path, name: str, minute: int, second: int, line: str = NFS_DOWN,
+                server: str = "nfs01.example.com", vms: tuple[str, ...] = ()) -> Path:
+    """A host's /var/log: syslog with one failure line at 10:MM:SS, libvirtd pausing its VMs."""
+    log = root / name / "var" / "log"
+    (log / "libvirt").mkdir(parents=True)
+    ts = f"2024-03-05T10:{minute:02d}:{second:02d}.000000+00:00"
+    (log / "messages").write_text(BENIGN.format(ts="2024-03-05T09:00:00.000000+00:00", host=name)
+                                  + line.format(ts=ts, host=name, server=server))
+    (log / "libvirt" / "libvirtd.log").write_text("".join(
+        PAUSED.format(ts=f"2024-03-05 10:{minute:02d}:{second + 1:02d}.000+0000", vm=vm) for vm in vms))
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as c:
+        yield c
+
+
+def test_each_host_gets_the_incidents_it_gets_alone(cluster):
+    hosts = [LAB / "disk-full" / "debug", LAB / "qemu-killed" / "debug", FIXTURES / "sample-outage"]
+    opts = Options(tz=parse_zone("UTC"))
+    results = fleet.run_tasks([str(h) for h in hosts], opts, 120.0, scheduler=cluster.scheduler_address)
+    for h, res in zip(hosts, results, strict=True):
+        alone = json.loads(logsense("analyze", "--format", "json", "--tz", "UTC", str(h)).stdout)
+        assert res.path == str(h)
+        assert res.incidents == alone["incidents"], h
+        assert res.incidents, f"{h}: the fixture has incidents"
+
+
+def test_one_shared_cause_on_several_hosts_is_one_fleet_incident(tmp_path, cluster):
+    a = host_folder(tmp_path, "kvm-a", 11, 10, vms=("web01", "web02"))
+    b = host_folder(tmp_path, "kvm-b", 11, 40, vms=("db01",))
+    c = host_folder(tmp_path, "kvm-c", 12, 5, vms=("app01",))
+    proc = logsense("analyze", "--fleet", "--scheduler", cluster.scheduler_address, "--format", "json",
+                    "--tz", "UTC", str(a), str(b), str(c))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert next(iter(report)) == "fleet"  # the fleet summary comes first
+    assert [h["host"] for h in report["fleet"]["hosts"]] == ["kvm-a", "kvm-b", "kvm-c"]
+    first = report["incidents"][0]
+    assert first["scope"] == "fleet" and first["hosts"] == ["kvm-a", "kvm-b", "kvm-c"]
+    assert first["root_cause"] == "kernel.storage.nfs-server-not-responding" and first["host"] is None
+    assert first["vms_by_host"] == {"kvm-a": ["web01", "web02"], "kvm-b": ["db01"], "kvm-c": ["app01"]}
+    assert "nfs01.example.com" in first["title"] and "3 hosts" in first["explanation"]
+    assert "storage backend the hosts share" in first["explanation"]
+    host_incidents = [i for i in report["incidents"] if i["scope"] != "fleet"]
+    assert sorted(i["host"] for i in host_incidents) == ["kvm-a", "kvm-b", "kvm-c"]  # each keeps its own
+    assert sorted(first["incidents"]) == sorted(i["id"] for i in host_incidents)
+    assert report["stats"]["hosts"] == 3 and report["stats"]["fleet_incidents"] == 1
+
+
+def test_unrelated_hosts_are_never_merged(tmp_path, cluster):
+    """Same time but another cause, the same cause on another server, the same cause hours
+    later: none of them joins the two hosts that share the outage."""
+    hosts = [host_folder(tmp_path, "kvm-a", 11, 10, vms=("web01",)),
+             host_folder(tmp_path, "kvm-b", 11, 20, vms=("web02",)),
+             host_folder(tmp_path, "kvm-oom", 11, 15, line=OOM),
+             host_folder(tmp_path, "kvm-other-nfs", 11, 15, server="nfs02.example.com", vms=("web03",)),
+             host_folder(tmp_path, "kvm-later", 58, 0, vms=("web04",))]
+    opts = Options(tz=parse_zone("UTC"))
+    results = fleet.run_tasks([str(h) for h in hosts], opts, 120.0, scheduler=cluster.scheduler_address)
+    assert all(r.incidents for r in results)
+    (shared,) = fleet.fleet_incidents(results, 120.0)
+    assert shared["hosts"] == ["kvm-a", "kvm-b"] and shared["affected_vms"] == ["web01", "web02"]
+
+
+def test_text_report_starts_with_the_fleet_summary(tmp_path, cluster):
+    a = host_folder(tmp_path, "kvm-a", 11, 10, vms=("web01",))
+    b = host_folder(tmp_path, "kvm-b", 11, 12, vms=("web02",))
+    proc = logsense("analyze", "--fleet", "--scheduler", cluster.scheduler_address, "--format", "text",
+                    "--tz", "UTC", str(a), str(b))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Fleet: 2 hosts, 1 fleet incident(s)\n")
+    assert "2 hosts: NFS server not responding" in proc.stdout.splitlines()[1]
+
+
+def test_bad_fleet_input_is_one_line(tmp_path):
+    proc = logsense("analyze", "--fleet", "--tz", "UTC", str(tmp_path / "missing"), check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("logsense: error: --fleet:")
+    assert "Traceback" not in proc.stderr
+    proc = logsense("analyze", "--scheduler", "tcp://127.0.0.1:1", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "--scheduler needs --fleet" in proc.stderr
+
+
+def test_a_fleet_reads_into_one_dataframe_with_a_host_column(tmp_path):
+    a = host_folder(tmp_path, "kvm-a", 11, 10, vms=("web01",))
+    b = host_folder(tmp_path, "kvm-b", 11, 12, vms=("web02",))
+    df = fleet.events([str(a), str(b)], tz="UTC")
+    assert set(df["host"]) == {"kvm-a", "kvm-b"}
+    assert set(df.loc[df["vm"].notna(), "vm"]) == {"web01", "web02"}
+
+
+def test_a_cause_common_across_the_fleet_is_not_a_fleet_incident_when_two_hosts_meet_by_chance():
+    """A cause seen on 40 hosts at scattered times all day: two of them within the window is
+    chance; a dozen within seconds is one shared cause."""
+    def result(host: str, ts: datetime) -> fleet.HostResult:
+        cause = {"ts": ts.isoformat(), "pattern": "kernel.storage.nfs-server-not-responding", "role": "cause",
+                 "fields": {"server": "nfs01.example.com"}, "category": "storage"}
+        inc = {"id": host, "evidence": [cause], "affected_vms": [], "last_seen": ts.isoformat(),
+               "recovered_at": None, "severity": "critical", "remediation": [], "diagnostics": []}
+        return fleet.HostResult(host, host, [inc], {})
+
+    day = datetime(2024, 3, 5, tzinfo=UTC)
+    scattered = [result(f"h{i:02d}", day + timedelta(minutes=36 * i)) for i in range(40)]
+    scattered.append(result("h-near", day + timedelta(minutes=36 * 7, seconds=30)))  # meets h07
+    assert fleet.fleet_incidents(scattered, 120.0) == []
+    burst = [result(f"b{i:02d}", day + timedelta(hours=5, seconds=3 * i)) for i in range(12)]
+    (shared,) = fleet.fleet_incidents(scattered + burst, 120.0)
+    assert shared["hosts"] == [f"b{i:02d}" for i in range(12)]
