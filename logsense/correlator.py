@@ -196,7 +196,13 @@ class Incident:
             "status": self.status,
             "version": self.version,
             "occurrences": sum(self.counts.values()),
+            "time_known": self.time_known(),
         }
+
+    def time_known(self) -> bool:
+        """False when every line of it was pasted text without a time: first_seen and last_seen
+        then hold the epoch (CONTRACT.md makes them strings) and reports say the time is unknown."""
+        return not all(e.record.untimed for e in self.events)
 
     # -- state ---------------------------------------------------------------------------
     def to_state(self, event_to_json: EventToJson) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from logsense import journal, parsers
 from logsense.attribution import EntityMap
 from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue, message_shape
-from logsense.model import Event, Record
+from logsense.model import SOURCES, Event, Record
 from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
 
 HEAD_BYTES = 64 * 1024
@@ -75,6 +75,9 @@ def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | No
     """The event for a record: its best pattern; an unknown error-level line as an
     unrecognised event (role context); anything else only with `all_lines`."""
     m = cat.match(rec.message, rec.source) if rec.message else None
+    if m is None and rec.message and rec.extra.get("pasted"):
+        # pasted text: the source was guessed from the words, so every source's patterns may apply
+        m = next((x for s in SOURCES if s != rec.source and (x := cat.match(rec.message, s)) is not None), None)
     if m is not None:
         p = m.pattern
         return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
@@ -143,6 +146,8 @@ class Reader:
 
     def _in_range(self, rec: Record) -> bool:
         o = self.opts
+        if rec.untimed:
+            return True  # no time to compare: pasted text is kept whatever the range
         return (o.since is None or rec.ts >= o.since) and (o.until is None or rec.ts <= o.until)
 
     def _keep(self, rec: Record) -> Event | None:
@@ -185,7 +190,7 @@ class Reader:
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return None, b""
-        fmt = parsers.detect_format(lf.name, head)
+        fmt = parsers.console_format(lf.name, head, parsers.detect_format(lf.name, head), lf.explicit)
         if fmt is None:
             self.run.stats["files_skipped"] += 1
             if lf.explicit:  # a folder's other files (notes, XML, binaries) are skipped quietly
@@ -236,8 +241,8 @@ class Reader:
             newest = datetime.fromtimestamp(lf.content_mtime(), tz)
             year, month = newest.year, newest.month
         ctx = parsers.FileContext(file=lf.name, host=host, tz=tz, year=year, month=month)
-        if fmt == "qemu":
-            base = Path(lf.name).name.split(".log")[0]
+        if fmt == "qemu" and ("/qemu/" in f"/{lf.name}" or ".log" in Path(lf.name).name):
+            base = Path(lf.name).name.split(".log")[0]  # a VM's log is NAME.log (virsh.txt names none)
             ctx.vm = base or None
         if fmt == "syslog" and parsers.is_journal_text(lf.name, head):
             ctx.source = "journal"

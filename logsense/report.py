@@ -53,6 +53,21 @@ def _where(ev: dict) -> str:
     return ev.get("cursor") or "journal"
 
 
+TIME_UNKNOWN = "time unknown (pasted text without timestamps)"
+
+
+def when(inc: dict) -> str:
+    """An incident's time span as reports print it; pasted text without a time says so."""
+    if inc.get("time_known", True) is False:
+        return TIME_UNKNOWN
+    return f"{inc['first_seen']} → {inc['last_seen']}"
+
+
+def ev_time(ev: dict) -> str:
+    """An evidence line's time as reports print it (`-` for a line without one)."""
+    return "-" if ev.get("time_known", True) is False else ev["ts"][:19]
+
+
 def write_text(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
                color: bool | None = None) -> None:
     from rich.console import Console
@@ -69,7 +84,7 @@ def write_text(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
     for inc in incidents:
         style = SEVERITY_STYLE.get(inc["severity"], "")
         lines = [
-            f"[b]When[/b]      {esc(inc['first_seen'])} → {esc(inc['last_seen'])}",
+            f"[b]When[/b]      {esc(when(inc))}",
             f"[b]Scope[/b]     {esc(inc['scope'])}  host {esc(inc['host'] or '-')}"
             + (f"  VMs: {esc(', '.join(inc['affected_vms']))}" if inc["affected_vms"] else ""),
             f"[b]Category[/b]  {esc(inc['category'])}   root cause: {esc(inc['root_cause'] or 'unrecognised')}",
@@ -80,7 +95,7 @@ def write_text(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
         lines.append("[b]Evidence[/b]")
         for ev in inc["evidence"][:12]:
             count = f" (×{ev['count']})" if ev.get("count", 1) > 1 else ""
-            lines.append(f"  {esc(ev['ts'][:19])} {esc(ev['message'][:160])}{count}  [dim]{esc(_where(ev))}[/dim]")
+            lines.append(f"  {esc(ev_time(ev))} {esc(ev['message'][:160])}{count}  [dim]{esc(_where(ev))}[/dim]")
         if len(inc["evidence"]) > 12:
             lines.append(f"  … {len(inc['evidence']) - 12} more")
         if inc["remediation"]:
@@ -109,11 +124,12 @@ def write_markdown(out: TextIO, incidents: list[dict], stats: dict, unrecognised
     if incidents:
         out.write("| severity | first seen | scope | VMs | title |\n|---|---|---|---|---|\n")
         for inc in incidents:
-            out.write(f"| {inc['severity']} | {inc['first_seen'][:19]} | {inc['scope']} | "
+            out.write(f"| {inc['severity']} | {inc['first_seen'][:19] if inc.get('time_known', True) else 'unknown'} | "
+                      f"{inc['scope']} | "
                       f"{_md(', '.join(inc['affected_vms']))} | {_md(inc['title'])} |\n")
     for inc in incidents:
         out.write(f"\n## {_md(inc['title'])}\n\n")
-        out.write(f"- **Severity:** {inc['severity']}  \n- **When:** {inc['first_seen']} → {inc['last_seen']}\n")
+        out.write(f"- **Severity:** {inc['severity']}  \n- **When:** {when(inc)}\n")
         out.write(f"- **Scope:** {inc['scope']} on host {_md(inc['host'] or '-')}; "
                   f"VMs: {_md(', '.join(inc['affected_vms']) or '-')}\n")
         out.write(f"- **Root cause:** `{inc['root_cause'] or 'unrecognised'}` ({inc['category']})\n")
@@ -121,7 +137,7 @@ def write_markdown(out: TextIO, incidents: list[dict], stats: dict, unrecognised
             out.write(f"- **Recovered:** {inc['recovered_at']}\n")
         out.write(f"\n{_md(inc['explanation'])}\n\n**Evidence**\n\n```\n")
         for ev in inc["evidence"][:20]:
-            line = safe(f"{ev['ts'][:19]} {ev['message'][:200]}  ({_where(ev)})").replace("```", "'''")
+            line = safe(f"{ev_time(ev)} {ev['message'][:200]}  ({_where(ev)})").replace("```", "'''")
             out.write(line + (f"  x{ev['count']}" if ev.get("count", 1) > 1 else "") + "\n")
         out.write("```\n")
         if inc["remediation"]:
@@ -143,7 +159,7 @@ def _e(s: Any) -> str:
 def incident_html(inc: dict) -> str:
     """One incident as an HTML fragment (the report and notebooks' _repr_html_ share it)."""
     ev_rows = "".join(
-        f"<tr><td>{_e(ev['ts'][:19])}</td><td>{_e(ev['vm'] or '')}</td><td>{_e(ev['pattern'] or '')}</td>"
+        f"<tr><td>{_e(ev_time(ev))}</td><td>{_e(ev['vm'] or '')}</td><td>{_e(ev['pattern'] or '')}</td>"
         f"<td><code>{_e(ev['message'][:300])}</code></td><td>{_e(_where(ev))}</td>"
         f"<td>{ev.get('count', 1)}</td></tr>" for ev in inc["evidence"])
     fix = "".join(f"<li>{_e(s)}</li>" for s in inc["remediation"])
@@ -151,7 +167,7 @@ def incident_html(inc: dict) -> str:
     rec = f"<p><b>Recovered:</b> {_e(inc['recovered_at'])}</p>" if inc["recovered_at"] else ""
     return (f"<section class='incident {_e(inc['severity'])}' id='inc-{_e(inc['id'])}'>"
             f"<h2><span class='sev'>{_e(inc['severity'])}</span> {_e(inc['title'])}</h2>"
-            f"<p><b>When:</b> {_e(inc['first_seen'])} → {_e(inc['last_seen'])} · <b>Scope:</b> {_e(inc['scope'])}"
+            f"<p><b>When:</b> {_e(when(inc))} · <b>Scope:</b> {_e(inc['scope'])}"
             f" · <b>Host:</b> {_e(inc['host'] or '-')} · <b>VMs:</b> {_e(', '.join(inc['affected_vms']) or '-')}"
             f" · <b>Root cause:</b> <code>{_e(inc['root_cause'] or 'unrecognised')}</code> ({_e(inc['category'])})</p>"
             f"<p>{_e(inc['explanation'])}</p>{rec}"
