@@ -16,6 +16,7 @@ from pathlib import Path
 
 from logsense.model import Event, Record
 
+NAME = r"([A-Za-z0-9_][\w+-]*(?:\.[\w+-]+)*)"  # a domain name as free text gives it (no trailing dot)
 MESSAGE_VM_RES = [
     re.compile(r"\(vm='([^']+)'\)"),
     re.compile(r"\bvm='([^']+)'"),
@@ -23,7 +24,20 @@ MESSAGE_VM_RES = [
     re.compile(r"no domain with matching name '([^']+)'"),
     re.compile(r"\bguest=([^,\s]+)"),
     re.compile(r"\bdomain=([A-Za-z0-9_.+-]+)"),
+    re.compile(r"\bname='([^']+)' uuid="),  # libvirtd: "Domain id=11 name='master-0' uuid=... is tainted"
+    # what clients and tools print: "Failed to start domain mail", "for domain win10",
+    # "VM 'avocado-vt-vm1' failed", "Start vm VM0100", "virsh start alma-8-hello"
+    re.compile(r"[Ff]ailed to (?:start|create|destroy|shutdown|resume|restore|migrate|reboot) domain "
+               r"(?!from\b)" + NAME),
+    re.compile(r"\bfor domain (?!from\b)" + NAME),
+    re.compile(r"\b(?:VM|vm) (?:with name )?'([^']+)'"),
+    re.compile(r"\b(?:the )?'([^']+)' VM\b"),
+    re.compile(r"\b(?:[Ss]tart(?:ing)?|[Ss]top(?:ping)?) (?:vm|VM|domain|guest|virtual machine) " + NAME),
+    re.compile(r"\bvirsh (?:-c '?\S+?'? )?\"?(?:start|destroy|shutdown|reboot|resume|suspend|screenshot|dominfo) "
+               r"(?:--\S+ )*" + NAME),
+    re.compile(r"^\(" + NAME + r"\) "),  # docker-machine drivers prefix their lines with the machine's name
 ]
+NAME_UUID_RE = re.compile(r"\bname='([^']+)' uuid=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MCS_RE = re.compile(r":(s0:c\d+,c\d+)$")  # the per-VM category pair of an svirt label
 SCOPE_RE = re.compile(r"machine-qemu(?:\\x2d|-)\d+(?:\\x2d|-)(.+?)\.scope")
@@ -52,6 +66,8 @@ class EntityMap:
     vms: set[str] = field(default_factory=set)
 
     shared: set[tuple[str, str]] = field(default_factory=set)  # keys two VMs use: they name neither
+    # pasted text: the VMs each file names, with the line that names them (a paste is one story)
+    pasted: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
     def _link(self, kind: str, key, vm: str, why: str) -> None:
         table = getattr(self, kind)
@@ -80,6 +96,10 @@ class EntityMap:
                 self._link("path", disk, rec.vm, f"disk on the command line ({where})")
         if (m := OOM_TASK_RE.search(rec.message)) and (vm := decode_scope(m.group(1))):
             self._link("pid", int(m.group(2)), vm, f"OOM report's cgroup {m.group(1)} ({rec.file}:{rec.line})")
+        if "uuid=" in rec.message and (m := NAME_UUID_RE.search(rec.message)):
+            self._link("uuid", m.group(2), m.group(1), f"name and uuid in one line ({rec.file}:{rec.line})")
+        if rec.extra.get("pasted") and rec.file and (vm := self.vm_in_message(rec.raw)):
+            self.pasted.setdefault(rec.file, []).append((rec.line or 0, vm))
         if rec.source in ("libvirtd", "journal") and (m := QEMU_PID_RE.search(rec.message)):
             vm = self.vm_in_message(rec.message)
             if vm:
@@ -143,7 +163,18 @@ class EntityMap:
                 return vm, f"uuid {u}: " + self.reasons[("uuid", u)]
         if rec.pid is not None and (vm := self._lookup("pid", rec.pid)):
             return vm, f"qemu pid {rec.pid}"
+        if rec.extra.get("pasted") and (vm := self.pasted_vm(rec)):
+            return vm, f"named in the pasted text {rec.file}"
         return None, ""
+
+    def pasted_vm(self, rec: Record) -> str | None:
+        """The VM of a pasted line naming none: the only VM its paste names, else the last one
+        named above it (a virsh session or a test log moves from VM to VM)."""
+        named = self.pasted.get(rec.file or "", [])
+        if len({vm for _, vm in named}) == 1:
+            return named[0][1]
+        above = [vm for line, vm in named if line <= (rec.line or 0)]
+        return above[-1] if above else None
 
     def table(self) -> list[tuple[str, str, str, str]]:
         """(kind, key, vm, reason) rows for `--show-entities`."""

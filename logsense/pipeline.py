@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from logsense import journal, parsers
 from logsense.attribution import EntityMap
 from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue, message_shape
-from logsense.model import SOURCES, Event, Record
+from logsense.model import SEVERITY_RANK, SOURCES, Event, Record
 from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
 
 HEAD_BYTES = 64 * 1024
@@ -80,7 +80,11 @@ def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | No
         m = next((x for s in SOURCES if s != rec.source and (x := cat.match(rec.message, s)) is not None), None)
     if m is not None:
         p = m.pattern
-        return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
+        severity = p.severity
+        if m.wrapper is not None and SEVERITY_RANK[m.wrapper.severity] > SEVERITY_RANK[severity]:
+            severity = m.wrapper.severity  # the line also says what the cause did (the VM failed)
+        role = "cause" if m.wrapper is not None else p.role  # what a failure wraps is its cause
+        return Event(rec, p, m.fields, category=p.category, severity=severity, role=role)
     code = rec.extra.get("LIBVIRT_CODE")
     if code is not None and code.isdigit() and (known := cat.libvirt_codes.get(int(code))) is not None:
         # libvirt's journal entries carry their error code: it tells the category of an unknown message
