@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import fnmatch
 import hashlib
 import os
 import queue
 import select
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -129,6 +131,7 @@ class Tailer:
         self.name = path  # the name records carry: the path, or a rotated file's rotated name
         self.opts = opts
         self.warn = warn
+        self._warned: dict[str, str] = {}  # path -> what was said about it
         self.fd: int | None = None
         self.ident: Identity | None = None
         self.offset = 0  # bytes before this were handed out as complete lines
@@ -280,14 +283,28 @@ class Tailer:
         return None
 
     def _open_fd(self, path: str, quiet: bool = False) -> int | None:
+        """A descriptor for the regular file at `path`, never following a symlink (one swapped in
+        for a rotated log could point at /etc/shadow) nor opening a FIFO or device."""
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
             if not quiet:
-                self.warn(f"{path}: cannot read: {exc.strerror or exc}")
+                why = "a symlink, not followed" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
+                self._warn_once(path, why)
             return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            if not quiet:
+                self._warn_once(path, "not a regular file, not read")
+            return None
+        return fd
+
+    def _warn_once(self, path: str, why: str) -> None:
+        if self._warned.get(path) != why:  # a path polled every pass says it once, not every pass
+            self._warned[path] = why
+            self.warn(f"{path}: {why}")
 
     def _attach(self, fd: int, ident: Identity | None = None) -> None:
         if self.fd is not None and self.fd != fd:

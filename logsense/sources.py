@@ -8,12 +8,13 @@ A path may be a file, a directory (a copied `/var/log`, a sosreport, a plain fol
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
 import os
 import re
-import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,6 +32,12 @@ NUM_SUFFIX = re.compile(r"^(.*?)\.(\d+)$")
 SOS_KEEP = ("var/log", "sos_commands/logs", "sos_commands/kernel", "sos_commands/libvirt",
             "etc/libvirt/qemu", "run/libvirt/qemu")
 LIVE_PATHS = ("/var/log/libvirt", "/var/log/messages", "/var/log/syslog")
+UNPACK_LIMIT = int(os.environ.get("LOGSENSE_MAX_UNPACK", 16 << 30))  # bytes all archives may unpack to
+ARCHIVE_RE = re.compile(r"\.(tar|tgz|tbz2|txz|zip|7z|rar)(\.(gz|bz2|xz|zst))?$")
+
+
+class UnpackLimit(OSError):
+    """Archives would unpack to more than the workspace allows (a bomb, or a cap set too low)."""
 
 
 @dataclass
@@ -44,7 +51,7 @@ class LogFile:
     explicit: bool = False  # named on the command line (not found by walking a folder)
 
     def open(self, warn: Warn) -> BinaryIO:
-        raw = open(self.path, "rb")  # noqa: SIM115 - owned by the returned stream
+        raw = _open_regular_or_pipe(self.path)
         if self.compression is None:
             return raw
         if self.compression == "gzip":
@@ -68,6 +75,13 @@ class LogFile:
             except (OSError, EOFError):
                 pass
         return self.mtime
+
+
+def _open_regular_or_pipe(path: Path) -> BinaryIO:
+    """Open for reading; a FIFO with no writer reads as empty instead of waiting for one."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(fd, True)  # a writer that is there is waited for, as `cat` would
+    return os.fdopen(fd, "rb")
 
 
 class TolerantStream(io.RawIOBase):
@@ -148,12 +162,18 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace,
     except OSError as exc:
         warn(f"{display}: cannot read: {exc.strerror}")
         return
+    if not stat.S_ISREG(st.st_mode) and not (explicit and stat.S_ISFIFO(st.st_mode) | stat.S_ISCHR(st.st_mode)):
+        warn(f"{display}: not a regular file, skipped")
+        return
+    if not explicit and ARCHIVE_RE.search(p.name):
+        warn(f"{display}: an archive inside the input is not unpacked; unpack it and name its folder")
+        return
     if _is_journal_file(p.name):
         logical, comp = _logical_name(p.name)
         if comp is None:
             col.journal_files.append(p)
             col.journal_names[p] = display
-        elif (plain := _decompress_to(LogFile(p, display, st.st_mtime, comp), ws.new() / logical, warn)):
+        elif (plain := _decompress_to(LogFile(p, display, st.st_mtime, comp), ws.new() / logical, warn, ws)):
             col.journal_files.append(plain)  # systemd reads journal files only from disk, uncompressed
             col.journal_names[plain] = display
         return
@@ -164,21 +184,40 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace,
     col.files.append(LogFile(p, display, st.st_mtime, comp, explicit))
 
 
-def _decompress_to(lf: LogFile, dest: Path, warn: Warn) -> Path | None:
+def _decompress_to(lf: LogFile, dest: Path, warn: Warn, ws: Workspace) -> Path | None:
     try:
         with lf.open(warn) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+            while chunk := src.read(1 << 20):
+                ws.take(len(chunk), lf.name)
+                out.write(chunk)
     except OSError as exc:
         warn(f"{lf.name}: cannot read: {exc}")
+        dest.unlink(missing_ok=True)
         return None
     return dest
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
+def _walk(root: Path, warn: Warn, display_root: str) -> Iterator[Path]:
+    """Files under root in name order, depth-first without recursion (a 1,000-deep tree is
+    fine); a folder that cannot be read is said, never skipped silently."""
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            rel = d.relative_to(root).as_posix()
+            warn(f"{display_root.rstrip('/')}/{'' if rel == '.' else rel}: cannot read folder: "
+                 f"{exc.strerror or exc}; its logs are missing from this analysis")
+            continue
+        dirs = []
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                dirs.append(Path(e.path))
+            else:
+                yield Path(e.path)
+        stack.extend(reversed(dirs))
 
 
 def collection_of_dir(root: Path, display_root: str, warn: Warn, ws: Workspace) -> Collection:
@@ -188,7 +227,7 @@ def collection_of_dir(root: Path, display_root: str, warn: Warn, ws: Workspace) 
         if hostfile.is_file():
             col.host = hostfile.read_text(errors="replace").strip().split(".")[0] or None
             break
-    for p in _walk(root):
+    for p in _walk(root, warn, display_root):
         rel = p.relative_to(root).as_posix()
         if sos and not rel.startswith(SOS_KEEP) and rel != "hostname":
             continue
@@ -198,23 +237,22 @@ def collection_of_dir(root: Path, display_root: str, warn: Warn, ws: Workspace) 
     return col
 
 
-def _safe_members(tar: tarfile.TarFile, name: str, warn: Warn) -> list[tarfile.TarInfo]:
-    safe = []
-    for m in tar.getmembers():
-        parts = Path(m.name).parts
-        if m.name.startswith("/") or ".." in parts:
-            warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
-            continue
-        if m.isfile() or m.isdir():
-            safe.append(m)
-    return safe
-
-
 class Workspace:
-    """A private temporary folder for unpacked archives, removed when analysis ends."""
+    """A private temporary folder for unpacked archives, removed when analysis ends; what is
+    unpacked into it is capped (`limit` bytes, LOGSENSE_MAX_UNPACK), so a bomb stops early."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.dir: Path | None = None
+        self.limit = UNPACK_LIMIT if limit is None else limit
+        self.used = 0
+        self.last: Path | None = None  # the folder being unpacked into
+
+    def take(self, size: int, name: str) -> None:
+        """Account for `size` more bytes unpacked from `name`; UnpackLimit past the cap."""
+        self.used += size
+        if self.used > self.limit:
+            raise UnpackLimit(f"unpacking would exceed {_size(self.limit)} (LOGSENSE_MAX_UNPACK); "
+                              f"stopped in {name}")
 
     def new(self) -> Path:
         if self.dir is None:
@@ -223,8 +261,29 @@ class Workspace:
 
     def close(self) -> None:
         if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            remove_tree(self.dir)
             self.dir = None
+
+
+def remove_tree(root: Path) -> None:
+    """rm -rf without recursion (shutil.rmtree recurses once per level: a 1,000-deep archive)."""
+    dirs, stack = [], [root]
+    while stack:
+        d = stack.pop()
+        dirs.append(d)
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(e.path)
+        except OSError:
+            continue
+    for d in reversed(dirs):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
 
 
 def unpack_tar(path: Path, ws: Workspace, warn: Warn) -> Path | None:
@@ -234,24 +293,45 @@ def unpack_tar(path: Path, ws: Workspace, warn: Warn) -> Path | None:
             with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as z, \
                     tarfile.open(fileobj=z, mode="r|") as tar:
                 return _extract_stream(tar, path.name, ws, warn)
-        with tarfile.open(path) as tar:
-            dest = ws.new()
-            tar.extractall(dest, members=_safe_members(tar, path.name, warn), filter="data")
-            return dest
+        with tarfile.open(path, "r|*") as tar:
+            return _extract_stream(tar, path.name, ws, warn)
+    except UnpackLimit as exc:
+        warn(f"{path}: {exc}; the part unpacked before is analyzed")
+        return ws.last
     except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
         warn(f"{path}: cannot unpack archive: {exc}")
         return None
 
 
 def _extract_stream(tar: tarfile.TarFile, name: str, ws: Workspace, warn: Warn) -> Path:
+    """Members one at a time, in the archive's order (streaming: no member list held)."""
     dest = ws.new()
+    ws.last = dest
     for m in tar:
         if m.name.startswith("/") or ".." in Path(m.name).parts:
             warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
             continue
         if m.isfile() or m.isdir():
+            ws.take(m.size if m.isfile() else 0, name)
+            _make_dirs(dest, Path(m.name).parent.parts)  # os.makedirs recurses once per level
             tar.extract(m, dest, filter="data")
     return dest
+
+
+def _make_dirs(base: Path, parts: tuple[str, ...]) -> None:
+    d = base
+    for part in parts:
+        d = d / part
+        if not d.is_dir():
+            d.mkdir()
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def _single_root(d: Path) -> Path:
