@@ -367,9 +367,11 @@ class Catalogue:
                 best, best_key, best_start = Match(p, _fields(m), m.end() - m.start()), key, m.start()
             if p.role == "cause" or "errno" in m.groupdict():
                 causes.append((key, m.start(), Match(p, _fields(m), m.end() - m.start())))
-        if best is not None and best.pattern.role == "symptom" and "errno" not in best.fields:
+        if best is not None and best.pattern.role == "symptom" and "errno" not in best.fields \
+                and best.pattern.lifecycle is None:
             # only a cause inside the text the symptom wraps: a prefix before it is the symptom's own;
-            # a symptom that reads the errno itself ("End of file while reading data: EIO") keeps it
+            # a symptom that reads the errno itself ("End of file while reading data: EIO") keeps it,
+            # and so does one that marks a VM's life (a failed autostart: lifecycle.py needs it)
             inner = [c for c in causes if c[1] > best_start]
             if inner:
                 cause = max(inner, key=lambda c: c[0])[2]
