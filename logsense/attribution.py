@@ -36,6 +36,9 @@ MESSAGE_VM_RES = [
     re.compile(r"\bvirsh (?:-c '?\S+?'? )?\"?(?:start|destroy|shutdown|reboot|resume|suspend|screenshot|dominfo) "
                r"(?:--\S+ )*" + NAME),
     re.compile(r"^\(" + NAME + r"\) "),  # docker-machine drivers prefix their lines with the machine's name
+    # libvirt's per-domain paths use the short name "<id>-<name>" (name cut at 20 characters)
+    re.compile(r"/swtpm/\d+-([\w.+-]{1,19})-swtpm\.sock"),
+    re.compile(r"/domain-\d+-([\w.+-]{1,19})/"),
 ]
 NAME_UUID_RE = re.compile(r"\bname='([^']+)' uuid=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -105,6 +108,14 @@ class EntityMap:
             if vm:
                 self._link("pid", int(m.group(1)), vm, f"{rec.file}:{rec.line}")
 
+    def learn_events(self, events: list[Event]) -> None:
+        """The VMs the classified lines name, before any is resolved: a run that names one VM
+        only gives it the lines that name none (lock timeouts after "Cannot start job ... for
+        domain win10")."""
+        for ev in events:
+            if vm := ev.fields.get("vm") or self.vm_in_message(ev.record.message):
+                self.vms.add(vm)
+
     def learn_domain_xml(self, path: Path) -> None:
         """A domain's XML (/etc/libvirt/qemu/NAME.xml, virsh dumpxml): name, uuid, disks, taps."""
         try:
@@ -165,6 +176,9 @@ class EntityMap:
             return vm, f"qemu pid {rec.pid}"
         if rec.extra.get("pasted") and (vm := self.pasted_vm(rec)):
             return vm, f"named in the pasted text {rec.file}"
+        if ev.pattern is not None and ev.pattern.scope == "vm" and len(self.vms) == 1:
+            vm = next(iter(self.vms))
+            return vm, f"the only VM these logs name ({vm})"
         return None, ""
 
     def pasted_vm(self, rec: Record) -> str | None:

@@ -119,6 +119,7 @@ class Reader:
         t0 = time.perf_counter()
         out = [ev for ev in self._events(paths)]
         ents = self.run.entities
+        ents.learn_events(out)
         for ev in out:
             ev.vm, _ = ents.resolve(ev)
         out.sort(key=lambda e: e.record.ts)

@@ -86,3 +86,17 @@ def test_a_users_permission_denied_in_syslog_is_context_but_a_wrapped_one_is_the
                              "to monitor: qemu-kvm: -drive file=/mnt/rvol/x.img: could not open disk image "
                              "/mnt/rvol/x.img: Permission denied", 2), CAT)
     assert (wrapped.role, wrapped.category, wrapped.severity) == ("cause", "permission", "critical")
+
+
+def test_a_run_that_names_one_vm_gives_it_the_lock_timeout_naming_none():
+    # cape-lock-timeout-then-abrt-1: "Cannot start job ... for domain win10" then the timeout
+    evs, _ = read_events([REAL / "cape-lock-timeout-then-abrt-1" / "journal.txt"], year=2024)
+    lock = next(e for e in evs if e.pattern_id == "libvirt.virt_layer.state-change-lock")
+    assert lock.vm == "win10"
+
+
+def test_the_errno_decides_between_memory_and_permission():
+    eacces = CAT.match("qemu-kvm: can't open backing store /dev/hugepages/libvirt/qemu/2-vm1 for guest RAM: "
+                       "Permission denied", "qemu")
+    enomem = CAT.match("qemu-system-x86_64: failed to initialize kvm: Cannot allocate memory", "qemu")
+    assert (eacces.pattern.category, enomem.pattern.category) == ("permission", "memory")
