@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SYSTEM_PACKAGES=(libsystemd-dev pkg-config gcc python3-dev python3-venv systemd-journal-remote)
-TEST_PACKAGES=(chromium xz-utils zstd bzip2)
+TEST_PACKAGES=(chromium xz-utils zstd bzip2 prometheus prometheus-alertmanager)  # promtool; a real Alertmanager
 
 apt_install() {
   local missing=()
@@ -15,8 +15,10 @@ apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "dev.sh: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # another apt run (unattended-upgrades, a second job) may hold the lock: wait for it, up to 10 minutes
+  local wait=(-o DPkg::Lock::Timeout=600)
+  apt-get "${wait[@]}" update -qq
+  apt-get "${wait[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 setup() {

@@ -23,6 +23,7 @@ from typing import Any
 
 import regex
 
+from logsense import bundled
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 
 try:
@@ -46,7 +47,7 @@ MAX_REPEAT = 250  # larger bounded repeats make Hyperscan's prefilter build take
 TIME_LIMIT = 0.001  # seconds for one search over an adversarial 10 KB line
 ADVERSARIAL_SIZE = 10_000
 ADVERSARIAL_SEEDS = ("a", " ", "'", "a'", "/a", "0", ": ", "a ", "x=1,")
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "patterns"
+BUILTIN_DIR = bundled("patterns", "patterns")
 # Error-level lines the catalogue does not know still become events ("unrecognised errors"),
 # so the fast path must pick them too.
 ERROR_HINTS = {
@@ -437,15 +438,20 @@ def compile_database(patterns: list[Pattern]) -> Any:
     return db
 
 
-def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), vet_site: bool = True) -> Catalogue:
-    """The built-in catalogue plus a site's directories. A site's files pass the checks built-in
-    files pass in CI (`catalogue check`: types, repeat bounds, examples, adversarial timing) before
-    use, or CatalogueError; `vet_site=False` leaves that to the caller (`catalogue check` lists all).
-    Invalid built-in patterns are left out and listed in `problems`."""
+def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), disable: Iterable[str] = (),
+                   vet_site: bool = True) -> Catalogue:
+    """The built-in catalogue plus a site's directories, less the `disable`d pattern ids. A site's
+    files pass the checks built-in files pass in CI (`catalogue check`: types, repeat bounds,
+    examples, adversarial timing) before use, or CatalogueError; `vet_site=False` leaves that to
+    the caller (`catalogue check` lists all). Invalid built-in patterns are left out and listed in
+    `problems`."""
     problems: list[str] = []
     codes: dict[int, LibvirtCode] = {}
     files = pattern_files(extra_dirs)
     patterns = read_patterns(files, problems, codes)
+    off = set(disable)
+    problems += [f"disable: no pattern with id {pid!r}" for pid in sorted(off - {p.id for p in patterns})]
+    patterns = [p for p in patterns if p.id not in off]
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
     cat = Catalogue(patterns, problems, codes)

@@ -215,7 +215,7 @@ def test_vms_json_markdown_html():
     page = logsense("vms", str(SINGLE), "--format", "html").stdout
     assert page.count("<rect") >= 5 and "app02" in page and "<script" not in page
     bad = logsense("vms", str(SINGLE), "--format", "jsonl", check=False)
-    assert bad.returncode == 2 and "vms does not write jsonl" in bad.stderr
+    assert bad.returncode == 2 and "'jsonl' is not one of 'text', 'json', 'markdown', 'html'" in bad.stderr
     missing = logsense("vms", "/nonexistent/logs", check=False)
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
