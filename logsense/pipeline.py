@@ -213,8 +213,7 @@ class Reader:
             for rec in self._read_file(lf, fmt, host, head):
                 if host is None and rec.host:
                     host = rec.host  # the tree's host, for files that carry none
-                if rec.host is None:
-                    rec.host = host
+                rec.host = one_host(rec.host, host)
                 if (ev := self._keep(rec)) is not None:
                     yield ev
         if col.journal_files:
@@ -296,6 +295,7 @@ class Reader:
         try:
             for rec in journal.read_journal_files(sorted(files), host, name=name, warn=self.warn):
                 self.run.stats["lines_read"] += 1
+                rec.host = one_host(rec.host, host)
                 if (ev := self._keep(rec)) is not None:
                     yield ev
         except OSError as exc:
@@ -339,6 +339,16 @@ def journal_groups() -> bool:
         except KeyError:
             continue
     return bool(names & {"systemd-journal", "adm", "wheel"})
+
+
+def one_host(name: str | None, tree_host: str | None) -> str | None:
+    """A record's host within one tree: the tree's when the record names none, or names the same
+    machine by another form (QEMU's FQDN `kvm01.example.com`, the journal's `kvm01`)."""
+    if name is None or tree_host is None:
+        return name or tree_host
+    if name != tree_host and name.split(".", 1)[0].lower() == tree_host.split(".", 1)[0].lower():
+        return tree_host
+    return name
 
 
 def stderr_warn(msg: str) -> None:

@@ -100,3 +100,38 @@ def test_the_errno_decides_between_memory_and_permission():
                        "Permission denied", "qemu")
     enomem = CAT.match("qemu-system-x86_64: failed to initialize kvm: Cannot allocate memory", "qemu")
     assert (eacces.pattern.category, enomem.pattern.category) == ("permission", "memory")
+
+
+def test_one_host_by_its_fqdn_and_its_short_name_is_one_host():
+    from logsense.pipeline import one_host
+
+    assert one_host("kvm01.example.com", "kvm01") == "kvm01"
+    assert one_host("kvm01", "KVM01.example.com") == "KVM01.example.com"
+    assert one_host("kvm02", "kvm01") == "kvm02"  # a log server's lines of another machine stay apart
+    assert one_host(None, "kvm01") == "kvm01"
+
+
+def test_a_failure_without_its_cause_says_where_the_cause_would_be():
+    from logsense.parsers import FileContext, LibvirtdParser
+    from logsense.pipeline import classify
+
+    line = ("2024-03-05 10:11:12.345+0000: 1234: error : qemuProcessReportLogError:1971 : internal error: "
+            "qemu unexpectedly closed the monitor (vm='web01')")
+    ev = classify(LibvirtdParser(FileContext(file="libvirtd.log")).parse(line, 1), CAT)
+    ev.vm = "web01"
+    inc = correlate([ev])[0].to_dict()
+    assert "cause not in the logs" in inc["title"]
+    assert "/var/log/libvirt/qemu/web01.log" in inc["explanation"]
+
+
+def test_two_unrelated_host_causes_seconds_apart_are_two_incidents():
+    from logsense.parsers import FileContext, SyslogParser
+    from logsense.pipeline import classify
+
+    parse = SyslogParser(FileContext(file="messages", year=2024)).parse
+    lines = ["Sep 16 00:06:27 kvm01 systemd[1]: libvirtd-tcp.socket: Failed to listen on sockets: "
+             "Cannot assign requested address",
+             "Sep 16 00:06:29 kvm01 kernel: [ 9327.470501] e1000e 0000:00:19.0 eth0: Detected Hardware Unit Hang:"]
+    evs = [classify(parse(line, n), CAT) for n, line in enumerate(lines, 1)]
+    assert [e.category for e in evs] == ["virt_layer", "network"]
+    assert sorted(i.to_dict()["category"] for i in correlate(evs)) == ["network", "virt_layer"]
