@@ -277,6 +277,7 @@ CONSOLE_UNWRAP_RES = [
     re.compile(r"[\w.]*[Ll]ibvirtError: "),
     re.compile(r"libvirt?: (?:[\w /-]+ )?error : "),
     re.compile(r"[A-Za-z_]\w*:\d+ : "),
+    re.compile(r"(?:libvirtd|virt\w*d|systemd|kernel|dnsmasq[\w-]*)(?:\[\d+\])?: "),  # a pasted journal line's tag
 ]
 # Go and Python bindings print `virError(Code=1, Domain=10, Message='...')`: the message is inside.
 BINDING_ERROR_RE = re.compile(r"\b\w*Error\(Code=-?\d+, Domain=-?\d+, Message='")

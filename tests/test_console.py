@@ -78,3 +78,9 @@ def test_a_walked_folder_does_not_read_its_notes_as_logs(tmp_path: Path):
     (tmp_path / "notes.txt").write_text("error: Failed to start domain x\nPermission denied\n")
     evs, run = read_events([tmp_path])
     assert run.stats["files_read"] == 0 and evs == []
+
+
+def test_a_pasted_journal_tag_is_taken_off_the_message():
+    # b-dnsmasq-dmidecode-missing-armbian-zh: journal lines pasted without their time and host
+    recs = feed(["libvirtd[914]: Cannot find 'dmidecode' in path: No such file or directory"])
+    assert recs[0].message == "Cannot find 'dmidecode' in path: No such file or directory"
