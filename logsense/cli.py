@@ -19,7 +19,7 @@ from logsense.correlator import DEFAULT_GAP
 from logsense.filters import Filters
 from logsense.model import CATEGORIES, Event, Record
 from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
-from logsense.text import safe
+from logsense.text import one_line, safe
 from logsense.timespec import local_zone, zone_name
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -150,7 +150,7 @@ def event_text(ev: Event, zone: tzinfo | None = None) -> str:
     r = ev.record
     tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
     return (f"{r.ts.astimezone(zone).isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
-            f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where(r))}]")
+            f"{ev.severity or '-':8} {tag}  {one_line(r.message[:300])}  [{safe(where(r))}]")
 
 
 @app.command()
@@ -226,12 +226,12 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
 
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
+    if grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
     check_read(reader.run)
-    if grace < 0:
-        raise InputError("--reboot-grace must be zero or more seconds")
     incidents = [d for _, d in analyse(evs, gap=window, grace=grace)]  # + reboot incidents, downtime
     if shown is not None:
         incidents = [i for i in incidents if shown.incident(i)]
@@ -240,20 +240,22 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
     stats["display_tz"] = zone_name(opts.display_tz or local_zone())  # the zone reports print times in
     unrec = report.unrecognised_summary(evs)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    warnings, zone = reader.run.warnings, opts.display_tz or local_zone()
     try:
         if fmt == AnalyzeFormat.json:
-            report.write_json(out, incidents, stats, unrec)
+            report.write_json(out, incidents, stats, unrec, warnings=warnings)
         elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec)
+            report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone)
         elif fmt == AnalyzeFormat.html:
-            report.write_html(out, incidents, stats, unrec, evs)
+            report.write_html(out, incidents, stats, unrec, evs, warnings=warnings, tz=zone)
         elif fmt == AnalyzeFormat.record:
             from logsense.record import write_records
             write_records(out, incidents, opts.catalogue_dirs)
         elif fmt == AnalyzeFormat.text:
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False,
+                              warnings=warnings, tz=zone)
         if show_entities:
             print("Attribution (why events got their VM):", file=sys.stderr)
             for kind, key, vm, why in reader.run.entities.table():
@@ -307,8 +309,12 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
     from logsense.lifecycle import analyse, timeline
 
     opts = make_options(since, until, tz, year, host, catalogue)
+    if reboot_grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
-        evs = Reader(opts, warn=stderr_warn, on_file=on_file).events(paths or [])
+        reader = Reader(opts, warn=stderr_warn, on_file=on_file)
+        evs = reader.events(paths or [])
+    check_read(reader.run)
     tl = timeline(evs, reboot_grace)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
@@ -513,7 +519,7 @@ def main() -> None:
         sys.exit(3)
     except (InputError, CatalogueError) as exc:
         for line in str(exc).splitlines() or ["error"]:
-            print(f"logsense: error: {line}", file=sys.stderr)
+            print(f"logsense: error: {safe(line)}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from logsense.catalogue import render
+from logsense.catalogue import render, render_advice
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
 
 DEFAULT_GAP = 120.0  # seconds without events that close an incident
@@ -150,8 +150,7 @@ class Incident:
         if p is not None:
             category, cause_title = p.category, p.title
             cause_text = render(p.cause, values)
-            remediation = [render(s, values) for s in p.remediation]
-            diagnostics = [render(s, values) for s in p.diagnostics]
+            remediation, diagnostics = render_advice(p.remediation, p.diagnostics, values)
         else:
             category, cause_title = "virt_layer", "unrecognised error"
             cause_text = f"An error no catalogue pattern knows: {root.record.message[:200]}"
@@ -174,8 +173,10 @@ class Incident:
         if self.failures > 1:
             title += f" — {self.failures} times"
         if unexplained:
-            diagnostics += [d.replace("{vm}", self.vm or "VM") for d in UNEXPLAINED_DIAGNOSTICS
-                            if d not in diagnostics]
+            more_fix, more_confirm = render_advice(UNEXPLAINED_REMEDIATION, UNEXPLAINED_DIAGNOSTICS,
+                                                   {"vm": self.vm or ""})
+            remediation += [s for s in more_fix if s not in remediation]
+            diagnostics += [d for d in more_confirm if d not in diagnostics]
         return {
             "id": self.id,
             "host": self.host,
@@ -243,11 +244,13 @@ class Incident:
 
 
 UNEXPLAINED_DIAGNOSTICS = [
-    "virsh start {vm}  (its error names the cause)",
+    "virsh start {vm} # its error names the cause",
     "journalctl -u libvirtd -u virtqemud --since -1h",
-    "raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event 3:util\" "
-    "in /etc/libvirt/libvirtd.conf",
     "less /var/log/libvirt/qemu/{vm}.log",
+]
+UNEXPLAINED_REMEDIATION = [
+    "To see the cause next time, raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt 3:object 3:json "
+    "3:event 3:util\" in /etc/libvirt/libvirtd.conf.",
 ]
 
 

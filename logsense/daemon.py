@@ -46,6 +46,7 @@ from logsense.state import (
     read_state,
     write_atomic,
 )
+from logsense.text import one_line
 
 LIVE_DIRS = ("/var/log/libvirt",)
 LIVE_FILES = ("/var/log/messages", "/var/log/syslog")
@@ -184,7 +185,7 @@ def rotated_grace() -> float:
 
 
 def say(message: str) -> None:
-    sys.stderr.write(f"logsense: {message}\n")
+    sys.stderr.write(f"logsense: {one_line(message)}\n")  # may name files: untrusted text
     sys.stderr.flush()
 
 

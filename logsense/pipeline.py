@@ -18,6 +18,7 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue, message_shape
 from logsense.model import SEVERITY_RANK, SOURCES, Event, Record
 from logsense.sources import LIVE_PATHS, STDIN, TAR_RE, Collection, LogFile, Workspace, discover, live_paths
+from logsense.text import one_line
 from logsense.timespec import TimeSpecError, local_zone, parse_when
 
 HEAD_BYTES = 64 * 1024
@@ -352,4 +353,4 @@ def one_host(name: str | None, tree_host: str | None) -> str | None:
 
 
 def stderr_warn(msg: str) -> None:
-    sys.stderr.write(f"logsense: warning: {msg}\n")
+    sys.stderr.write(f"logsense: warning: {one_line(msg)}\n")  # names come from logs and archives

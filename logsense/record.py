@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from logsense.catalogue import CatalogueError, pattern_files
 from logsense.model import CATEGORIES
+from logsense.report_model import untimed
 from logsense.text import safe
 
 RECORD_FILE = "record.toml"
@@ -107,12 +108,17 @@ def fenced(lines: list[str], info: str = "text") -> str:
 def _when(iso: str | None) -> str:
     if not iso:
         return "-"
+    if untimed(iso):
+        return "time unknown"
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
 def _duration(start: str, end: str) -> str:
-    seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
-    hours, rest = divmod(max(0, seconds), 3600)
+    return _seconds((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+
+
+def _seconds(seconds: float) -> str:
+    hours, rest = divmod(max(0, int(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
 
@@ -169,12 +175,16 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
                                          duration=_duration(inc["first_seen"], inc["recovered_at"])) + "\n")
     else:
         out.append(t["not_recovered"] + "\n")
+    for d in inc.get("downtime") or []:  # each VM's downtime, from its lifecycle (logsense/lifecycle.py)
+        key = "vm_down" if d["back_at"] else "vm_still_down"
+        out.append("\n" + t[key].format(vm=md(d["vm"]), down=_when(d["down_at"]), back=_when(d["back_at"]),
+                                        duration=_seconds(d["seconds"])) + "\n")
 
     out.append(f"\n## {t['root_cause']}\n\n{md(inc['explanation'])}\n\n")
     if inc.get("root_cause"):
         out.append(t["root_pattern"].format(pattern=code(inc["root_cause"]), category=code(inc["category"])) + "\n\n")
     out.append(f"{t['evidence']}\n\n")
-    out.append(fenced([f"{ev['ts'][:19]}  {_where(ev)}  {ev['message'][:300]}" for ev in inc["evidence"]
+    out.append(fenced([f"{_when(ev['ts'])}  {_where(ev)}  {ev['message'][:300]}" for ev in inc["evidence"]
                        [:EVIDENCE_MAX]]))
 
     out.append(f"\n## {t['prevention']}\n\n")
