@@ -41,6 +41,8 @@ MESSAGE_VM_RES = [
     re.compile(r"/swtpm/\d+-([\w.+-]{1,19})-swtpm\.sock"),
     re.compile(r"/domain-\d+-([\w.+-]{1,19})/"),
 ]
+NEARBY_LINES = 10  # a line naming no VM takes one named this close above it in the same file
+OWN_OBJECT = {"path", "device", "pid", "uuid", "scope", "network", "bridge"}  # fields that point elsewhere
 NAME_UUID_RE = re.compile(r"\bname='([^']+)' uuid=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MCS_RE = re.compile(r":(s0:c\d+,c\d+)$")  # the per-VM category pair of an svirt label
@@ -72,6 +74,7 @@ class EntityMap:
     shared: set[tuple[str, str]] = field(default_factory=set)  # keys two VMs use: they name neither
     # pasted text: the VMs each file names, with the line that names them (a paste is one story)
     pasted: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    named_at: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # file -> (line, VM) of events
 
     def _link(self, kind: str, key, vm: str, why: str) -> None:
         table = getattr(self, kind)
@@ -110,12 +113,13 @@ class EntityMap:
                 self._link("pid", int(m.group(1)), vm, f"{rec.file}:{rec.line}")
 
     def learn_events(self, events: list[Event]) -> None:
-        """The VMs the classified lines name, before any is resolved: a run that names one VM
-        only gives it the lines that name none (lock timeouts after "Cannot start job ... for
-        domain win10")."""
+        """The VMs the classified lines name and where, before any is resolved (a line naming none
+        may take the VM a line just above it named: `named_above`)."""
         for ev in events:
             if vm := ev.fields.get("vm") or self.vm_in_message(ev.record.message):
                 self.vms.add(vm)
+                if ev.record.file and ev.record.line:
+                    self.named_at.setdefault(ev.record.file, []).append((ev.record.line, vm))
 
     def learn_domain_xml(self, path: Path) -> None:
         """A domain's XML (/etc/libvirt/qemu/NAME.xml, virsh dumpxml): name, uuid, disks, taps."""
@@ -177,10 +181,17 @@ class EntityMap:
             return vm, f"qemu pid {rec.pid}"
         if rec.extra.get("pasted") and (vm := self.pasted_vm(rec)):
             return vm, f"named in the pasted text {rec.file}"
-        if ev.pattern is not None and ev.pattern.scope == "vm" and len(self.vms) == 1:
-            vm = next(iter(self.vms))
-            return vm, f"the only VM these logs name ({vm})"
+        if ev.pattern is not None and ev.pattern.scope == "vm" and not f.keys() & OWN_OBJECT \
+                and (named := self.named_above(rec)) is not None:
+            return named[1], f"named at {rec.file}:{named[0]}, a few lines above"
         return None, ""
+
+    def named_above(self, rec: Record) -> tuple[int, str] | None:
+        """The last VM a classified line of the same file named at most NEARBY_LINES above: one
+        operation's lines ("Cannot start job ... for domain win10", then the lock timeout)."""
+        line = rec.line or 0
+        above = [(n, vm) for n, vm in self.named_at.get(rec.file or "", []) if 0 < line - n <= NEARBY_LINES]
+        return above[-1] if above else None
 
     def pasted_vm(self, rec: Record) -> str | None:
         """The VM of a pasted line naming none: the only VM its paste names, else the last one

@@ -283,6 +283,12 @@ CONSOLE_UNWRAP_RES = [
 BINDING_ERROR_RE = re.compile(r"\b\w*Error\(Code=-?\d+, Domain=-?\d+, Message='")
 QEMU_LINE_RE = re.compile(r"(?:\S*/)?qemu-(?:system-[\w-]+|kvm|img|nbd):")
 KERNEL_LINE_RE = re.compile(r"audit|apparmor=|\bavc: |type=AVC|kernel:")
+# Words some line of a paste about a KVM problem has; a text without any (notes, a README) is not read
+CONSOLE_HINT_RE = re.compile(
+    r"(?i)\b(?:error|errore|fail(?:ed|ure)?|denied|cannot|unable|not permitted|timed out|qemu|libvirt\w*|virsh"
+    r"|kvm|domain|avc|apparmor|traceback|exception|panic|oops|segfault)\b")
+HINT_BYTES = 64 * 1024
+HINT_LINES = 200  # or one of its first lines is a message the catalogue knows
 CONSOLE_BUFFER = 1000  # untimed lines held waiting for a timed line to give them a time
 
 
@@ -392,15 +398,20 @@ class ConsoleParser:
         return rec
 
 
-def console_format(path: str, head: bytes, fmt: str | None, explicit: bool) -> str | None:
+def console_format(path: str, head: bytes, fmt: str | None, explicit: bool,
+                   knows: Callable[[str], bool] | None = None) -> str | None:
     """The format of a file named on the command line when pasted text may be in it: "console"
-    for a text file no log format claims, and for a `.txt` file whose QEMU lines are pasted
+    for a text file no log format claims that speaks of trouble (`knows`: the catalogue knows one
+    of its first lines), and for a `.txt` file whose QEMU lines are pasted
     (outside `qemu/` they name no VM); else `fmt` unchanged. Files found by walking a folder
     keep `fmt`: a tree's notes and command outputs are not its logs."""
     if not explicit:
         return fmt
     if fmt is None and looks_like_text(head):
-        return "console"
+        text = head[:HINT_BYTES].decode("utf-8", "replace")
+        if CONSOLE_HINT_RE.search(text) or knows is not None and any(
+                knows(unwrap_console_message(line)) for line in text.splitlines()[:HINT_LINES] if line.strip()):
+            return "console"
     if fmt == "qemu" and path.endswith(".txt") and "/qemu/" not in f"/{path}":
         return "console"
     return fmt

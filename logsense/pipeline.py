@@ -230,7 +230,8 @@ class Reader:
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return None, b""
-        fmt = parsers.console_format(lf.name, head, parsers.detect_format(lf.name, head), lf.explicit)
+        fmt = parsers.console_format(lf.name, head, parsers.detect_format(lf.name, head), lf.explicit,
+                                     knows=lambda msg: any(self.cat.match(msg, s) is not None for s in SOURCES))
         if fmt is None:
             self.run.stats["files_skipped"] += 1
             if lf.explicit:  # a folder's other files (notes, XML, binaries) are skipped quietly

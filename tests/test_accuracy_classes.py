@@ -88,7 +88,7 @@ def test_a_users_permission_denied_in_syslog_is_context_but_a_wrapped_one_is_the
     assert (wrapped.role, wrapped.category, wrapped.severity) == ("cause", "permission", "critical")
 
 
-def test_a_run_that_names_one_vm_gives_it_the_lock_timeout_naming_none():
+def test_a_lock_timeout_naming_no_vm_takes_the_one_named_just_above():
     # cape-lock-timeout-then-abrt-1: "Cannot start job ... for domain win10" then the timeout
     evs, _ = read_events([REAL / "cape-lock-timeout-then-abrt-1" / "journal.txt"], year=2024)
     lock = next(e for e in evs if e.pattern_id == "libvirt.virt_layer.state-change-lock")

@@ -84,3 +84,9 @@ def test_a_pasted_journal_tag_is_taken_off_the_message():
     # b-dnsmasq-dmidecode-missing-armbian-zh: journal lines pasted without their time and host
     recs = feed(["libvirtd[914]: Cannot find 'dmidecode' in path: No such file or directory"])
     assert recs[0].message == "Cannot find 'dmidecode' in path: No such file or directory"
+
+
+def test_a_named_text_without_a_word_of_trouble_is_not_read(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("remember to rotate the keys\n")
+    proc = logsense("analyze", str(tmp_path / "notes.txt"), check=False)
+    assert proc.returncode == 3 and "not a log format" in proc.stderr
