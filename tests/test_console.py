@@ -64,8 +64,9 @@ def test_a_paste_without_time_gives_an_incident_whose_time_is_unknown(tmp_path: 
     assert incs[0]["evidence"][0]["time_known"] is False
     text = logsense("analyze", "--tz", "UTC", "--format", "text", str(paste)).stdout
     assert "time unknown" in text
-    md = logsense("analyze", "--tz", "UTC", "--format", "markdown", str(paste)).stdout
-    assert "time unknown" in md
+    for fmt in ("markdown", "html", "record"):
+        out = logsense("analyze", "--tz", "UTC", "--format", fmt, str(paste)).stdout
+        assert "time unknown" in out and "1970" not in out, fmt
 
 
 def test_timed_logs_keep_their_time_known():
