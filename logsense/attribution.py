@@ -41,6 +41,8 @@ MESSAGE_VM_RES = [
     re.compile(r"/swtpm/\d+-([\w.+-]{1,19})-swtpm\.sock"),
     re.compile(r"/domain-\d+-([\w.+-]{1,19})/"),
 ]
+# a word one of MESSAGE_VM_RES needs (a cheap test before them all)
+VM_HINT_RE = re.compile(r"vm|VM|[Dd]omain|guest=|name='|virsh|dominio|virtual machine|/swtpm/|[Ss]tart|[Ss]top|^\(")
 NEARBY_LINES = 10  # a line naming no VM takes one named this close above it in the same file
 OWN_OBJECT = {"path", "device", "pid", "uuid", "scope", "network", "bridge"}  # fields that point elsewhere
 NAME_UUID_RE = re.compile(r"\bname='([^']+)' uuid=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
@@ -147,6 +149,8 @@ class EntityMap:
                 self._link("label", m.group(1), name, why)
 
     def vm_in_message(self, message: str) -> str | None:
+        if not VM_HINT_RE.search(message):
+            return None  # most lines: none of the words every rule below needs
         for rx in MESSAGE_VM_RES:
             if m := rx.search(message):
                 return m.group(1)
