@@ -30,6 +30,7 @@ MESSAGE_VM_RES = [
     re.compile(r"[Ff]ailed to (?:start|create|destroy|shutdown|resume|restore|migrate|reboot) domain "
                r"(?!from\b)" + NAME),
     re.compile(r"\bfor domain (?!from\b)" + NAME),
+    re.compile(r"Failed to define (?!domain\b|from\b)" + NAME + r" for reason"),  # avocado-vt's LibvirtXMLError
     re.compile(r"Impossibile avviare il dominio " + NAME),  # virsh in Italian (libvirt po/it.po)
     re.compile(r"\b(?:VM|vm) (?:with name )?'([^']+)'"),
     re.compile(r"\b(?:the )?'([^']+)' VM\b"),

@@ -46,6 +46,7 @@ def test_vm_names_in_the_words_clients_and_tools_print():
     for text, vm in (("Failed to start domain alma-8-hello", "alma-8-hello"),
                      ("error: Failed to start domain 'avocado-vt-vm1'", "avocado-vt-vm1"),
                      ("Failed to define domain from /tmp/x.xml", None),
+                     ("LibvirtXMLError: Failed to define avocado-vt-vm1 for reason:error: x", "avocado-vt-vm1"),
                      ("Cannot start job (query, none, none) in API remoteDispatchDomainGetXMLDesc for domain win10",
                       "win10"),
                      ("Problem destroying the 'wrksp-32735' VM: Timed out", "wrksp-32735"),
