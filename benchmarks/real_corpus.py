@@ -19,7 +19,7 @@ command line's own entry point) on its log files, and scored:
 - top right: the most severe incident (the earliest among equals) has that category;
 - false alarm: a quiet excerpt with any major or critical incident;
 - unreadable: logsense read no file of the excerpt (no log format recognised);
-- untimed: some incident has no first_seen (the lines carried no time).
+- untimed: some incident has no known time (`time_known` false: the lines carried no time).
 
 Usage::
 
@@ -175,7 +175,7 @@ def score(ex: Excerpt) -> Score:
     s.incidents = report.get("incidents", [])
     stats = report.get("stats", {})
     s.unreadable = not stats.get("files_read") or not stats.get("lines_read")
-    s.untimed = any(not i.get("first_seen") for i in s.incidents)
+    s.untimed = any(not i.get("first_seen") or i.get("time_known") is False for i in s.incidents)
     if s.verdict == "fault":
         s.explained = any(i.get("category") == s.category and (not s.vm or names_vm(i, s.vm))
                           for i in s.incidents)

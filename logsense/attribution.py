@@ -16,6 +16,7 @@ from pathlib import Path
 
 from logsense.model import Event, Record
 
+NAME = r"([A-Za-z0-9_][\w+-]*(?:\.[\w+-]+)*)"  # a domain name as free text gives it (no trailing dot)
 MESSAGE_VM_RES = [
     re.compile(r"\(vm='([^']+)'\)"),
     re.compile(r"\bvm='([^']+)'"),
@@ -23,7 +24,29 @@ MESSAGE_VM_RES = [
     re.compile(r"no domain with matching name '([^']+)'"),
     re.compile(r"\bguest=([^,\s]+)"),
     re.compile(r"\bdomain=([A-Za-z0-9_.+-]+)"),
+    re.compile(r"\bname='([^']+)' uuid="),  # libvirtd: "Domain id=11 name='master-0' uuid=... is tainted"
+    # what clients and tools print: "Failed to start domain mail", "for domain win10",
+    # "VM 'avocado-vt-vm1' failed", "Start vm VM0100", "virsh start alma-8-hello"
+    re.compile(r"[Ff]ailed to (?:start|create|destroy|shutdown|resume|restore|migrate|reboot) domain "
+               r"(?!from\b)" + NAME),
+    re.compile(r"\bfor domain (?!from\b)" + NAME),
+    re.compile(r"Failed to define (?!domain\b|from\b)" + NAME + r" for reason"),  # avocado-vt's LibvirtXMLError
+    re.compile(r"Impossibile avviare il dominio " + NAME),  # virsh in Italian (libvirt po/it.po)
+    re.compile(r"\b(?:VM|vm) (?:with name )?'([^']+)'"),
+    re.compile(r"\b(?:the )?'([^']+)' VM\b"),
+    re.compile(r"\b(?:[Ss]tart(?:ing)?|[Ss]top(?:ping)?) (?:vm|VM|domain|guest|virtual machine) " + NAME),
+    re.compile(r"\bvirsh (?:-c '?\S+?'? )?\"?(?:start|destroy|shutdown|reboot|resume|suspend|screenshot|dominfo) "
+               r"(?:--\S+ )*" + NAME),
+    re.compile(r"^\(" + NAME + r"\) "),  # docker-machine drivers prefix their lines with the machine's name
+    # libvirt's per-domain paths use the short name "<id>-<name>" (name cut at 20 characters)
+    re.compile(r"/swtpm/\d+-([\w.+-]{1,19})-swtpm\.sock"),
+    re.compile(r"/domain-\d+-([\w.+-]{1,19})/"),
 ]
+# a word one of MESSAGE_VM_RES needs (a cheap test before them all)
+VM_HINT_RE = re.compile(r"vm|VM|[Dd]omain|guest=|name='|virsh|dominio|virtual machine|/swtpm/|[Ss]tart|[Ss]top|^\(")
+NEARBY_LINES = 10  # a line naming no VM takes one named this close above it in the same file
+OWN_OBJECT = {"path", "device", "pid", "uuid", "scope", "network", "bridge"}  # fields that point elsewhere
+NAME_UUID_RE = re.compile(r"\bname='([^']+)' uuid=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MCS_RE = re.compile(r":(s0:c\d+,c\d+)$")  # the per-VM category pair of an svirt label
 SCOPE_RE = re.compile(r"machine-qemu(?:\\x2d|-)\d+(?:\\x2d|-)(.+?)\.scope")
@@ -52,6 +75,9 @@ class EntityMap:
     vms: set[str] = field(default_factory=set)
 
     shared: set[tuple[str, str]] = field(default_factory=set)  # keys two VMs use: they name neither
+    # pasted text: the VMs each file names, with the line that names them (a paste is one story)
+    pasted: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    named_at: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # file -> (line, VM) of events
 
     def _link(self, kind: str, key, vm: str, why: str) -> None:
         table = getattr(self, kind)
@@ -80,10 +106,23 @@ class EntityMap:
                 self._link("path", disk, rec.vm, f"disk on the command line ({where})")
         if (m := OOM_TASK_RE.search(rec.message)) and (vm := decode_scope(m.group(1))):
             self._link("pid", int(m.group(2)), vm, f"OOM report's cgroup {m.group(1)} ({rec.file}:{rec.line})")
+        if "uuid=" in rec.message and (m := NAME_UUID_RE.search(rec.message)):
+            self._link("uuid", m.group(2), m.group(1), f"name and uuid in one line ({rec.file}:{rec.line})")
+        if rec.extra.get("pasted") and rec.file and (vm := self.vm_in_message(rec.raw)):
+            self.pasted.setdefault(rec.file, []).append((rec.line or 0, vm))
         if rec.source in ("libvirtd", "journal") and (m := QEMU_PID_RE.search(rec.message)):
             vm = self.vm_in_message(rec.message)
             if vm:
                 self._link("pid", int(m.group(1)), vm, f"{rec.file}:{rec.line}")
+
+    def learn_events(self, events: list[Event]) -> None:
+        """The VMs the classified lines name and where, before any is resolved (a line naming none
+        may take the VM a line just above it named: `named_above`)."""
+        for ev in events:
+            if vm := ev.fields.get("vm") or self.vm_in_message(ev.record.message):
+                self.vms.add(vm)
+                if ev.record.file and ev.record.line:
+                    self.named_at.setdefault(ev.record.file, []).append((ev.record.line, vm))
 
     def learn_domain_xml(self, path: Path) -> None:
         """A domain's XML (/etc/libvirt/qemu/NAME.xml, virsh dumpxml): name, uuid, disks, taps."""
@@ -111,6 +150,8 @@ class EntityMap:
                 self._link("label", m.group(1), name, why)
 
     def vm_in_message(self, message: str) -> str | None:
+        if not VM_HINT_RE.search(message):
+            return None  # most lines: none of the words every rule below needs
         for rx in MESSAGE_VM_RES:
             if m := rx.search(message):
                 return m.group(1)
@@ -143,7 +184,28 @@ class EntityMap:
                 return vm, f"uuid {u}: " + self.reasons[("uuid", u)]
         if rec.pid is not None and (vm := self._lookup("pid", rec.pid)):
             return vm, f"qemu pid {rec.pid}"
+        if rec.extra.get("pasted") and (vm := self.pasted_vm(rec)):
+            return vm, f"named in the pasted text {rec.file}"
+        if ev.pattern is not None and ev.pattern.scope == "vm" and not f.keys() & OWN_OBJECT \
+                and (named := self.named_above(rec)) is not None:
+            return named[1], f"named at {rec.file}:{named[0]}, a few lines above"
         return None, ""
+
+    def named_above(self, rec: Record) -> tuple[int, str] | None:
+        """The last VM a classified line of the same file named at most NEARBY_LINES above: one
+        operation's lines ("Cannot start job ... for domain win10", then the lock timeout)."""
+        line = rec.line or 0
+        above = [(n, vm) for n, vm in self.named_at.get(rec.file or "", []) if 0 < line - n <= NEARBY_LINES]
+        return above[-1] if above else None
+
+    def pasted_vm(self, rec: Record) -> str | None:
+        """The VM of a pasted line naming none: the only VM its paste names, else the last one
+        named above it (a virsh session or a test log moves from VM to VM)."""
+        named = self.pasted.get(rec.file or "", [])
+        if len({vm for _, vm in named}) == 1:
+            return named[0][1]
+        above = [vm for line, vm in named if line <= (rec.line or 0)]
+        return above[-1] if above else None
 
     def table(self) -> list[tuple[str, str, str, str]]:
         """(kind, key, vm, reason) rows for `--show-entities`."""

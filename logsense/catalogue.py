@@ -110,6 +110,7 @@ class Match:
     pattern: Pattern
     fields: dict[str, str]
     span: int
+    wrapper: Pattern | None = None  # the symptom whose line carries this cause ("closed the monitor: <cause>")
 
 
 # -- filling advice templates (cause, remediation, diagnostics) --------------------------------
@@ -557,9 +558,15 @@ class Catalogue:
 
     def match(self, message: str, source: str) -> Match | None:
         """The best pattern for a message from `source`: highest priority, then the longest
-        match, then catalogue order."""
+        match, then catalogue order. A symptom that wraps a cause on the same line ("qemu
+        unexpectedly closed the monitor: ...: Permission denied") yields to the best cause (or
+        errno pattern) inside it, which keeps the symptom as its `wrapper`: the caller makes it
+        the cause."""
         best: Match | None = None
         best_key: tuple[int, int, int] | None = None
+        causes: list[tuple[tuple[int, int, int], int, Match]] = []  # (key, where it starts, match)
+        # causes, and patterns that read an errno: what a wrapper wraps
+        best_start = 0
         for i in self._candidates(message, source):
             p = self.patterns[i]
             try:
@@ -571,9 +578,24 @@ class Catalogue:
                 continue
             key = (p.priority, m.end() - m.start(), -i)
             if best_key is None or key > best_key:
-                fields = {k: v for k, v in m.groupdict().items() if v is not None}
-                best, best_key = Match(p, fields, m.end() - m.start()), key
+                best, best_key, best_start = Match(p, _fields(m), m.end() - m.start()), key, m.start()
+            if p.role == "cause" or "errno" in m.groupdict():
+                causes.append((key, m.start(), Match(p, _fields(m), m.end() - m.start())))
+        if best is not None and best.pattern.role == "symptom" and "errno" not in best.fields \
+                and best.pattern.lifecycle is None:
+            # only a cause inside the text the symptom wraps: a prefix before it is the symptom's own;
+            # a symptom that reads the errno itself ("End of file while reading data: EIO") keeps it,
+            # and so does one that marks a VM's life (a failed autostart: lifecycle.py needs it)
+            inner = [c for c in causes if c[1] > best_start]
+            if inner:
+                cause = max(inner, key=lambda c: c[0])[2]
+                cause.wrapper = best.pattern
+                return cause
         return best
+
+
+def _fields(m: Any) -> dict[str, str]:
+    return {k: v for k, v in m.groupdict().items() if v is not None}
 
 
 def choose_prefilter(kind: str | None = None) -> str:

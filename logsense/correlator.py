@@ -266,7 +266,13 @@ class Incident:
             "status": self.status,
             "version": self.version,
             "occurrences": sum(self.counts.values()),
+            "time_known": self.time_known(),
         }
+
+    def time_known(self) -> bool:
+        """False when every line of it was pasted text without a time: first_seen and last_seen
+        then hold the epoch (CONTRACT.md makes them strings) and reports say the time is unknown."""
+        return not all(e.record.untimed for e in self.events)
 
     # -- state ---------------------------------------------------------------------------
     def to_state(self, event_to_json: EventToJson) -> dict[str, Any]:
@@ -317,6 +323,36 @@ UNEXPLAINED_REMEDIATION = [
 ]
 
 
+def where_the_cause_is(inc: Incident) -> str:
+    """For a failure whose cause no line names: which log (or level) would have shown it."""
+    sources = {e.record.source for e in inc.events}
+    vm = inc.vm or "VM"
+    if "qemu" not in sources:
+        return (f"Its cause is usually in QEMU's own log, /var/log/libvirt/qemu/{vm}.log (QEMU's error as it "
+                "exited), which is not among these lines; read it, or the audit log for a denial at that time.")
+    return ("libvirtd at its default log level (3: warnings and errors) keeps only the summary; "
+            "log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event 3:util\" in libvirtd.conf (or virtqemud.conf) "
+            "records the monitor conversation and the exit, and the audit log shows SELinux/AppArmor denials.")
+
+
+# Categories of host-wide causes known to lead one to the other (OOM kills QEMU or the daemon, a
+# full or failing disk breaks images and pauses guests, a security denial makes QEMU, a helper or a
+# socket fail); host faults (panic, MCE) reach everything.
+RELATED_CATEGORIES = {frozenset(p) for p in (("memory", "virt_layer"), ("storage", "disk_image"),
+                                              ("storage", "guest"), ("storage", "virt_layer"),
+                                              ("permission", "virt_layer"), ("permission", "network"))}
+
+
+def unrelated_cause(inc: Incident, ev: Event) -> bool:
+    """Whether a host-wide cause has nothing to do with an open host incident's causes: a different
+    category and no known chain between them (two failures seconds apart stay two incidents)."""
+    if ev.role != "cause" or ev.category is None or ev.category == "host":
+        return False
+    causes = {e.category for e in inc.events if e.role == "cause" and e.category}
+    return bool(causes) and "host" not in causes and all(
+        c != ev.category and frozenset((c, ev.category)) not in RELATED_CATEGORIES for c in causes)
+
+
 def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> str:
     """The chain from cause to symptoms, in plain words."""
     parts = []
@@ -324,6 +360,7 @@ def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> st
         parts.append(cause_text)
     else:
         parts.append(f"No line in the logs names a cause; the first sign is: {cause_text}")
+        parts.append(where_the_cause_is(inc))
     seen_titles = []
     for e in inc.events:
         if e is root or e.pattern is None or e.role == "context":
@@ -382,6 +419,8 @@ class Correlator:
         if ev.pattern is not None and ev.pattern.is_recovery:
             self._recover(ev)
         elif ev.pattern is not None and ev.pattern.scope == "host":
+            if (hinc := self.open.get((ev.record.host, HOST_KEY))) is not None and unrelated_cause(hinc, ev):
+                self._close((ev.record.host, HOST_KEY), hinc)  # another cause: its own incident
             inc = self._window(ev.record.host, HOST_KEY, "host", ev)
             self._add(inc, ev)
             if ev.role == "cause":

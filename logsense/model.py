@@ -41,6 +41,7 @@ class Record:
     vm: str | None = None
     parsed: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    untimed: bool = False  # pasted text without a time of its own: `ts` is EPOCH, not a real time
 
 
 @dataclass(slots=True)
@@ -81,4 +82,5 @@ class Event:
             "role": self.role,
             "message": r.message,
             "fields": dict(self.fields),
+            **({"time_known": False} if r.untimed else {}),
         }

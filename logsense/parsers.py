@@ -343,8 +343,188 @@ class PlainDmesgParser(SyslogParser):
         return rec
 
 
+# -- pasted console text -------------------------------------------------------------------
+# What wraps a line of pasted text before the log line itself: a docker-compose service
+# (`libvirt_1  | `), a CI runner's elapsed time (`00:01:36.367  `), a quote marker (`> `).
+CONSOLE_LINE_PREFIX_RE = re.compile(r"(?:[\w.-]+_\d+\s+\| ?|\d\d:\d\d:\d\d\.\d{3}\s+|> ?|\s+)")
+# A message pasted inside one line: test output with `\n` escapes or HTML's `&#10;`.
+CONSOLE_SPLIT_RE = re.compile(r"\\n|&#10;|&#x0?[aA];")
+# A wall-clock stamp at a line's start that no log format claims (Python logging, nova, CI).
+CONSOLE_TS_RE = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+-]\d\d:?\d\d)?[\s,|-]+(.*)", re.S)
+# Wrappers around a libvirt message: the client's `error: `, virt-install's `ERROR    `,
+# python's `libvirt.libvirtError: `, a `libvirt: QEMU Driver error : ` line, the function:line prefix.
+CONSOLE_UNWRAP_RES = [
+    re.compile(r"(?:warning: )?(?:error|errore|erreur|Fehler|ERROR)(?:\s*:\s*|\s{2,})(?=\S)"),
+    re.compile(r"[\w.]*[Ll]ibvirtError: "),
+    re.compile(r"libvirt?: (?:[\w /-]+ )?error : "),
+    re.compile(r"[A-Za-z_]\w*:\d+ : "),
+    re.compile(r"(?:libvirtd|virt\w*d|systemd|kernel|dnsmasq[\w-]*)(?:\[\d+\])?: "),  # a pasted journal line's tag
+]
+# Go and Python bindings print `virError(Code=1, Domain=10, Message='...')`: the message is inside.
+BINDING_ERROR_RE = re.compile(r"\b\w*Error\(Code=-?\d+, Domain=-?\d+, Message='")
+QEMU_LINE_RE = re.compile(r"(?:\S*/)?qemu-(?:system-[\w-]+|kvm|img|nbd):")
+KERNEL_LINE_RE = re.compile(r"audit|apparmor=|\bavc: |type=AVC|kernel:")
+# Words some line of a paste about a KVM problem has; a text without any (notes, a README) is not read
+CONSOLE_HINT_RE = re.compile(
+    r"(?i)\b(?:error|errore|fail(?:ed|ure)?|denied|cannot|unable|not permitted|timed out|qemu|libvirt\w*|virsh"
+    r"|kvm|domain|avc|apparmor|traceback|exception|panic|oops|segfault)\b")
+HINT_BYTES = 64 * 1024
+HINT_LINES = 200  # or one of its first lines is a message the catalogue knows
+CONSOLE_BUFFER = 1000  # untimed lines held waiting for a timed line to give them a time
+
+
+def unwrap_console_message(text: str) -> str:
+    """The libvirt/QEMU message inside a pasted line, with the known wrappers taken off."""
+    msg = text.strip()
+    if m := BINDING_ERROR_RE.search(msg):
+        inner = msg[m.end():]
+        end = inner.rfind("')")
+        msg = inner[:end] if end >= 0 else inner
+    changed = True
+    while changed:
+        changed = False
+        for rx in CONSOLE_UNWRAP_RES:
+            if m := rx.match(msg):
+                msg, changed = msg[m.end():], True
+    return msg
+
+
+class ConsoleParser:
+    """Text pasted from a terminal, a dialog or a CI log: `virsh` errors, virt-manager
+    tracebacks, `systemctl status` blocks, `journalctl -o cat`, binding errors.
+
+    Real samples (fixtures/real/*/virsh.txt):
+
+        error: Failed to start domain alma-8-hello
+        Error starting domain: Cannot access storage file '/home/t/ESP.qcow2' (as uid:64055, gid:109): Permission denied
+        (openshift) Failed to start: virError(Code=1, Domain=10, Message='internal error: ...')
+        libvirt_1  | libvirt: Storage Driver error : Storage pool not found: no storage pool with matching name 'x'
+        00:01:36.367  ioctl(KVM_CREATE_VM) failed: 12 Cannot allocate memory
+
+    Every non-empty line becomes a record, split where the paste holds `\n` escapes. Lines
+    with a log stamp are read by that log's parser; the others take the time of the nearest
+    stamped line of the file, or, when the file has none, are `untimed` (ts is EPOCH). The
+    source is guessed from the text (QEMU's program name, audit/kernel words, else libvirtd);
+    classification tries the other sources too (`Record.extra["pasted"]`).
+    """
+
+    source = "libvirtd"
+
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+        self.libvirtd = LibvirtdParser(ctx)
+        self.syslog = SyslogParser(ctx)
+        self.last_ts: datetime | None = None
+        self.waiting: list[Record] = []  # untimed records before the file's first stamp
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.waiting)
+
+    def state(self) -> dict[str, Any]:
+        return {}  # pasted text is read whole, never followed
+
+    def restore(self, state: dict[str, Any]) -> None:
+        pass
+
+    def parse(self, text: str, lineno: int) -> list[Record]:
+        """The records of one line (several when the paste joined lines with escaped newlines)."""
+        return self.feed(text, lineno)
+
+    def feed(self, text: str, lineno: int) -> list[Record]:
+        """The records of one line (several when the paste joined lines with `\\n`)."""
+        line = text
+        while (m := CONSOLE_LINE_PREFIX_RE.match(line)) and m.end() < len(line):
+            line = line[m.end():]
+        if not line.strip():
+            return []
+        if (rec := self._stamped(line, lineno)) is not None:
+            self.last_ts = rec.ts
+            out, self.waiting = [*self.waiting, rec], []
+            for w in out[:-1]:
+                w.ts, w.untimed = rec.ts, False
+            return out
+        out = []
+        for piece in CONSOLE_SPLIT_RE.split(line):
+            if not piece.strip():
+                continue
+            rec = self._untimed(piece, text, lineno)
+            if self.last_ts is not None:
+                rec.ts, rec.untimed = self.last_ts, False
+                out.append(rec)
+            else:
+                self.waiting.append(rec)
+        if len(self.waiting) > CONSOLE_BUFFER:
+            out, self.waiting = self.waiting + out, []
+        return out
+
+    def flush(self) -> list[Record]:
+        """Untimed records still held at the end of the file: it carries no time at all."""
+        out, self.waiting = self.waiting, []
+        return out
+
+    def _stamped(self, line: str, lineno: int) -> Record | None:
+        if LIBVIRTD_RE.match(line):
+            return self.libvirtd.parse(line, lineno)
+        if SYSLOG_BSD_RE.match(line) or SYSLOG_ISO_RE.match(line) or DMESG_T_RE.match(line):
+            rec = self.syslog.parse(line, lineno)
+            return rec if rec is not None and rec.parsed else None
+        m = QEMU_TS_RE.match(line) or LIBVIRT_TS_RE.match(line)
+        if m and (ts := _iso_time(m.group(1), self.ctx)) is not None:
+            rec = self._untimed(m.group(2), line, lineno)
+            rec.ts, rec.untimed = ts, False
+            return rec
+        if (m := CONSOLE_TS_RE.match(line)) is not None:
+            stamp = f"{m.group(1)}.{(m.group(2) or '0')[:6]}{m.group(3) or ''}"
+            if (ts := _iso_time(stamp.replace("T", " "), self.ctx)) is not None:
+                rec = self._untimed(m.group(4), line, lineno)
+                rec.ts, rec.untimed = ts, False
+                return rec
+        return None
+
+    def _untimed(self, text: str, raw: str, lineno: int) -> Record:
+        msg = unwrap_console_message(text)
+        source = "qemu" if QEMU_LINE_RE.match(msg) else "syslog" if KERNEL_LINE_RE.search(msg) else "libvirtd"
+        rec = Record(ts=EPOCH, source=source, message=msg, raw=raw, host=self.ctx.host, file=self.ctx.file,
+                     line=lineno, untimed=True)
+        rec.extra["pasted"] = True
+        if msg != text.strip() or re.search(r"\berror\b", text, re.I):
+            rec.level = "error"
+        return rec
+
+
+def console_format(path: str, head: bytes, fmt: str | None, explicit: bool,
+                   knows: Callable[[str], bool] | None = None) -> str | None:
+    """The format of a file named on the command line when pasted text may be in it: "console"
+    for a text file no log format claims that speaks of trouble (`knows`: the catalogue knows one
+    of its first lines), and for a `.txt` file whose QEMU lines are pasted
+    (outside `qemu/` they name no VM); else `fmt` unchanged. Files found by walking a folder
+    keep `fmt`: a tree's notes and command outputs are not its logs."""
+    if not explicit:
+        return fmt
+    if fmt is None and looks_like_text(head):
+        text = head[:HINT_BYTES].decode("utf-8", "replace")
+        if CONSOLE_HINT_RE.search(text) or knows is not None and any(
+                knows(unwrap_console_message(line)) for line in text.splitlines()[:HINT_LINES] if line.strip()):
+            return "console"
+    if fmt == "qemu" and path.endswith(".txt") and "/qemu/" not in f"/{path}":
+        return "console"
+    return fmt
+
+
+def looks_like_text(head: bytes) -> bool:
+    """Mostly printable UTF-8: pasted text, not a binary or a compressed file left undecoded."""
+    sample = head[:8192]
+    if not sample.strip() or b"\x00" in sample:
+        return False
+    text = sample.decode("utf-8", "replace")
+    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\t\n\r\x1b"))
+    return bad <= len(text) // 50
+
+
 LINE_PARSERS: dict[str, type] = {
     "libvirtd": LibvirtdParser, "qemu": QemuLogParser, "syslog": SyslogParser, "dmesg": PlainDmesgParser,
+    "console": ConsoleParser,
 }
 # formats whose lines stand alone, so the fast path may parse only candidate lines
 STATELESS = {"libvirtd", "syslog"}

@@ -20,7 +20,7 @@ from logsense.ingest import formats
 from logsense.ingest.classify import Classifier, classify
 from logsense.ingest.linereader import LineReader, read_stream
 from logsense.ingest.log import warn as log_warn
-from logsense.model import Event, Record
+from logsense.model import SOURCES, Event, Record
 from logsense.parsers import MAX_LINE
 from logsense.sources import LIVE_PATHS, STDIN, TAR_RE, Collection, LogFile, Workspace, discover, live_paths
 from logsense.text import one_line
@@ -87,6 +87,7 @@ def parse_time(value: str | datetime | None, zone: tzinfo) -> datetime | None:
         raise InputError(str(exc)) from exc
 
 
+
 class Reader:
     """Reads every record under some paths, classifying as it goes."""
 
@@ -111,7 +112,9 @@ class Reader:
     def events(self, paths: list[str]) -> list[Event]:
         """All events, VMs resolved, in time order (stable: ties keep reading order)."""
         t0 = time.perf_counter()
-        out = [self.core.resolve(ev) for ev in list(self._events(paths))]
+        out = list(self._events(paths))
+        self.run.entities.learn_events(out)  # names a run's lines give (a paste's VM, uuid with name)
+        out = [self.core.resolve(ev) for ev in out]
         out.sort(key=lambda e: e.record.ts)
         self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
         self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
@@ -160,16 +163,6 @@ class Reader:
             if not any(name.startswith(arg) for name in self.run.read):
                 self.run.missing.append(f"{arg}: no log file logsense knows in it")
 
-    def _in_range(self, rec: Record) -> bool:
-        o = self.opts
-        return (o.since is None or rec.ts >= o.since) and (o.until is None or rec.ts <= o.until)
-
-    def _keep(self, rec: Record) -> Event | None:
-        self.run.entities.learn(rec)
-        if not self._in_range(rec):
-            return None
-        return classify(rec, self.cat, self.opts.all_lines)
-
     def _collection(self, col: Collection) -> Iterator[Event]:
         hosts = formats.HostOf(self.opts.host or col.host)
         for xml in col.domain_xml:
@@ -200,7 +193,8 @@ class Reader:
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return None, b""
-        fmt = formats.detect(lf.name, head)
+        fmt = formats.detect(lf.name, head, lf.explicit,
+                             knows=lambda msg: any(self.cat.match(msg, s) is not None for s in SOURCES))
         if fmt is None:
             self.run.stats["files_skipped"] += 1
             if lf.explicit:  # a folder's other files (notes, XML, binaries) are skipped quietly
@@ -261,6 +255,7 @@ class Reader:
         try:
             for rec in journal.read_journal_files(sorted(files), hosts.host, name=name, warn=self.warn):
                 self.run.stats["lines_read"] += 1
+                hosts.apply(rec)
                 if (ev := self.core.take(rec)) is not None:
                     yield ev
         except OSError as exc:
@@ -304,6 +299,16 @@ def journal_groups() -> bool:
         except KeyError:
             continue
     return bool(names & {"systemd-journal", "adm", "wheel"})
+
+
+def one_host(name: str | None, tree_host: str | None) -> str | None:
+    """A record's host within one tree: the tree's when the record names none, or names the same
+    machine by another form (QEMU's FQDN `kvm01.example.com`, the journal's `kvm01`)."""
+    if name is None or tree_host is None:
+        return name or tree_host
+    if name != tree_host and name.split(".", 1)[0].lower() == tree_host.split(".", 1)[0].lower():
+        return tree_host
+    return name
 
 
 def stderr_warn(msg: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from logsense.catalogue import CatalogueError, pattern_files
 from logsense.model import CATEGORIES
+from logsense.report_model import untimed
 from logsense.text import safe
 
 RECORD_FILE = "record.toml"
@@ -107,6 +108,8 @@ def fenced(lines: list[str], info: str = "text") -> str:
 def _when(iso: str | None) -> str:
     if not iso:
         return "-"
+    if untimed(iso):
+        return "time unknown"
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
@@ -181,7 +184,7 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
     if inc.get("root_cause"):
         out.append(t["root_pattern"].format(pattern=code(inc["root_cause"]), category=code(inc["category"])) + "\n\n")
     out.append(f"{t['evidence']}\n\n")
-    out.append(fenced([f"{ev['ts'][:19]}  {_where(ev)}  {ev['message'][:300]}" for ev in inc["evidence"]
+    out.append(fenced([f"{_when(ev['ts'])}  {_where(ev)}  {ev['message'][:300]}" for ev in inc["evidence"]
                        [:EVIDENCE_MAX]]))
 
     out.append(f"\n## {t['prevention']}\n\n")

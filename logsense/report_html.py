@@ -9,7 +9,16 @@ from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 from logsense.model import CATEGORIES, Event
-from logsense.report_model import Group, format_span, format_ts, group_incidents, split_evidence, summarise, where
+from logsense.report_model import (
+    Group,
+    format_span,
+    format_ts,
+    group_incidents,
+    split_evidence,
+    summarise,
+    untimed,
+    where,
+)
 from logsense.text import one_line, plural
 
 CATEGORY_COLOURS = {
@@ -35,7 +44,7 @@ def _e(s: Any) -> str:
 
 def _events_table(evs: list[dict], css: str = "") -> str:
     rows = "".join(
-        f"<tr><td>{_e(ev['ts'][:19])}</td><td>{_e(ev['vm'] or '')}</td><td>{_e(ev['pattern'] or '')}</td>"
+        f"<tr><td>{_e(format_ts(ev['ts']))}</td><td>{_e(ev['vm'] or '')}</td><td>{_e(ev['pattern'] or '')}</td>"
         f"<td><code>{_e(ev['message'][:300])}</code></td><td>{_e(where(ev))}</td>"
         f"<td>{int(ev.get('count', 1))}</td></tr>" for ev in evs)
     return (f"<table{f' class={css!r}' if css else ''}><tr><th>time</th><th>VM</th><th>pattern</th>"
@@ -69,6 +78,11 @@ def incident_html(inc: dict, others: list[dict] | None = None) -> str:
 
 def _event_key(file: Any, line: Any, cursor: Any) -> tuple:
     return (file, line) if file else (None, cursor)
+
+
+def _ts_label(ts: datetime) -> str:
+    """A mark's time on the timeline; pasted text without a time has none to show."""
+    return "time unknown" if untimed(ts.isoformat()) else ts.isoformat(timespec="seconds")
 
 
 def timeline_svg(events: list[Event], incidents: list[dict]) -> str:
@@ -106,13 +120,13 @@ def timeline_svg(events: list[Event], incidents: list[dict]) -> str:
         y = rows.index(e.vm or "(host)") * row_h + row_h / 2
         colour = CATEGORY_COLOURS.get(e.category, "#aaaaaa")
         mark = (f"<circle cx='{x(e.ts.timestamp()):.1f}' cy='{y}' r='4' fill='{colour}'>"
-                f"<title>{_e(e.ts.isoformat(timespec='seconds'))} {_e(e.pattern_id or 'unrecognised')}: "
+                f"<title>{_e(_ts_label(e.ts))} {_e(e.pattern_id or 'unrecognised')}: "
                 f"{_e(e.record.message[:200])}</title></circle>")
         inc_id = owner.get(_event_key(e.record.file, e.record.line, e.record.cursor))
         parts.append(f"<a href='#inc-{_e(inc_id)}'>{mark}</a>" if inc_id else mark)
-    parts.append(f"<text x='{left}' y='{height - 6}' font-size='11'>{_e(evs[0].ts.isoformat(timespec='seconds'))}"
+    parts.append(f"<text x='{left}' y='{height - 6}' font-size='11'>{_e(_ts_label(evs[0].ts))}"
                  f"</text><text x='{width - 200}' y='{height - 6}' font-size='11'>"
-                 f"{_e(evs[-1].ts.isoformat(timespec='seconds'))}</text></svg>")
+                 f"{_e(_ts_label(evs[-1].ts))}</text></svg>")
     return "".join(parts)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from logsense.model import SEVERITIES
+from logsense.model import EPOCH, SEVERITIES
 from logsense.text import plural
 
 EVIDENCE_ROLES = ("cause", "symptom")
@@ -121,14 +121,26 @@ def parse_ts(iso: str, tz: tzinfo | None = None) -> datetime:
     return ts.astimezone(tz or UTC)
 
 
+TIME_UNKNOWN = "time unknown (pasted text without timestamps)"
+
+
+def untimed(iso: str) -> bool:
+    """Pasted text without a time carries the epoch (Record.untimed; `time_known` false)."""
+    return parse_ts(iso) == EPOCH
+
+
 def format_ts(iso: str, tz: tzinfo | None = None, date: bool = True) -> str:
     """'2024-03-05 09:58:02' in `tz` (UTC by default); without the date when `date` is False."""
+    if untimed(iso):
+        return "time unknown"
     ts = parse_ts(iso, tz)
     return ts.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
 
 
 def format_span(first: str, last: str, tz: tzinfo | None = None) -> str:
     """'2024-03-05 09:58:02 → 10:40:19 UTC' (the date again only when it changes)."""
+    if untimed(first) and untimed(last):
+        return TIME_UNKNOWN
     a, b = parse_ts(first, tz), parse_ts(last, tz)
     end = format_ts(last, tz, date=a.date() != b.date())
     return f"{format_ts(first, tz)} → {end} {b.tzname()}"

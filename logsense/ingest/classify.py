@@ -16,7 +16,7 @@ from pathlib import Path
 
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, message_shape
-from logsense.model import Event, Record
+from logsense.model import SEVERITY_RANK, SOURCES, Event, Record
 
 SAME_MESSAGE = timedelta(seconds=1)  # the journal's stamp and the file's differ by milliseconds
 PER_MESSAGE_MAX = 32  # entries kept per (host, message): the newest, so a burst of repeats stays linear
@@ -27,9 +27,16 @@ def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | No
     """The event for a record: its best pattern; an unknown error-level line as an
     unrecognised event (role context); anything else only with `all_lines`."""
     m = cat.match(rec.message, rec.source) if rec.message else None
+    if m is None and rec.message and rec.extra.get("pasted"):
+        # pasted text: the source was guessed from the words, so every source's patterns may apply
+        m = next((x for s in SOURCES if s != rec.source and (x := cat.match(rec.message, s)) is not None), None)
     if m is not None:
         p = m.pattern
-        return Event(rec, p, m.fields, category=p.category, severity=p.severity, role=p.role)
+        severity = p.severity
+        if m.wrapper is not None and SEVERITY_RANK[m.wrapper.severity] > SEVERITY_RANK[severity]:
+            severity = m.wrapper.severity  # the line also says what the cause did (the VM failed)
+        role = "cause" if m.wrapper is not None else p.role  # what a failure wraps is its cause
+        return Event(rec, p, m.fields, category=p.category, severity=severity, role=role)
     code = rec.extra.get("LIBVIRT_CODE")
     if code is not None and code.isdigit() and (known := cat.libvirt_codes.get(int(code))) is not None:
         # libvirt's journal entries carry their error code: it tells the category of an unknown message
@@ -92,8 +99,9 @@ class Classifier:
         """The record's event, VM not yet resolved; None for a benign line, a line out of
         --since/--until, or a copy of a message already taken."""
         self.entities.learn(rec)
-        if self.since is not None and rec.ts < self.since or self.until is not None and rec.ts > self.until:
-            return None
+        if not rec.untimed and (self.since is not None and rec.ts < self.since
+                                or self.until is not None and rec.ts > self.until):
+            return None  # pasted text without a time is kept whatever the range
         ev = classify(rec, self.cat, self.all_lines)
         if ev is None or (ev.role is not None and self.duplicates.is_copy(rec)):
             return None

@@ -4,6 +4,7 @@ way whichever end found it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import PurePath
 
@@ -16,9 +17,11 @@ FORMAT_ORDER = {"syslog": 0, "dmesg": 1, "journal-export": 2, "journal-json": 2,
 LINE_FORMATS = frozenset(parsers.LINE_PARSERS)  # read line by line (the others are journal formats)
 
 
-def detect(name: str, head: bytes) -> str | None:
-    """The format of a file from its name and first HEAD_BYTES bytes; None if not a log."""
-    return parsers.detect_format(name, head[:HEAD_BYTES])
+def detect(name: str, head: bytes, explicit: bool = False, knows: Callable[[str], bool] | None = None) -> str | None:
+    """The format of a file from its name and first HEAD_BYTES bytes; None if not a log. A file
+    named on the command line may be pasted text ("console"; `knows`: the catalogue knows a line)."""
+    fmt = parsers.detect_format(name, head[:HEAD_BYTES])
+    return parsers.console_format(name, head, fmt, explicit, knows) if explicit else fmt
 
 
 def is_domain_xml(name: str) -> bool:
@@ -28,7 +31,10 @@ def is_domain_xml(name: str) -> bool:
 
 
 def vm_of_file(name: str) -> str | None:
-    """A per-VM QEMU log is named after its VM (`web01.log`, rotated `web01.log.1`)."""
+    """A per-VM QEMU log is named after its VM (`web01.log`, rotated `web01.log.1`); a QEMU text
+    outside `qemu/` that is not NAME.log (a pasted `virsh.txt`) names none."""
+    if "/qemu/" not in f"/{name}" and ".log" not in PurePath(name).name:
+        return None
     return PurePath(name).name.split(".log")[0] or None
 
 
@@ -72,5 +78,14 @@ class HostOf:
     def apply(self, rec: Record) -> None:
         if self.host is None and rec.host:
             self.host = rec.host  # the tree's host, for files that carry none
-        if rec.host is None:
-            rec.host = self.host
+        rec.host = one_host(rec.host, self.host)
+
+
+def one_host(name: str | None, tree_host: str | None) -> str | None:
+    """A record's host within one tree: the tree's when the record names none, or names the same
+    machine by another form (QEMU's FQDN `kvm01.example.com`, the journal's `kvm01`)."""
+    if name is None or tree_host is None:
+        return name or tree_host
+    if name != tree_host and name.split(".", 1)[0].lower() == tree_host.split(".", 1)[0].lower():
+        return tree_host
+    return name

@@ -69,9 +69,9 @@ class LineReader:
         """The record the parser holds (end of a file, or the file has been quiet a while)."""
         if self.parser is None or not self.parser.holding:
             return []
-        rec = self.parser.flush()
+        got = self.parser.flush()
         self.safe = (self.offset, self.lineno)
-        return [rec] if rec is not None else []
+        return got if isinstance(got, list) else [got] if got is not None else []
 
     def prime(self, before: bytes) -> None:
         """Starting mid-file (a first start at a file's end): the lines just above give the
@@ -117,8 +117,9 @@ class LineReader:
             self.safe = held_from
         return out
 
-    def _take(self, rec: Record | None, out: list[Record]) -> None:
-        if rec is not None:
+    def _take(self, got: Record | list[Record] | None, out: list[Record]) -> None:
+        """A parser gives a record, none, or several (pasted text that joined lines)."""
+        for rec in got if isinstance(got, list) else () if got is None else (got,):
             if not rec.parsed:
                 self.parser.ctx.count("unparsed_lines")  # type: ignore[union-attr]
             out.append(rec)
