@@ -67,9 +67,10 @@ DOMAIN_XML_DIRS = ("/etc/libvirt/qemu", "/run/libvirt/qemu")  # learnt when watc
 LAG = 1.0  # seconds a line may arrive after a later-stamped one and still count as on time
 TICK = 0.2  # seconds between watermark ticks while a window is open
 MAX_OPEN_FILES = 4096  # followed files held open at once; quieter ones are closed and reopened on change
-PASS_RECORDS = 5000  # records one pass takes on: classifying and correlating them is bounded too
-PASS_SECONDS = 0.5  # reading one pass may take: whatever the input, the loop comes round (watchdog, signals)
+PASS_RECORDS = 2000  # records one pass takes on: classifying and correlating them is bounded too
+PASS_SECONDS = 0.25  # reading one pass may take: whatever the input, the loop comes round (watchdog, signals)
 SAFETY_POLL = 10.0  # seconds between checks of every file (a missed inotify event, an overflow)
+SAVE_SPACING = 4  # saves take at most a fifth of the time: reading on matters more than saving often
 SAVE_EVERY = 1.0  # seconds: positions over benign lines only are saved at most this often
 # after emitting; a crash in between re-emits the same incident versions (same id and version)
 SAVE_OUTPUTS_EVERY = 0.1
@@ -230,6 +231,7 @@ class Daemon:
         self.tailers: dict[str, Tailer] = {}
         self.dirty: set[str] = set()
         self.last_polled = ""  # where the next pass starts reading (round robin)
+        self.watchdog_every, self.last_watchdog = 0.0, 0.0  # set by run() from WATCHDOG_USEC
         self.max_open = MAX_OPEN_FILES
         self.deliveries: list[Delivery] = []
         self.state_path = Path(cfg.state_dir) / STATE_FILE
@@ -242,6 +244,7 @@ class Daemon:
         self.journal_lines = 0
         self.emitted = 0
         self.last_save = 0.0
+        self.save_cost = 0.0  # seconds the last save took
         self.positions_moved = False
         self.unsaved_outputs = False
         self._selectors: dict[str, Any] = {}
@@ -376,7 +379,8 @@ class Daemon:
         say(watching)
         notify("READY=1\nSTATUS=" + watching)
         watchdog_every = watchdog_period() / 2
-        last_watchdog = last_status = last_safety = time.monotonic()
+        self.watchdog_every, self.last_watchdog = watchdog_every, time.monotonic()
+        last_status = last_safety = time.monotonic()
         lines_then, open_then = 0, 0
         more = True
         try:
@@ -394,9 +398,7 @@ class Daemon:
                 more = self._pass()
                 self.metrics.observe(self)
                 now = time.monotonic()
-                if watchdog_every and now - last_watchdog >= watchdog_every:
-                    notify("WATCHDOG=1")
-                    last_watchdog = now
+                self._keepalive()
                 # every few seconds, and at once when an incident opens or closes
                 if now - last_status >= STATUS_EVERY or len(self.corr.open) != open_then:
                     lines, open_then = self._lines_read(), len(self.corr.open)
@@ -406,6 +408,14 @@ class Daemon:
         finally:
             self._shutdown()
         return 0
+
+    def _keepalive(self) -> None:
+        """WATCHDOG=1 when half the watchdog period has passed: from the loop, and between the
+        stages of a pass, so a big pass that is making progress is not taken for a hung one."""
+        now = time.monotonic()
+        if self.watchdog_every and now - self.last_watchdog >= self.watchdog_every:
+            notify("WATCHDOG=1")
+            self.last_watchdog = now
 
     def _timeout(self, watchdog_every: float) -> float:
         waits = [SAFETY_POLL, STATUS_EVERY]
@@ -465,7 +475,9 @@ class Daemon:
                 break
         else:
             more = True
+        self._keepalive()
         outputs = self._process(records)
+        self._keepalive()
         outputs.extend(self._tick())
         self.metrics.outputs(outputs)
         if outputs:
@@ -476,7 +488,10 @@ class Daemon:
                 d.wait_idle(0.5)
             self.unsaved_outputs = True
         since = time.monotonic() - self.last_save
-        if self.unsaved_outputs and since >= SAVE_OUTPUTS_EVERY or self.positions_moved and since >= SAVE_EVERY:
+        spacing = SAVE_SPACING * self.save_cost  # a big state (a burst's open windows) is saved less often
+        if self.unsaved_outputs and since >= max(SAVE_OUTPUTS_EVERY, spacing) or \
+                self.positions_moved and since >= max(SAVE_EVERY, spacing):
+            self._keepalive()
             self._save()
         self._close_quiet_files()
         return more
@@ -556,7 +571,9 @@ class Daemon:
         settled (`force`: all of them), VMs resolved, in time order."""
         events: list[Event] = []
         self.metrics.records(records)
-        for rec in records:
+        for n, rec in enumerate(records):
+            if n % 256 == 0:
+                self._keepalive()
             self.hosts.apply(rec)
             if rec.cursor:  # only journal entries carry one
                 self.journal_cursor = rec.cursor
@@ -568,14 +585,16 @@ class Daemon:
         self.settling.add(events, now)
         events = self.settling.release(now, force)
         if events:
-            self.unsaved_outputs = True  # the settle buffer changed: saved with the positions
+            self.positions_moved = True  # the settle buffer changed: saved with the positions, once a second
         self.metrics.classified(events)
         return events
 
     def _emit(self, events: list[Event]) -> list[dict[str, Any]]:
         outputs: list[dict[str, Any]] = []
         emit_events = self.cfg.emit == "events"
-        for ev in events:
+        for n, ev in enumerate(events):
+            if n % 256 == 0:
+                self._keepalive()
             if emit_events:
                 outputs.append(ev.to_dict())
                 continue
@@ -596,6 +615,7 @@ class Daemon:
 
     # -- state ------------------------------------------------------------------------------
     def _save(self) -> None:
+        t0 = time.monotonic()
         files = {}
         for path, t in self.tailers.items():
             if (saved := t.saved()) is not None:
@@ -618,6 +638,7 @@ class Daemon:
             warn(f"{self.state_path}: cannot save state: {exc.strerror or exc}")
             return
         self.last_save = time.monotonic()
+        self.save_cost = self.last_save - t0
         self.positions_moved = self.unsaved_outputs = False
 
     # -- signals ----------------------------------------------------------------------------

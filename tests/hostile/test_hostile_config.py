@@ -45,7 +45,7 @@ def test_sighup_with_nan_window_and_bad_types_keeps_the_old_config(tmp_path: Pat
     w = Watch("--config", str(config), "--no-journal", "--state-dir", str(tmp_path / "state"), "--host", "kvm01",
               "--tz", "UTC").ready()
     for n, (bad, why) in enumerate([("window = nan", "window must be"), ("paths = [1, 2]", "paths: expected"),
-                                    ('sinks = ["stdout"]', "sinks: expected")], 1):
+                                    ('sink = ["stdout"]', "sinks: expected")], 1):
         config.write_text(bad + "\n")
         w.proc.send_signal(signal.SIGHUP)
         w.wait_err(lambda _line, n=n: sum("reload failed" in e for e in w.err) >= n)
