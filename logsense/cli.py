@@ -434,8 +434,9 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
           settle: Annotated[float | None, typer.Option(
-              "--settle", help="Seconds a new event waits before it is correlated (default 1.5), so an "
-                               "incident opens with the cause read just after its first symptom.")] = None,
+              "--settle", metavar="SECONDS", help="Seconds a new event waits before it is correlated (default "
+                                                  "1.5), so an incident opens with the cause read just after its "
+                                                  "first symptom.")] = None,
           metrics: Annotated[str | None, typer.Option(
               "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics (/metrics); off by default.")
                              ] = None,
