@@ -177,6 +177,11 @@ class Tailer:
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
         self.grown_at = 0.0
 
+    @property
+    def offset(self) -> int:
+        """Bytes of the file consumed so far (complete lines)."""
+        return self.reader.offset
+
     # -- opening and resuming -------------------------------------------------------------
     def open(self, at_end: bool) -> bool:
         """Open the file at its start or its end; False if it is not there (or unreadable)."""
