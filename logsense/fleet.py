@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from logsense.correlator import correlate, stable_id
+from logsense.correlator import stable_id
+from logsense.lifecycle import analyse
 from logsense.model import SEVERITY_RANK
 from logsense.pipeline import InputError, Options, Reader
 
@@ -57,7 +58,7 @@ def analyze_host(path: str, opts: Options, window: float) -> HostResult:
         evs = reader.events([path])
     except InputError as exc:
         return HostResult(path, Path(path).name, [], dict(reader.run.stats), list(reader.run.warnings), error=str(exc))
-    incidents = [i.to_dict() for i in correlate(evs, gap=window)]
+    incidents = [d for _, d in analyse(evs, gap=window)]  # as `analyze` reports them: reboots, downtime
     hosts = [i["host"] for i in incidents if i["host"]] or [e.record.host for e in evs if e.record.host]
     name = max(set(hosts), key=hosts.count) if hosts else host_label(path)
     stats = dict(reader.run.stats)
@@ -258,10 +259,12 @@ class FleetReport:
         return [*self.fleet, *hosts]
 
     def stats(self) -> dict[str, float]:
+        """The hosts' numeric stats summed (their lists of sources read stay per host)."""
         total: dict[str, float] = {}
         for r in self.results:
             for k, v in r.stats.items():
-                total[k] = round(total.get(k, 0) + v, 3)
+                if isinstance(v, int | float):
+                    total[k] = round(total.get(k, 0) + v, 3)
         total["hosts"] = len(self.results)
         total["fleet_incidents"] = len(self.fleet)
         total["incidents"] = len(self.incidents)
