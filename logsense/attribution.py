@@ -44,7 +44,13 @@ MESSAGE_VM_RES = [
 ]
 # a word one of MESSAGE_VM_RES needs (a cheap test before them all)
 VM_HINT_RE = re.compile(r"vm|VM|[Dd]omain|guest=|name='|virsh|dominio|virtual machine|/swtpm/|[Ss]tart|[Ss]top|^\(")
-NEARBY_LINES = 10  # a line naming no VM takes one named this close above it in the same file
+NEARBY_LINES = 10  # a line naming no VM takes one named this close above it in the same log
+ROTATED_SUFFIX_RE = re.compile(r"(?:\.\d+|-\d{8,10})(?:\.(?:gz|bz2|xz|zst))?$")
+
+
+def logical_file(name: str) -> str:
+    """A log's name without its rotation suffix: `libvirtd.log.1` is `libvirtd.log`'s past."""
+    return ROTATED_SUFFIX_RE.sub("", name)
 OWN_OBJECT = {"path", "device", "pid", "uuid", "scope", "network", "bridge"}  # fields that point elsewhere
 NAME_UUID_RE = re.compile(r"\bname='([^']+)' uuid=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -77,7 +83,8 @@ class EntityMap:
     shared: set[tuple[str, str]] = field(default_factory=set)  # keys two VMs use: they name neither
     # pasted text: the VMs each file names, with the line that names them (a paste is one story)
     pasted: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    named_at: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # file -> (line, VM) of events
+    named_at: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # log -> (seq, VM) of events
+    seen_in: dict[str, int] = field(default_factory=dict)  # log -> classified lines learnt so far
 
     def _link(self, kind: str, key, vm: str, why: str) -> None:
         table = getattr(self, kind)
@@ -119,10 +126,16 @@ class EntityMap:
         """The VMs the classified lines name and where, before any is resolved (a line naming none
         may take the VM a line just above it named: `named_above`)."""
         for ev in events:
-            if vm := ev.fields.get("vm") or self.vm_in_message(ev.record.message):
+            rec = ev.record
+            if rec.file:
+                key = logical_file(rec.file)
+                self.seen_in[key] = rec.extra["seq"] = self.seen_in.get(key, 0) + 1
+            if vm := ev.fields.get("vm") or self.vm_in_message(rec.message):
                 self.vms.add(vm)
-                if ev.record.file and ev.record.line:
-                    self.named_at.setdefault(ev.record.file, []).append((ev.record.line, vm))
+                if rec.file:
+                    named = self.named_at.setdefault(logical_file(rec.file), [])
+                    named.append((rec.extra["seq"], vm))
+                    del named[:-NEARBY_LINES]
 
     def learn_domain_xml(self, path: Path) -> None:
         """A domain's XML (/etc/libvirt/qemu/NAME.xml, virsh dumpxml): name, uuid, disks, taps."""
@@ -188,14 +201,17 @@ class EntityMap:
             return vm, f"named in the pasted text {rec.file}"
         if ev.pattern is not None and ev.pattern.scope == "vm" and not f.keys() & OWN_OBJECT \
                 and (named := self.named_above(rec)) is not None:
-            return named[1], f"named at {rec.file}:{named[0]}, a few lines above"
+            return named[1], f"named a few lines above in {rec.file}"
         return None, ""
 
     def named_above(self, rec: Record) -> tuple[int, str] | None:
-        """The last VM a classified line of the same file named at most NEARBY_LINES above: one
-        operation's lines ("Cannot start job ... for domain win10", then the lock timeout)."""
-        line = rec.line or 0
-        above = [(n, vm) for n, vm in self.named_at.get(rec.file or "", []) if 0 < line - n <= NEARBY_LINES]
+        """The last VM a classified line of the same log named at most NEARBY_LINES classified
+        lines above: one operation's lines ("Cannot start job ... for domain win10", then the lock
+        timeout). Counted in classified lines of the log, rotated parts included, so batch and live
+        (which may read a log across a rotation) agree."""
+        seq = rec.extra.get("seq", 0)
+        named = self.named_at.get(logical_file(rec.file or ""), [])
+        above = [(n, vm) for n, vm in named if 0 < seq - n <= NEARBY_LINES]
         return above[-1] if above else None
 
     def pasted_vm(self, rec: Record) -> str | None:

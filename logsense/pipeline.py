@@ -112,9 +112,7 @@ class Reader:
     def events(self, paths: list[str]) -> list[Event]:
         """All events, VMs resolved, in time order (stable: ties keep reading order)."""
         t0 = time.perf_counter()
-        out = list(self._events(paths))
-        self.run.entities.learn_events(out)  # names a run's lines give (a paste's VM, uuid with name)
-        out = [self.core.resolve(ev) for ev in out]
+        out = [self.core.resolve(ev) for ev in list(self._events(paths))]
         out.sort(key=lambda e: e.record.ts)
         self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
         self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)

@@ -105,6 +105,7 @@ class Classifier:
         ev = classify(rec, self.cat, self.all_lines)
         if ev is None or (ev.role is not None and self.duplicates.is_copy(rec)):
             return None
+        self.entities.learn_events([ev])  # the VMs lines name, and where: before any is resolved
         return ev
 
     def resolve(self, ev: Event) -> Event:
