@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ import typer
 from logsense import CONTRIB, SAMPLE, __version__
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.config import read_settings
-from logsense.correlator import DEFAULT_GAP
+from logsense.correlator import DEFAULT_GAP, MAX_WINDOW
 from logsense.filters import Filters
 from logsense.model import CATEGORIES, Event, Record
 from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
@@ -122,11 +123,29 @@ def root(version: Annotated[bool, typer.Option("--version", is_eager=True, callb
     into explained incidents."""
 
 
+def open_output(output: str | None):
+    """-o FILE, or standard output; a path that cannot be written is one input error."""
+    if not output:
+        return sys.stdout
+    try:
+        return open(output, "w", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from exc
+
+
+def check_window(window: float) -> float:
+    if not math.isfinite(window) or not 0 < window <= MAX_WINDOW:
+        raise InputError(f"--window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
+    return window
+
+
 def make_options(since, until, tz, year, host, catalogue, all_lines=False, *, utc: bool = False,
                  config: str | None = None) -> Options:
     """Flags over settings. --tz is the zone of syslog lines (and of printed times); --since/--until
     without a zone are read as journalctl reads them, in this machine's zone (UTC with --utc)."""
     settings = read_settings(config)
+    if year is not None and not 1 <= year <= 9999:
+        raise InputError("--year must be between 1 and 9999")
     zone = parse_zone(tz or settings.get("tz"))
     given = local_zone() if not utc else UTC
     shown = UTC if utc else parse_zone(tz) if tz else local_zone()
@@ -178,7 +197,7 @@ def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | No
             raise InputError("--format parquet needs -o FILE")
         events_frame(evs).to_parquet(output)
         return
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    out = open_output(output)
     try:
         if fmt == EventsFormat.json:
             json.dump({"events": [e.to_dict() for e in evs], "stats": run.stats}, out, indent=2)
@@ -233,8 +252,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
     from logsense.lifecycle import analyse
     from logsense.model import SEVERITY_RANK
 
-    if window <= 0:
-        raise InputError("--window must be a positive number of seconds")
+    check_window(window)
     batch_gc()
     if grace < 0:
         raise InputError("--reboot-grace must be zero or more seconds")
@@ -249,7 +267,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
     stats["incidents"] = len(incidents)
     stats["display_tz"] = zone_name(opts.display_tz or local_zone())  # the zone reports print times in
     unrec = report.unrecognised_summary(evs)
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    out = open_output(output)
     warnings, zone = reader.run.warnings, opts.display_tz or local_zone()
     try:
         if fmt == AnalyzeFormat.json:
@@ -319,8 +337,7 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
 
     if not paths:
         raise InputError("--fleet needs one path per host")
-    if window <= 0:
-        raise InputError("--window must be a positive number of seconds")
+    check_window(window)
     rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs)
     for r in rep.results:
         for w in r.warnings:
@@ -332,7 +349,7 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
         raise typer.Exit(3)
     incidents, stats = rep.incidents, rep.stats()
     unrec = sorted((u for r in rep.results for u in r.unrecognised), key=lambda u: -u["count"])[:20]
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    out = open_output(output)
     try:
         if fmt == AnalyzeFormat.json:
             json.dump({"fleet": rep.summary(), "incidents": incidents, "stats": stats, "unrecognised_errors": unrec},
@@ -386,7 +403,7 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
         evs = reader.events(paths or [])
     check_read(reader.run)
     tl = timeline(evs, reboot_grace)
-    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    out = open_output(output)
     try:
         if fmt == VmsFormat.json:
             vms_report.write_json(out, tl)

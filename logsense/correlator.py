@@ -25,6 +25,7 @@ from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
 
 SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANK.items()}
 
+MAX_WINDOW = 7 * 86400.0  # seconds: a longer window is a typo, and its arithmetic overflows dates
 DEFAULT_GAP = 120.0  # seconds without events that close an incident
 ATTACH_SECONDS = 3.0  # an error naming no VM this close to one VM's failure belongs to it
 MAX_EVIDENCE = 50

@@ -31,7 +31,7 @@ from typing import Any
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.config import read_settings
-from logsense.correlator import DEFAULT_GAP, Correlator
+from logsense.correlator import DEFAULT_GAP, MAX_WINDOW, Correlator
 from logsense.follow import (
     ROTATED_GRACE,
     FileOptions,
@@ -76,9 +76,6 @@ SAVE_EVERY = 1.0  # seconds: positions over benign lines only are saved at most 
 SAVE_OUTPUTS_EVERY = 0.1
 STATUS_EVERY = 5.0
 JOURNAL_BATCH = 5000
-
-
-MAX_WINDOW = 7 * 86400.0  # seconds: a longer window is a typo, and its arithmetic overflows dates
 
 
 def _has_type(value: Any, declared: str) -> bool:

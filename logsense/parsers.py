@@ -82,7 +82,7 @@ def _bsd_time(ctx: FileContext, mon: str, day: str, hms: str, frac: str | None) 
                          int((frac or ".0")[1:7].ljust(6, "0")), tzinfo=ctx.tz)
     except ValueError:
         return None
-    return local.astimezone(UTC)
+    return _utc(local)
 
 
 def _iso_time(text: str, ctx: FileContext) -> datetime | None:
@@ -92,7 +92,17 @@ def _iso_time(text: str, ctx: FileContext) -> datetime | None:
         return None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=ctx.tz)
-    return ts.astimezone(UTC)
+    return _utc(ts)
+
+
+def _utc(ts: datetime) -> datetime | None:
+    """In UTC; None for a stamp at the edges of the calendar (year 1, year 9999 at -23:59): it has
+    no UTC, or no room for the windows and horizons added to it later."""
+    try:
+        utc = ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+    return utc if 2 <= utc.year <= 9998 else None
 
 
 def _ts_state(ts: datetime) -> dict[str, Any]:

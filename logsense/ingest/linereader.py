@@ -9,6 +9,7 @@ skipped, and the offset a resume may start at (never inside a record the parser 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -18,6 +19,9 @@ from logsense.parsers import MAX_LINE, LineParser, Selector, decode_line
 CHUNK = 8 << 20  # bytes read at a time from an archive file
 PRIME_BYTES = 64 * 1024  # how far back a reader starting mid-file looks for its context
 PRIME_LINES = 200
+
+
+LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 class LineReader:
@@ -37,6 +41,8 @@ class LineReader:
         """Records of the complete lines at the start of `data` (the bytes from `offset` on);
         with `at_end`, an unterminated last line counts as complete. `select` (the catalogue's
         multi-pattern scan) picks the lines worth parsing, for formats whose lines stand alone."""
+        if b"\r" in data:  # a lone CR ends a line too (old Mac, some devices); same length, offsets hold
+            data = LONE_CR.sub(b"\n", data)
         if self.skipping:
             nl = data.find(b"\n")
             if nl < 0:
