@@ -6,7 +6,6 @@ Floors live in fixtures/real/SCORE_FLOOR.toml; benchmarks/real_corpus.py prints 
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 import tomllib
 from pathlib import Path
@@ -60,8 +59,6 @@ def test_score_does_not_fall_below_the_floors(summary: dict) -> None:
     assert summary["false_alarms"] <= floor["false_alarms"], summary
 
 
-@pytest.mark.skipif(os.environ.get("LOGSENSE_CORPUS_COMPLETE") != "1",
-                    reason="the corpus is still being collected (set LOGSENSE_CORPUS_COMPLETE=1)")
 def test_corpus_is_complete() -> None:
     excerpts = real_corpus.load_corpus()
     quiet = [e for e in excerpts if e.verdict["verdict"] == "quiet"]
