@@ -299,16 +299,6 @@ def journal_groups() -> bool:
     return bool(names & {"systemd-journal", "adm", "wheel"})
 
 
-def one_host(name: str | None, tree_host: str | None) -> str | None:
-    """A record's host within one tree: the tree's when the record names none, or names the same
-    machine by another form (QEMU's FQDN `kvm01.example.com`, the journal's `kvm01`)."""
-    if name is None or tree_host is None:
-        return name or tree_host
-    if name != tree_host and name.split(".", 1)[0].lower() == tree_host.split(".", 1)[0].lower():
-        return tree_host
-    return name
-
-
 def stderr_warn(msg: str) -> None:
     """A warning for the user: through the one warning path (`logsense.ingest.log`); names in it
     come from logs and archives, so control characters are escaped."""

@@ -8,26 +8,11 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, LOGSENSE, logsense
+from test_catalogue import SITE_PATTERN
 
 from logsense.catalogue import Catalogue, Pattern
 
-GOOD = """
-[[pattern]]
-id = "site.storage.san-path-down"
-sources = ["syslog"]
-regex = '''san-agent: path (?P<device>\\S+) down'''
-category = "storage"
-severity = "major"
-role = "cause"
-title = "SAN path down"
-cause = "A SAN path went down."
-remediation = ["Check the fabric."]
-diagnostics = ["multipath -ll"]
-
-[[pattern.examples]]
-line = "Mar  5 10:00:00 kvm01 san-agent[12]: san-agent: path sdq down"
-fields = { device = "sdq" }
-"""
+GOOD = SITE_PATTERN
 SAMPLE = str(FIXTURES / "sample-outage")
 
 
