@@ -91,6 +91,11 @@ class Pattern:
     near_misses: list[Example] = field(default_factory=list)
     file: str = ""
     compiled: Any = None
+    translations: dict[str, dict[str, Any]] = field(default_factory=dict)  # lang -> title, cause, remediation
+
+    def text(self, key: str, lang: str = "en") -> Any:
+        """title, cause or remediation in `lang` where the catalogue has it, else English."""
+        return self.translations.get(lang, {}).get(key) or getattr(self, key)
 
     @property
     def is_recovery(self) -> bool:
@@ -213,6 +218,58 @@ def read_pattern_file(path: Path) -> str:
         if st.st_size > SITE_FILE_MAX:
             raise OSError(f"larger than {SITE_FILE_MAX >> 20} MiB: {path}")
         return f.read(SITE_FILE_MAX + 1).decode("utf-8")
+
+
+LANGS = ("en", "zh")  # English is the catalogue's own text; the others are in <dir>/<lang>/*.toml
+TRANSLATED = ("title", "cause", "remediation")
+
+
+def read_translations(dirs: Iterable[Path], patterns: list[Pattern], problems: list[str]) -> None:
+    """Attach `<dir>/<lang>/*.toml` texts (`[[pattern]] id, title, cause, remediation`) to the
+    patterns, built-in folder first, a site's after (a site may translate its own patterns)."""
+    by_id = {p.id: p for p in patterns}
+    for d in dirs:
+        for lang in LANGS[1:]:
+            for path in sorted((Path(d) / lang).glob("*.toml")):
+                where = f"{lang}/{path.name}"
+                try:
+                    data = tomllib.loads(read_pattern_file(path))
+                except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                    problems.append(f"{where}: cannot read: {exc}")
+                    continue
+                for item in data.get("pattern", []) if isinstance(data.get("pattern"), list) else []:
+                    pid = item.get("id") if isinstance(item, dict) else None
+                    if pid not in by_id:
+                        problems.append(f"{where}: {pid}: no such pattern")
+                        continue
+                    texts = {k: item[k] for k in TRANSLATED if k in item}
+                    if not all(isinstance(v, str) for k, v in texts.items() if k != "remediation") or not (
+                            isinstance(texts.get("remediation", []), list)
+                            and all(isinstance(v, str) for v in texts.get("remediation", []))):
+                        problems.append(f"{where}: {pid}: title and cause are strings, remediation a list")
+                        continue
+                    by_id[pid].translations[lang] = texts
+
+
+def translation_problems(p: Pattern) -> list[str]:
+    """What a pattern's translations lack: every language, every text, the same placeholders and
+    as many remediation steps as the English."""
+    out = []
+    for lang in LANGS[1:]:
+        tr = p.translations.get(lang)
+        if tr is None:
+            out.append(f"{p.file}: {p.id}: no {lang} text (patterns/{lang}/)")
+            continue
+        for key in TRANSLATED:
+            if not tr.get(key):
+                out.append(f"{p.file}: {p.id}: {lang} {key} missing")
+                continue
+            en, other = getattr(p, key), tr[key]
+            if key == "remediation" and len(other) != len(en):
+                out.append(f"{p.file}: {p.id}: {lang} remediation has {len(other)} steps, English {len(en)}")
+            if set(FIELD_RE.findall(" ".join(_as_list(en)))) != set(FIELD_RE.findall(" ".join(_as_list(other)))):
+                out.append(f"{p.file}: {p.id}: {lang} {key} has other {{placeholders}} than the English")
+    return out
 
 
 def pattern_files(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
@@ -420,12 +477,13 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), vet_site: bool 
     patterns = read_patterns(files, problems, codes)
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
+    read_translations([BUILTIN_DIR, *map(Path, extra_dirs)], patterns, problems)
     cat = Catalogue(patterns, problems, codes)
     site = {f.name for f in files if f.parent != BUILTIN_DIR}
     if site and vet_site:
         from logsense.catalogue_check import check_catalogue  # the checker is built on this module
 
-        if site_problems := check_catalogue(cat, files=site):
+        if site_problems := check_catalogue(cat, files=site, translations=False):
             raise CatalogueError(site_problems)
     return cat
 
