@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 SYSTEM_PACKAGES=(libsystemd-dev pkg-config gcc python3-dev python3-venv systemd-journal-remote)
-TEST_PACKAGES=(chromium xz-utils zstd bzip2)
+TEST_PACKAGES=(chromium xz-utils zstd bzip2 prometheus prometheus-alertmanager)  # promtool; a real Alertmanager
 
 apt_install() {
   local missing=()

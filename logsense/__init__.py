@@ -5,6 +5,7 @@ In Jupyter (logsense/frame.py; pandas is imported on first use, matplotlib only 
     import logsense
     ev = logsense.events(logsense.SAMPLE)     # pandas.DataFrame, one row per event
     inc = logsense.incidents(ev)              # one row per incident, rendered as in the HTML report
+    runs = logsense.lifecycle(ev)             # every VM's running intervals, how each began and ended
     logsense.plot.timeline(ev, inc)
 """
 
@@ -21,7 +22,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "sample-outage"
 
 _FRAME_API = ("events", "incidents", "evidence", "cooccurrence", "expand_fields", "events_frame",
               "frame_from_dicts", "read_events_parquet", "write_events_parquet", "read_events_jsonl",
-              "EventFrame", "IncidentFrame")
+              "EventFrame", "IncidentFrame", "lifecycle")
 __all__ = ["SAMPLE", "__version__", "plot", *_FRAME_API]
 
 

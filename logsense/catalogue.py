@@ -54,6 +54,8 @@ ERROR_HINTS = {
     "qemu": rb"(?:^|\n)[^\n]{0,40}qemu-(?:system-[a-z0-9_]+|kvm): ",
 }
 FIELD_RE = stdre.compile(r"\{(\w+)\}")
+# What a pattern's line says about a VM's or the host's life (logsense/lifecycle.py reads it)
+LIFECYCLE = ("vm-start", "vm-stop", "vm-start-failed", "migrate-in", "host-boot", "host-shutdown")
 
 
 class CatalogueError(Exception):
@@ -87,6 +89,7 @@ class Pattern:
     diagnostics: list[str]
     scope: str = "vm"
     priority: int = 50
+    lifecycle: str | None = None  # one of LIFECYCLE: the line starts or stops a VM, boots the host...
     examples: list[Example] = field(default_factory=list)
     near_misses: list[Example] = field(default_factory=list)
     file: str = ""
@@ -177,6 +180,9 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
     except regex.error as exc:
         problems.append(f"{where}: regex does not compile: {exc}")
         compiled = None
+    lifecycle = data.get("lifecycle")
+    if lifecycle is not None and lifecycle not in LIFECYCLE:
+        problems.append(f"{where}: lifecycle '{lifecycle}' is not one of {', '.join(LIFECYCLE)}")
     priority = data.get("priority", 50)
     if not isinstance(priority, int) or not 0 <= priority <= 100:
         problems.append(f"{where}: priority must be an integer 0-100")
@@ -186,7 +192,7 @@ def parse_pattern(data: dict[str, Any], file: str, problems: list[str]) -> Patte
         id=pid, sources=sources, regex=data["regex"], category=data["category"],
         severity=data["severity"], role=data["role"], title=data["title"], cause=data["cause"],
         remediation=_as_list(data.get("remediation")), diagnostics=_as_list(data.get("diagnostics")),
-        scope=data.get("scope", "vm"), priority=priority, examples=_examples(data.get("examples")),
+        scope=data.get("scope", "vm"), priority=priority, lifecycle=lifecycle, examples=_examples(data.get("examples")),
         near_misses=_examples(data.get("near_misses")), file=file, compiled=compiled)
 
 

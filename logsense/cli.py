@@ -31,6 +31,7 @@ class Format(StrEnum):
     markdown = "markdown"
     html = "html"
     parquet = "parquet"
+    record = "record"
 
 
 PathsArg = Annotated[list[str] | None, typer.Argument(help="Files, directories, archives, journals.")]
@@ -74,6 +75,8 @@ def events(paths: PathsArg = None,
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
     fmt = default_format(fmt, Format.jsonl)
+    if fmt == Format.record:
+        raise InputError("an incident record is written by 'logsense analyze --format record'")
     if fmt == Format.parquet:
         from logsense.frame import events_frame
         if not output:
@@ -98,6 +101,8 @@ def events(paths: PathsArg = None,
 
 WindowOpt = Annotated[float, typer.Option("--window", help="Seconds of quiet that close an incident.")]
 FailOpt = Annotated[str | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
+GraceOpt = Annotated[float, typer.Option("--reboot-grace", help="Seconds after a host boot within which a VM "
+                                         "that ran before must be running again.")]
 
 
 @contextmanager
@@ -116,9 +121,9 @@ def file_progress():
 
 
 def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
-                 fail_on: str | None, show_entities: bool) -> None:
+                 fail_on: str | None, show_entities: bool, grace: float = 600.0) -> None:
     from logsense import report
-    from logsense.correlator import correlate
+    from logsense.lifecycle import analyse
     from logsense.model import SEVERITY_RANK
 
     if fail_on is not None and fail_on not in SEVERITY_RANK:
@@ -128,7 +133,9 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
-    incidents = [i.to_dict() for i in correlate(evs, gap=window)]
+    if grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
+    incidents = [d for _, d in analyse(evs, gap=window, grace=grace)]  # + reboot incidents, downtime
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
     unrec = report.unrecognised_summary(evs)
@@ -143,6 +150,9 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
             report.write_markdown(out, incidents, stats, unrec)
         elif fmt == Format.html:
             report.write_html(out, incidents, stats, unrec, evs)
+        elif fmt == Format.record:
+            from logsense.record import write_records
+            write_records(out, incidents, opts.catalogue_dirs)
         elif fmt == Format.text:
             report.write_text(out, incidents, stats, unrec, color=None if not output else False)
         else:
@@ -164,10 +174,11 @@ def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
             since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
             host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map.")] = False,
+            reboot_grace: GraceOpt = 600.0,
             ) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     opts = make_options(since, until, tz, year, host, catalogue)
-    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities)
+    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, reboot_grace)
 
 
 @app.command()
@@ -177,6 +188,38 @@ def demo(fmt: FormatOpt = None, tz: TzOpt = "UTC") -> None:
         raise InputError(f"the bundled sample is missing: {SAMPLE}")
     opts = make_options(None, None, tz, None, None, None)
     run_analysis([str(SAMPLE)], opts, fmt or Format.text, None, 120.0, None, False)
+
+
+@app.command()
+def vms(paths: PathsArg = None, fmt: FormatOpt = None,
+        output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+        since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
+        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0) -> None:
+    """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
+    failed starts, downtime (json: every running interval and the host's boots and shutdowns)."""
+    from logsense import vms_report
+    from logsense.lifecycle import analyse, timeline
+
+    opts = make_options(since, until, tz, year, host, catalogue)
+    with file_progress() as on_file:
+        evs = Reader(opts, warn=stderr_warn, on_file=on_file).events(paths or [])
+    tl = timeline(evs, reboot_grace)
+    fmt = default_format(fmt, Format.json)
+    out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    try:
+        if fmt == Format.json:
+            vms_report.write_json(out, tl)
+        elif fmt == Format.markdown:
+            vms_report.write_markdown(out, tl)
+        elif fmt == Format.html:
+            vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace)])
+        elif fmt == Format.text:
+            vms_report.write_text(out, tl)
+        else:
+            raise InputError(f"vms does not write {fmt.value} (text, json, markdown or html)")
+    finally:
+        if output:
+            out.close()
 
 
 @catalogue_app.command("list")
@@ -214,9 +257,10 @@ def catalogue_check(catalogue: CatOpt = None,
                     ) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
     from logsense.catalogue_check import check_catalogue, without_literal
+    from logsense.record import record_problems
 
     cat = load_catalogue(catalogue or [], vet_site=False)
-    problems = check_catalogue(cat, timing=timing)
+    problems = check_catalogue(cat, timing=timing) + record_problems(catalogue or [])
     for line in problems:
         print(line, file=sys.stderr)
     examples = sum(len(p.examples) for p in cat.patterns)
@@ -266,12 +310,17 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           window: Annotated[float | None, typer.Option("--window", help="Seconds of quiet that close an incident.")
                             ] = None,
           sink: Annotated[list[str] | None, typer.Option(
-              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS (repeatable; replaces the config's).")
+              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS | webhook:URL | alertmanager:URL | "
+                            "email:ADDRESS (repeatable; replaces the config's sinks; filters: config file).")
                           ] = None,
           emit: Annotated[Emit | None, typer.Option("--emit", help="Emit incidents (default) or every event.")
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
+          metrics: Annotated[str | None, typer.Option(
+              "--metrics", help="Serve Prometheus metrics on HOST:PORT (/metrics); off by default.")] = None,
+          metrics_textfile: Annotated[str | None, typer.Option(
+              "--metrics-textfile", help="Write the metrics to this node-exporter textfile (atomically).")] = None,
           tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
@@ -279,7 +328,7 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
-                 "host": host, "catalogue": catalogue or None}
+                 "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

@@ -32,9 +32,10 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.metrics import Metrics, parse_listen
 from logsense.model import Event, Record
 from logsense.pipeline import InputError, classify, parse_zone
-from logsense.sinks import Delivery, SinkError, make_sink, parse_sink_flag
+from logsense.sinks import QUEUE_MAX, Delivery, SinkError, make_sink, parse_sink_flag
 from logsense.state import (
     STATE_FILE,
     Relinker,
@@ -93,6 +94,8 @@ class Config:
     from_start: bool = False
     emit: str = "incidents"
     all_lines: bool = False
+    metrics: str | None = None  # HOST:PORT of the Prometheus listener (off by default)
+    metrics_textfile: str | None = None  # node-exporter textfile collector file
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
@@ -129,6 +132,8 @@ class Config:
             raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
+        if self.metrics:
+            parse_listen(self.metrics)
         for spec in self.sinks:
             try:
                 make_sink(spec)
@@ -219,6 +224,7 @@ class Daemon:
         self.positions_moved = False
         self.unsaved_outputs = False
         self._selectors: dict[str, Any] = {}
+        self.metrics = Metrics(warn)
 
     # -- start ------------------------------------------------------------------------------
     def _file_options(self) -> FileOptions:
@@ -289,11 +295,13 @@ class Daemon:
         new = []
         for spec in self.cfg.sinks:
             sink = make_sink(spec)
+            queue_max = int(spec.get("queue_max", QUEUE_MAX))
             if sink.name in old:
                 new.append(old.pop(sink.name))
+                new[-1].reconfigure(sink, queue_max)
             else:
                 queued = saved.get(sink.name) if isinstance(saved.get(sink.name), list) else None
-                new.append(Delivery(sink, warn, queued))
+                new.append(Delivery(sink, warn, queued, queue_max))
         for d in old.values():
             d.wait_idle(2.0)
             d.stop()
@@ -315,6 +323,8 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
         state = self._restore()
         self._start_sinks(state)
+        if url := self.metrics.serve(self.cfg.metrics, self.cfg.metrics_textfile):
+            say(f"metrics on {url}")
         self.watcher = Watcher(self.wake)
         self.watcher.watch(self.specs)
         self.watcher.start()
@@ -346,6 +356,7 @@ class Daemon:
                     self.dirty.update(self.tailers)
                     last_safety = now
                 more = self._pass()
+                self.metrics.observe(self)
                 now = time.monotonic()
                 if watchdog_every and now - last_watchdog >= watchdog_every:
                     notify("WATCHDOG=1")
@@ -389,6 +400,7 @@ class Daemon:
                 self.dirty.discard(path)
                 continue
             recs, t_more = t.poll(self._selector)
+            self.metrics.file_read(t)
             records.extend(recs)
             self.positions_moved = True
             if not t_more:
@@ -403,6 +415,7 @@ class Daemon:
             more = True
         outputs = self._process(records)
         outputs.extend(self._tick())
+        self.metrics.outputs(outputs)
         if outputs:
             for d in self.deliveries:
                 d.put(outputs)
@@ -452,6 +465,7 @@ class Daemon:
 
     def _process(self, records: list[Record]) -> list[dict[str, Any]]:
         events: list[Event] = []
+        self.metrics.records(records)
         for rec in records:
             if rec.host is None:
                 rec.host = self.host
@@ -465,6 +479,7 @@ class Daemon:
                 ev.vm, _ = self.entities.resolve(ev)
                 events.append(ev)
         events.sort(key=lambda e: e.record.ts)
+        self.metrics.classified(events)
         outputs: list[dict[str, Any]] = []
         emit_events = self.cfg.emit == "events"
         for ev in events:
@@ -570,6 +585,8 @@ class Daemon:
         for d in self.deliveries:
             d.wait_idle(5.0)
         self._save()
+        self.metrics.observe(self, force=True)
+        self.metrics.close()
         for d in self.deliveries:
             d.stop()
         for t in self.tailers.values():

@@ -143,6 +143,7 @@ class Tailer:
         self.ctx: parsers.FileContext | None = None
         self.skipping = False
         self.lines_read = 0
+        self.bytes_read = 0  # of complete lines, as lines_read (for the metrics)
         self.rotated: list[Tailer] = []
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
@@ -229,7 +230,7 @@ class Tailer:
         the name it has now, while its writer may still append to it."""
         assert self.ident is not None
         old = copy.copy(self)  # the descriptor, position and parser move to `old`
-        old.rotated, old.lines_read = [], 0
+        old.rotated, old.lines_read, old.bytes_read = [], 0, 0
         old.name = self._find_rotated(self.ident) or self.path  # deleted, or moved out of sight
         if old.ctx is not None:
             old.ctx.file = old.name
@@ -420,9 +421,11 @@ class Tailer:
                 old.close()
                 self.rotated.remove(old)
                 self.lines_read += old.lines_read
+                self.bytes_read += old.bytes_read
         for old in self.rotated:  # counted as this path's
             self.lines_read += old.lines_read
-            old.lines_read = 0
+            self.bytes_read += old.bytes_read
+            old.lines_read = old.bytes_read = 0
         return recs, more
 
     def _check_path(self) -> None:
@@ -505,6 +508,7 @@ class Tailer:
             ctx.year, ctx.month = now.year, now.month
         n = buf.count(b"\n")
         self.lines_read += n
+        self.bytes_read += len(buf)
         first = self.lineno
         select = select_for(ctx.source or parser.source) if self.fmt in parsers.STATELESS else None
         if select is not None:

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from logsense.catalogue import Catalogue, load_catalogue, message_shape
-from logsense.correlator import DEFAULT_GAP, correlate
+from logsense.correlator import DEFAULT_GAP
+from logsense.lifecycle import DEFAULT_GRACE, analyse, run_rows, timeline
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES, Event, Record
 from logsense.pipeline import Options, Reader, parse_time, parse_zone
 
@@ -247,8 +248,8 @@ def _scoped(css: str) -> str:
     return "".join(rules)
 
 
-def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: CatalogueLike = None
-              ) -> IncidentFrame:
+def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: CatalogueLike = None,
+              reboot_grace: float = DEFAULT_GRACE) -> IncidentFrame:
     """The incidents `logsense analyze --window` finds in these events, one row each, most
     severe first. `evidence` holds index labels of `events_df` (cause first; a repeated line is
     listed once, its repeats in `evidence_counts`), so `events_df.loc[row.evidence]` gets them."""
@@ -256,8 +257,7 @@ def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: C
     pairs = list(to_events(events_df.iloc[order], catalogue))
     label_of = {id(ev.record): label for label, ev in pairs}  # events may be copied, records never
     rows, dicts = [], {}
-    for inc in correlate((ev for _, ev in pairs), gap=window):
-        d = inc.to_dict()
+    for inc, d in analyse([ev for _, ev in pairs], gap=window, grace=reboot_grace):
         dicts[d["id"]] = d
         evidence = inc.evidence_events()
         rows.append({**{c: d.get(c) for c in INCIDENT_COLUMNS},
@@ -286,6 +286,26 @@ def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: C
     })
     out._incident_dicts = dicts
     return out
+
+
+def lifecycle(events_df: pd.DataFrame, reboot_grace: float = DEFAULT_GRACE, catalogue: CatalogueLike = None
+              ) -> pd.DataFrame:
+    """Every VM's running intervals, as `logsense vms --format json` lists them under `runs`: one
+    row per run with `vm`, `host`, `start` (NaT: running when the logs begin), `end` (NaT: still
+    running at their end), `start_reason` (manual, autostart, migrated-in, unknown) and
+    `end_reason` (shutdown, destroyed, crashed, failed, migrated-out, saved, host-down, unknown,
+    running)."""
+    from logsense.lifecycle import END_REASONS, START_REASONS
+
+    order = np.argsort(events_df["ts"].to_numpy(), kind="stable")
+    rows = run_rows(timeline((ev for _, ev in to_events(events_df.iloc[order], catalogue)), reboot_grace))
+    col = {c: [r[c] for r in rows] for c in ("vm", "host", "start", "end", "start_reason", "end_reason")}
+    return pd.DataFrame({
+        "vm": _categorical(col["vm"]), "host": _categorical(col["host"]),
+        "start": _timestamps(col["start"]), "end": _timestamps(col["end"]),
+        "start_reason": _categorical(col["start_reason"], START_REASONS),
+        "end_reason": _categorical(col["end_reason"], END_REASONS),
+    })
 
 
 def evidence(incidents_df: pd.DataFrame, events_df: pd.DataFrame) -> pd.DataFrame:

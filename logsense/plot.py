@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 HOST_ROW = "(host)"  # the row of events that name no VM
 UNRECOGNISED = "unrecognised"
 SHADE = "#f6e3a1"
+RUNNING = "#2ca02c"  # a VM's running interval (logsense.lifecycle); a failed start is FAILED_START
+FAILED_START = "#d62728"
 
 
 def _show_in_notebooks() -> None:
@@ -57,9 +59,12 @@ def _row_label(host: Any, vm: Any, many_hosts: bool) -> str:
     return f"{host} {name}" if many_hosts and isinstance(host, str) else name
 
 
-def timeline(events_df: pd.DataFrame, incidents_df: pd.DataFrame | None = None, ax: Any = None) -> Any:
+def timeline(events_df: pd.DataFrame, incidents_df: pd.DataFrame | None = None, ax: Any = None,
+             runs: pd.DataFrame | None | bool = None) -> Any:
     """Events per VM over time (one row per VM, a host's VM-less events on its own row), each a
-    dot coloured by category; incidents shaded over the rows of the VMs they affected."""
+    dot coloured by category; incidents shaded over the rows of the VMs they affected; a thin
+    green bar where the VM was running (`runs`: a `logsense.lifecycle` frame; by default made
+    from `events_df`; False: no bars), a red one for a failed start."""
     import matplotlib.dates as mdates
     from matplotlib.patches import Patch
 
@@ -85,6 +90,13 @@ def timeline(events_df: pd.DataFrame, incidents_df: pd.DataFrame | None = None, 
                 if row in y_of:
                     ax.barh(y_of[row], max(b - a, span / 200), left=a - span / 400, height=0.8,
                             color=SHADE, alpha=0.7, zorder=1)
+    if runs is None:
+        from logsense.frame import lifecycle
+
+        runs = lifecycle(events_df)
+    bars = 0
+    if runs is not False and runs is not True and len(runs):
+        bars = _running_bars(ax, runs, y_of, many_hosts, x.min(), x.max(), span)
     cats = [c if isinstance(c, str) else None for c in ev["category"].astype(object)]
     ax.scatter(x, y, c=[CATEGORY_COLOURS.get(c, CATEGORY_COLOURS[None]) for c in cats], s=28,
                edgecolors="black", linewidths=0.3, zorder=2)
@@ -101,9 +113,33 @@ def timeline(events_df: pd.DataFrame, incidents_df: pd.DataFrame | None = None, 
     handles = [Patch(color=CATEGORY_COLOURS.get(c, CATEGORY_COLOURS[None]), label=c or UNRECOGNISED) for c in seen]
     if incidents_df is not None and len(incidents_df):
         handles.append(Patch(color=SHADE, alpha=0.7, label="incident"))
+    if bars:
+        handles.append(Patch(color=RUNNING, alpha=0.6, label="running"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
     ax.set_title("events per VM")
     return fig
+
+
+def _running_bars(ax: Any, runs: pd.DataFrame, y_of: dict[str, int], many_hosts: bool, lo: float, hi: float,
+                  span: float) -> int:
+    """The runs as thin bars on their VMs' rows (open ends stop at the first or last event);
+    how many were drawn."""
+    import matplotlib.dates as mdates
+    import pandas as pd
+
+    def num(ts: Any, default: float) -> float:
+        return default if pd.isna(ts) else float(mdates.date2num(ts.tz_convert("UTC").tz_localize(None)))
+
+    drawn = 0
+    for r in runs.itertuples(index=False):
+        row = _row_label(r.host, r.vm, many_hosts)
+        if row not in y_of:
+            continue
+        a, b = num(r.start, lo), num(r.end, hi)
+        colour = FAILED_START if r.end_reason == "failed" else RUNNING
+        ax.barh(y_of[row], max(b - a, span / 300), left=a, height=0.25, color=colour, alpha=0.6, zorder=1.5)
+        drawn += 1
+    return drawn
 
 
 def heatmap(cooc_df: pd.DataFrame, value: str = "lift", ax: Any = None, annotate: bool | None = None) -> Any:

@@ -215,6 +215,8 @@ def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
               f"<p>{int(stats.get('files_read', 0))} files, {int(stats.get('lines_read', 0))} lines, "
               f"{int(stats.get('events_matched', 0))} events.</p><h2>Timeline</h2>")
     out.write(timeline_svg(events, incidents))
+    from logsense.vms_report import lifecycle_section  # the VMs' running bars, as `logsense vms` draws them
+    out.write(lifecycle_section(events, incidents))
     for inc in incidents:
         out.write(incident_html(inc))
     if unrec:

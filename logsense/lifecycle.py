@@ -1,0 +1,498 @@
+"""Every VM's life from the logs: when it ran, how each run began and ended, the host's boots
+and shutdowns on the same timeline, and the VMs a host reboot left down.
+
+The lines that matter carry a `lifecycle` field in the catalogue (patterns/README.md):
+`vm-start` (QEMU's `starting up` header, systemd-machined's `New machine`, libvirt's debug start
+line), `vm-stop` (QEMU's `shutting down, reason=R`: the `reason` group; machined's `terminated`),
+`vm-start-failed` (`Failed to autostart VM`), `migrate-in` (the `-incoming` command line),
+`host-boot` (the kernel's `Linux version` line) and `host-shutdown` (`System is rebooting`,
+systemd-shutdown, the shutdown target). One start or stop shows in several files (QEMU's log,
+libvirtd's, the journal) within seconds: those lines are one start or stop.
+
+What the logs cannot say is inferred, and named so: a VM's first start within the grace period
+after a host boot is `autostart` (libvirt logs no line of its own for it at the default level);
+a start on one host within minutes of the same VM's `reason=migrated` on another is
+`migrated-in`; a VM still running when its host booted again ended `host-down`.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from logsense.correlator import DEFAULT_GAP, Incident, correlate, stable_id
+from logsense.model import SEVERITY_RANK, Event
+
+START_REASONS = ("manual", "autostart", "migrated-in", "unknown")
+END_REASONS = ("shutdown", "destroyed", "crashed", "failed", "migrated-out", "saved", "host-down", "unknown",
+               "running")
+DEFAULT_GRACE = 600.0  # seconds after a host boot within which a VM counts as started again
+SAME_LINE_SPAN = timedelta(seconds=30)  # lines of one start or stop, from different files
+MIGRATION_SPAN = timedelta(minutes=10)  # a destination starts this close to the source's end
+# QEMU's `shutting down, reason=` words -> how a run ended
+STOP_REASONS = {"shutdown": "shutdown", "destroyed": "destroyed", "crashed": "crashed", "failed": "failed",
+                "migrated": "migrated-out", "saved": "saved", "from-snapshot": "unknown", "daemon": "unknown",
+                "unknown": "unknown"}
+LISTED_VMS = 12  # names spelled out in a title or a command before "and N more"
+
+
+@dataclass
+class Run:
+    """One running interval of a VM on a host (a failed start is a run that ended `failed`)."""
+
+    vm: str
+    host: str | None
+    start: datetime | None  # None: it was running when the logs begin
+    end: datetime | None = None  # None: still running when the logs end
+    start_reason: str = "unknown"
+    end_reason: str = "running"
+    stop_detail: str | None = None  # QEMU's own reason when the host's going down ended it
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def ran(self) -> bool:
+        return self.end_reason != "failed"
+
+
+@dataclass
+class HostMark:
+    host: str | None
+    ts: datetime
+    kind: str  # "boot" or "shutdown"
+    event: Event
+
+
+@dataclass
+class Timeline:
+    runs: list[Run]
+    marks: list[HostMark]
+    first: datetime | None  # the window the logs cover
+    last: datetime | None
+
+    by_vm: dict[str, list[Run]] = field(default_factory=dict)
+    by_vm_host: dict[tuple[str, str | None], list[Run]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for r in self.runs:
+            self.by_vm.setdefault(r.vm, []).append(r)
+            self.by_vm_host.setdefault((r.vm, r.host), []).append(r)
+
+    def runs_of(self, vm: str, host: str | None = None) -> list[Run]:
+        """The VM's runs (on `host` only, when given), in the order they began."""
+        return self.by_vm.get(vm, []) if host is None else self.by_vm_host.get((vm, host), [])
+
+
+def _kind(ev: Event) -> str | None:
+    return getattr(ev.pattern, "lifecycle", None) if ev.pattern is not None else None
+
+
+class _Builder:
+    """Walks the events in time order, one open run per (host, VM)."""
+
+    def __init__(self, grace: timedelta) -> None:
+        self.grace = grace
+        self.runs: list[Run] = []
+        # per host, per VM (a host's boot touches only its own VMs)
+        self.open: dict[str | None, dict[str, Run]] = {}
+        self.last_closed: dict[str | None, dict[str, Run]] = {}
+        self.marks: list[HostMark] = []
+        self.last_ts: dict[str | None, datetime] = {}  # per host, the newest line seen
+        self.shutdown_at: dict[str | None, HostMark] = {}  # per host, the shutdown under way
+        self.boot_at: dict[str | None, HostMark] = {}
+        self.started_since_boot: dict[str | None, set[str]] = {}
+
+    def feed(self, ev: Event) -> None:
+        host, kind = ev.record.host, _kind(ev)
+        if kind == "host-boot":
+            self._boot(host, ev)
+        elif kind == "host-shutdown":
+            if host not in self.shutdown_at:
+                mark = HostMark(host, ev.ts, "shutdown", ev)
+                self.shutdown_at[host] = mark
+                self.marks.append(mark)
+        elif kind is not None and ev.vm:
+            self._vm(host, ev.vm, kind, ev)
+        self.last_ts[host] = ev.ts
+
+    def _boot(self, host: str | None, ev: Event) -> None:
+        prev = self.boot_at.get(host)
+        if prev is not None and host not in self.shutdown_at and ev.ts - prev.ts <= SAME_LINE_SPAN:
+            return  # the same boot, from the journal and from syslog
+        down = self.shutdown_at.get(host)
+        down_ts = down.ts if down is not None else self.last_ts.get(host, ev.ts)
+        for vm, run in list(self.open.get(host, {}).items()):
+            self._close(host, vm, run, min(down_ts, ev.ts), "host-down")
+        if down is not None:  # runs that ended while the host was going down: it ended them
+            for run in self.last_closed.get(host, {}).values():
+                if run.end is not None and run.end >= down.ts and run.end_reason not in (
+                        "failed", "migrated-out", "host-down"):
+                    run.stop_detail, run.end_reason = run.end_reason, "host-down"
+        mark = HostMark(host, ev.ts, "boot", ev)
+        self.marks.append(mark)
+        self.boot_at[host] = mark
+        self.shutdown_at.pop(host, None)
+        self.started_since_boot.pop(host, None)
+
+    def _vm(self, host: str | None, vm: str, kind: str, ev: Event) -> None:
+        run = self.open.get(host, {}).get(vm)
+        if kind in ("vm-start", "migrate-in"):
+            if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
+                run.events.append(ev)  # another file's line for the same start
+            else:
+                if run is not None:  # started again without a stop line: the old process ended unseen
+                    self._close(host, vm, run, ev.ts, "unknown")
+                run = Run(vm, host, ev.ts, start_reason=self._start_reason(host, vm, ev.ts), events=[ev])
+                self.open.setdefault(host, {})[vm] = run
+                self.runs.append(run)
+                self.started_since_boot.setdefault(host, set()).add(vm)
+            if kind == "migrate-in":
+                run.start_reason = "migrated-in"
+            return
+        if kind == "vm-start-failed":
+            last = self.last_closed.get(host, {}).get(vm)
+            if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
+                run.start_reason = "autostart"
+                self._close(host, vm, run, ev.ts, "failed", ev)
+            elif last is not None and last.end_reason == "failed" and ev.ts - last.end <= SAME_LINE_SPAN:
+                last.start_reason = "autostart"
+                last.events.append(ev)
+            else:
+                failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", events=[ev])
+                self.runs.append(failed)
+                self.last_closed.setdefault(host, {})[vm] = failed
+            return
+        # vm-stop
+        reason = STOP_REASONS.get(ev.fields.get("reason", ""), "unknown")
+        if run is not None:
+            self._close(host, vm, run, ev.ts, reason, ev)
+            return
+        last = self.last_closed.get(host, {}).get(vm)
+        if last is not None and last.end is not None and ev.ts - last.end <= SAME_LINE_SPAN:
+            last.events.append(ev)  # the same stop, seen in another file
+            if last.end_reason == "unknown" and reason != "unknown":
+                last.end_reason = reason
+            return
+        # a stop with no start seen: running since before the logs (or a start that failed at once)
+        start = ev.ts if reason == "failed" or last is not None else None
+        run = Run(vm, host, start, ev.ts, "unknown" if start is None else self._start_reason(host, vm, ev.ts),
+                  reason, events=[ev])
+        self.runs.append(run)
+        self.last_closed.setdefault(host, {})[vm] = run
+
+    def _start_reason(self, host: str | None, vm: str, ts: datetime) -> str:
+        boot = self.boot_at.get(host)
+        if boot is not None and ts - boot.ts <= self.grace and vm not in self.started_since_boot.get(host, ()):
+            return "autostart"
+        return "manual"
+
+    def _close(self, host: str | None, vm: str, run: Run, ts: datetime, reason: str, ev: Event | None = None
+               ) -> None:
+        run.end, run.end_reason = ts, reason
+        if ev is not None:
+            run.events.append(ev)
+        self.open.get(host, {}).pop(vm, None)
+        self.last_closed.setdefault(host, {})[vm] = run
+
+
+def timeline(events: Iterable[Event], grace: float = DEFAULT_GRACE) -> Timeline:
+    """The runs of every VM and the host marks, from events in time order."""
+    b = _Builder(timedelta(seconds=grace))
+    first = last = None
+    for ev in events:
+        first = ev.ts if first is None else first
+        last = ev.ts
+        b.feed(ev)
+    _match_migrations(b.runs)
+    return Timeline(b.runs, b.marks, first, last)
+
+
+def _match_migrations(runs: list[Run]) -> None:
+    """A start on one host close to the same VM's migration away from another is the arrival."""
+    for out in runs:
+        if out.end_reason != "migrated-out" or out.end is None:
+            continue
+        for run in runs:
+            if run.vm == out.vm and run.host != out.host and run.start is not None \
+                    and abs(run.start - out.end) <= MIGRATION_SPAN:
+                run.start_reason = "migrated-in"
+
+
+# -- the reboot incident ------------------------------------------------------------------------
+
+class RebootIncident(Incident):
+    """A host booted again and VMs that ran before it were not running after the grace period."""
+
+    boot: HostMark
+    crashed: bool
+    missing: list[str]
+    came_back: list[str]
+    failed: dict[str, str | None]  # VM -> id of its failed-start incident
+    grace: float
+
+    @property
+    def root(self) -> Event:
+        return self.boot.event
+
+    def severity(self) -> str:
+        return "major"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        host = self.host or "host"
+        when = self.boot.ts.isoformat(timespec="seconds")
+        names = _names(self.missing)
+        verb = "was" if len(self.missing) == 1 else "were"
+        d["category"] = "host"
+        d["affected_vms"] = sorted(self.missing)
+        d["title"] = f"host {host} rebooted at {when}; {names} {verb} running before and {verb} not started again"
+        how = ("went down without a shutdown line (a crash or a power loss)" if self.crashed
+               else f"was shut down at {self.first_seen.isoformat(timespec='seconds')}")
+        kernel = self.boot.event.fields.get("kernel")
+        booted = f"kernel {kernel}" if kernel else self.boot.event.record.message[:80]
+        parts = [f"Host {host} {how} and booted at {when} ({booted})."]
+        total = len(self.missing) + len(self.came_back)
+        parts.append(f"{total} VM(s) were running before; {len(self.came_back)} were started again within "
+                     f"{self.grace / 60:g} min; not running after it: {', '.join(sorted(self.missing))}.")
+        for vm, other in sorted(self.failed.items()):
+            parts.append(f"{vm} was started but failed to start" + (f" (incident {other})." if other else "."))
+        if self.recovered_at is not None:
+            parts.append(f"All of them were running again by {self.recovered_at.isoformat(timespec='seconds')}.")
+        d["explanation"] = " ".join(parts)
+        vms = " ".join(sorted(self.missing)[:LISTED_VMS])
+        d["remediation"] = [
+            f"Start them: for vm in {vms}; do virsh start $vm; done",
+            f"Make them start with the host: virsh autostart VM (for each of {vms}); this creates the link "
+            "/etc/libvirt/qemu/autostart/VM.xml",
+            "If autostart was set, find why it did not act: a failed start in the logs (Failed to autostart VM), "
+            "or a storage pool or network it needs that was not up (virsh pool-autostart, virsh net-autostart).",
+            "Or let libvirt-guests restart what was running at shutdown: ON_BOOT=start in /etc/default/libvirt-guests.",
+        ]
+        first = sorted(self.missing)[0]
+        d["diagnostics"] = [
+            "virsh list --all --autostart", "ls -l /etc/libvirt/qemu/autostart/", f"virsh dominfo {first}",
+            "journalctl -b -u libvirtd -u virtqemud | grep -iE 'autostart|error'",
+            "virsh pool-list --all --autostart", "virsh net-list --all --autostart", "journalctl -b -1 -n 50",
+        ]
+        return d
+
+
+def _names(vms: list[str]) -> str:
+    vms = sorted(vms)
+    if len(vms) <= LISTED_VMS:
+        return ", ".join(vms)
+    return f"{', '.join(vms[:LISTED_VMS])} and {len(vms) - LISTED_VMS} more"
+
+
+def reboot_incidents(tl: Timeline, others: list[dict[str, Any]], grace: float = DEFAULT_GRACE) -> list[RebootIncident]:
+    """One host incident per boot after which VMs that ran before it were not running again
+    within `grace` seconds. `others` (incident dicts) give the ids of failed-start incidents."""
+    out = []
+    window = timedelta(seconds=grace)
+    downs: dict[str | None, list[Run]] = {}
+    for r in tl.runs:
+        if r.end_reason == "host-down" and r.end is not None:
+            downs.setdefault(r.host, []).append(r)
+    boots = [m for m in tl.marks if m.kind == "boot"]
+    for n, mark in enumerate(boots):
+        previous = next((b.ts for b in reversed(boots[:n]) if b.host == mark.host), None)
+        # the runs its going down ended: after the host's previous boot, before this one
+        before = [r for r in downs.get(mark.host, []) if r.end is not None and r.end <= mark.ts
+                  and (previous is None or r.end >= previous)]
+        if not before:
+            continue
+        missing, came_back, failed = [], [], {}
+        for r in before:
+            # started again here, or else (evacuated) on another host
+            after = _started(tl.runs_of(r.vm, r.host), mark.ts, window) or _started(tl.runs_of(r.vm), mark.ts, window)
+            if any(a.ran for a in after):
+                came_back.append(r.vm)
+                continue
+            missing.append(r.vm)
+            if after:
+                failed[r.vm] = _failed_incident(others, mark.host, r.vm, after[0])
+        if not missing:
+            continue
+        shutdown = next((m for m in reversed(tl.marks) if m.host == mark.host and m.kind == "shutdown"
+                         and m.ts <= mark.ts and not _boot_between(tl, mark.host, m.ts, mark.ts)), None)
+        down_at = min(r.end for r in before if r.end is not None)
+        inc = RebootIncident(id=stable_id(mark.host or "", "host", "reboot", mark.ts.isoformat()),
+                             host=mark.host, scope="host", vm=None)
+        inc.boot, inc.crashed, inc.grace = mark, shutdown is None, grace
+        inc.missing, inc.came_back, inc.failed = missing, came_back, failed
+        for ev in ([shutdown.event] if shutdown else []) + [mark.event]:
+            inc.add(ev)
+        for r in before:
+            if r.vm in missing and r.events:
+                inc.add(r.events[-1])
+        inc.affected = set(missing)
+        backs = [_back_at(tl, vm, mark.ts) for vm in missing]
+        if backs and all(b is not None for b in backs):
+            inc.recovered_at = max(b for b in backs if b is not None)
+        inc.first_ts = shutdown.ts if shutdown is not None else down_at
+        inc.closed, inc.status, inc.version = True, "resolved", 1
+        out.append(inc)
+    return out
+
+
+def _started(runs: list[Run], boot: datetime, window: timedelta) -> list[Run]:
+    return [a for a in runs if a.start is not None and boot <= a.start <= boot + window]
+
+
+def _boot_between(tl: Timeline, host: str | None, a: datetime, b: datetime) -> bool:
+    return any(m.kind == "boot" and m.host == host and a < m.ts < b for m in tl.marks)
+
+
+def _failed_incident(others: list[dict[str, Any]], host: str | None, vm: str, run: Run) -> str | None:
+    start = run.start or run.end
+    for d in others:
+        if d.get("host") == host and (d.get("vm") == vm or vm in d.get("affected_vms", [])) and start is not None:
+            a, b = datetime.fromisoformat(d["first_seen"]), datetime.fromisoformat(d["last_seen"])
+            if a - SAME_LINE_SPAN <= start <= b + SAME_LINE_SPAN:
+                return d["id"]
+    return None
+
+
+def _back_at(tl: Timeline, vm: str, after: datetime) -> datetime | None:
+    """When the VM was running again (a start that did not fail), on any host."""
+    starts = [r.start for r in tl.runs_of(vm) if r.ran and r.start is not None and r.start >= after]
+    return min(starts) if starts else None
+
+
+# -- downtime in every incident -----------------------------------------------------------------
+
+def downtime(tl: Timeline, inc: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each VM the incident is about that went down in it: when, and when it was back."""
+    first = datetime.fromisoformat(inc["first_seen"]) - SAME_LINE_SPAN
+    last = datetime.fromisoformat(inc["last_seen"]) + SAME_LINE_SPAN
+    vms = sorted({v for v in [inc.get("vm"), *inc.get("affected_vms", [])] if v})
+    out = []
+    for vm in vms:
+        runs = sorted(tl.runs_of(vm, inc.get("host")), key=lambda r: r.end or r.start or first)
+        ended = [r for r in runs if r.end is not None and first <= r.end <= last
+                 and r.end_reason not in ("running", "migrated-out")]
+        if not ended:
+            continue
+        down = ended[-1]
+        i = runs.index(down)
+        while i > 0 and not runs[i].ran and runs[i - 1].end is not None \
+                and runs[i - 1].end_reason in ("crashed", "host-down", "unknown", "failed"):
+            i -= 1  # failed starts after a crash: the VM has been down since the crash
+        down_at = runs[i].end
+        assert down_at is not None
+        back = _back_at(tl, vm, down_at)
+        until = back or tl.last or down_at
+        out.append({"vm": vm, "down_at": down_at.isoformat(timespec="microseconds"),
+                    "back_at": back.isoformat(timespec="microseconds") if back else None,
+                    "seconds": round((until - down_at).total_seconds(), 3), "still_down": back is None})
+    return out
+
+
+def add_downtime(tl: Timeline, inc: dict[str, Any]) -> dict[str, Any]:
+    """`down_at` (the first VM to go down), `downtime_seconds` (the longest, to the end of the logs
+    for a VM still down) and `downtime` per VM, in the incident dict."""
+    per_vm = downtime(tl, inc)
+    inc["down_at"] = min((d["down_at"] for d in per_vm), default=None)
+    inc["downtime_seconds"] = max((d["seconds"] for d in per_vm), default=None)
+    inc["downtime"] = per_vm
+    return inc
+
+
+def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE
+            ) -> list[tuple[Incident, dict[str, Any]]]:
+    """The correlator's incidents plus the reboot incidents, each with its dict (downtime added),
+    most severe first then by time: what `logsense analyze` reports."""
+    tl = timeline(events, grace)
+    pairs = [(inc, inc.to_dict()) for inc in correlate(events, gap=gap)]
+    pairs += [(inc, inc.to_dict()) for inc in reboot_incidents(tl, [d for _, d in pairs], grace)]
+    by_id = {d["id"]: d for _, d in pairs}
+    for inc, d in pairs:
+        add_downtime(tl, d)
+        if isinstance(inc, RebootIncident):
+            for vm, other in inc.failed.items():
+                if other in by_id:
+                    by_id[other]["explanation"] += (f" {vm} was being started again after host {inc.host or ''} "
+                                                    f"rebooted (incident {d['id']}).")
+                    by_id[other].setdefault("related_incidents", []).append(d["id"])
+                    d.setdefault("related_incidents", []).append(other)
+    pairs.sort(key=lambda p: (-SEVERITY_RANK[p[1]["severity"]], p[1]["first_seen"], p[1]["id"]))
+    return pairs
+
+
+# -- per VM, for `logsense vms` -------------------------------------------------------------------
+
+def summary(tl: Timeline) -> list[dict[str, Any]]:
+    """One row per VM: its state at the end of the logs, last start and stop, counts, downtime."""
+    rows = []
+    for vm in sorted({r.vm for r in tl.runs}):
+        runs = sorted(tl.runs_of(vm), key=lambda r: (r.start or r.end or tl.first, r.end or tl.last))
+        latest = max(runs, key=lambda r: (r.end is None, r.end or r.start or tl.first))
+        started = [r for r in runs if r.start is not None]
+        stopped = [r for r in runs if r.end is not None]
+        last_start = max(started, key=lambda r: r.start) if started else None
+        last_stop = max(stopped, key=lambda r: r.end) if stopped else None
+        rows.append({
+            "vm": vm, "host": latest.host,
+            "state": "running" if latest.end is None else "shut off",
+            "last_start": _iso(last_start.start if last_start else None),
+            "last_start_reason": last_start.start_reason if last_start else None,
+            "last_stop": _iso(last_stop.end if last_stop else None),
+            "last_stop_reason": last_stop.end_reason if last_stop else None,
+            "runs": sum(1 for r in runs if r.ran), "crashes": sum(1 for r in runs if r.end_reason == "crashed"),
+            "failed_starts": sum(1 for r in runs if r.end_reason == "failed"),
+            "downtime_seconds": _down_seconds(tl, runs),
+        })
+    return rows
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat(timespec="microseconds") if ts is not None else None
+
+
+def _down_seconds(tl: Timeline, runs: list[Run]) -> float:
+    """Time not running, from the first moment its state is known to the end of the logs."""
+    if tl.first is None or tl.last is None:
+        return 0.0
+    spans = sorted((r.start or tl.first, r.end or tl.last) for r in runs if r.ran)
+    known = min((r.start or tl.first) for r in runs)
+    covered, cur_a, cur_b = 0.0, None, None
+    for a, b in spans:
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                covered += (cur_b - cur_a).total_seconds()
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        covered += (cur_b - cur_a).total_seconds()
+    return round(max((tl.last - known).total_seconds() - covered, 0.0), 3)
+
+
+def run_rows(tl: Timeline) -> list[dict[str, Any]]:
+    """The runs as plain rows (vm, host, start, end, start_reason, end_reason), in time order."""
+    key = [(r.start or r.end or tl.first, r.vm) for r in tl.runs]
+    order = sorted(range(len(tl.runs)), key=lambda i: key[i])
+    return [{"vm": tl.runs[i].vm, "host": tl.runs[i].host, "start": _iso(tl.runs[i].start),
+             "end": _iso(tl.runs[i].end), "start_reason": tl.runs[i].start_reason,
+             "end_reason": tl.runs[i].end_reason} for i in order]
+
+
+def mark_rows(tl: Timeline) -> list[dict[str, Any]]:
+    return [{"host": m.host, "ts": _iso(m.ts), "kind": m.kind, "message": m.event.record.message[:200]}
+            for m in tl.marks]
+
+
+class _CallableModule(types.ModuleType):
+    """`logsense.lifecycle(events_df)` is the DataFrame API (frame.lifecycle); once this module is
+    imported, it is what the name `logsense.lifecycle` means, so calling the module calls that."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from logsense.frame import lifecycle as frame_lifecycle
+
+        return frame_lifecycle(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
