@@ -6,6 +6,7 @@ classified by its own pattern with the stated fields; every near-miss must be cl
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC
 
 from logsense import parsers
@@ -73,9 +74,10 @@ def slowest_search(p: Pattern) -> float:
 
 
 def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None = None,
-                    translations: bool = True) -> list[str]:
+                    translations: bool = True, untranslated_ok: Collection[str] = ()) -> list[str]:
     """One line per problem; empty when the catalogue is sound. `files`: check only the patterns
-    (and loading problems) of these file names; `translations`: every pattern speaks every language."""
+    (and loading problems) of these file names; `translations`: every pattern speaks every language,
+    except those of the files in `untranslated_ok` (a site's own: English is their fallback)."""
     problems = [p for p in cat.problems if files is None or p.split(":", 1)[0] in files]
     seen: dict[str, str] = {}
     for p in cat.patterns:
@@ -94,7 +96,7 @@ def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None 
             problems.append(f"{where}: no remediation")
         if not p.diagnostics:
             problems.append(f"{where}: no diagnostics")
-        if translations:
+        if translations and p.file not in untranslated_ok:
             problems.extend(translation_problems(p))
         for n, ex in enumerate(p.examples, 1):
             if ex.source and ex.source not in p.sources:

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from logsense import SAMPLE
-from logsense.catalogue import CatalogueError, load_catalogue
+from logsense.catalogue import BUILTIN_DIR, CatalogueError, load_catalogue, pattern_files
+from logsense.i18n import check_lang, t
 from logsense.model import Event
 from logsense.pipeline import InputError, Options, Reader, parse_time, parse_zone, stderr_warn
 from logsense.text import safe
@@ -42,6 +43,24 @@ TzOpt = Annotated[str | None, typer.Option("--tz", help="Zone of syslog stamps t
 YearOpt = Annotated[int | None, typer.Option(help="Year of syslog lines that carry none.")]
 HostOpt = Annotated[str | None, typer.Option(help="Host name for sources that carry none.")]
 CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", help="Extra or replacement pattern files.")]
+LangOpt = Annotated[str | None, typer.Option("--lang", help="Language of titles, explanations and headings: "
+                                             "en or zh (default: from LANGUAGE, LC_ALL, LC_MESSAGES, LANG).")]
+
+
+def pick_lang(lang: str | None) -> str:
+    """--lang, else the locale's language; a usage error for an unknown one."""
+    try:
+        return check_lang(lang)
+    except ValueError as exc:
+        raise InputError(f"--{exc}") from None
+
+
+def text_width() -> int:
+    """Columns of the text report: the terminal's ($COLUMNS first), 120 into a file or a pipe."""
+    if not sys.stdout.isatty():
+        return 120
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) >= 40 else os.get_terminal_size().columns
 
 
 def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Options:
@@ -56,10 +75,10 @@ def default_format(fmt: Format | None, piped: Format) -> Format:
     return Format.text if sys.stdout.isatty() else piped
 
 
-def event_text(ev: Event) -> str:
+def event_text(ev: Event, lang: str = "en") -> str:
     r = ev.record
     where = f"{r.file}:{r.line}" if r.file else (r.cursor or "journal")
-    tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
+    tag = ev.pattern_id or (t("events.unrecognised", lang) if ev.shape else "-")
     return (f"{r.ts.isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
             f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where)}]")
 
@@ -69,8 +88,9 @@ def events(paths: PathsArg = None,
            all_lines: Annotated[bool, typer.Option("--all", help="Unmatched lines too.")] = False,
            fmt: FormatOpt = None, output: Annotated[str | None, typer.Option("-o", "--output")] = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-           host: HostOpt = None, catalogue: CatOpt = None) -> None:
+           host: HostOpt = None, catalogue: CatOpt = None, lang: LangOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
+    lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue, all_lines)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
@@ -93,7 +113,7 @@ def events(paths: PathsArg = None,
                 out.write(json.dumps(e.to_dict()) + "\n")
         else:
             for e in evs:
-                out.write(event_text(e) + "\n")
+                out.write(event_text(e, lang) + "\n")
     finally:
         if output:
             out.close()
@@ -121,7 +141,7 @@ def file_progress():
 
 
 def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
-                 fail_on: str | None, show_entities: bool, grace: float = 600.0) -> None:
+                 fail_on: str | None, show_entities: bool, grace: float = 600.0, lang: str = "en") -> None:
     from logsense import report
     from logsense.lifecycle import analyse
     from logsense.model import SEVERITY_RANK
@@ -135,7 +155,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
         evs = reader.events(paths)
     if grace < 0:
         raise InputError("--reboot-grace must be zero or more seconds")
-    incidents = [d for _, d in analyse(evs, gap=window, grace=grace)]  # + reboot incidents, downtime
+    incidents = [d for _, d in analyse(evs, gap=window, grace=grace, lang=lang)]  # + reboot incidents, downtime
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
     unrec = report.unrecognised_summary(evs)
@@ -147,14 +167,15 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
         elif fmt == Format.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == Format.markdown:
-            report.write_markdown(out, incidents, stats, unrec)
+            report.write_markdown(out, incidents, stats, unrec, lang)
         elif fmt == Format.html:
-            report.write_html(out, incidents, stats, unrec, evs)
+            report.write_html(out, incidents, stats, unrec, evs, lang)
         elif fmt == Format.record:
             from logsense.record import write_records
-            write_records(out, incidents, opts.catalogue_dirs)
+            write_records(out, incidents, opts.catalogue_dirs, lang)
         elif fmt == Format.text:
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False, lang=lang,
+                              width=text_width() if not output else 120)
         else:
             raise InputError(f"analyze does not write {fmt.value}")
         if show_entities:
@@ -174,32 +195,35 @@ def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
             since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
             host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map.")] = False,
-            reboot_grace: GraceOpt = 600.0,
+            reboot_grace: GraceOpt = 600.0, lang: LangOpt = None,
             ) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
+    lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
-    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, reboot_grace)
+    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, reboot_grace, lang)
 
 
 @app.command()
-def demo(fmt: FormatOpt = None, tz: TzOpt = "UTC") -> None:
+def demo(fmt: FormatOpt = None, tz: TzOpt = "UTC", lang: LangOpt = None) -> None:
     """Analyze the bundled sample outage."""
+    lang = pick_lang(lang)
     if not SAMPLE.is_dir():
         raise InputError(f"the bundled sample is missing: {SAMPLE}")
     opts = make_options(None, None, tz, None, None, None)
-    run_analysis([str(SAMPLE)], opts, fmt or Format.text, None, 120.0, None, False)
+    run_analysis([str(SAMPLE)], opts, fmt or Format.text, None, 120.0, None, False, lang=lang)
 
 
 @app.command()
 def vms(paths: PathsArg = None, fmt: FormatOpt = None,
         output: Annotated[str | None, typer.Option("-o", "--output")] = None,
         since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0) -> None:
+        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0, lang: LangOpt = None) -> None:
     """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
     failed starts, downtime (json: every running interval and the host's boots and shutdowns)."""
     from logsense import vms_report
     from logsense.lifecycle import analyse, timeline
 
+    lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
     with file_progress() as on_file:
         evs = Reader(opts, warn=stderr_warn, on_file=on_file).events(paths or [])
@@ -210,11 +234,11 @@ def vms(paths: PathsArg = None, fmt: FormatOpt = None,
         if fmt == Format.json:
             vms_report.write_json(out, tl)
         elif fmt == Format.markdown:
-            vms_report.write_markdown(out, tl)
+            vms_report.write_markdown(out, tl, lang)
         elif fmt == Format.html:
-            vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace)])
+            vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace, lang=lang)], lang)
         elif fmt == Format.text:
-            vms_report.write_text(out, tl)
+            vms_report.write_text(out, tl, lang)
         else:
             raise InputError(f"vms does not write {fmt.value} (text, json, markdown or html)")
     finally:
@@ -260,7 +284,8 @@ def catalogue_check(catalogue: CatOpt = None,
     from logsense.record import record_problems
 
     cat = load_catalogue(catalogue or [], vet_site=False)
-    problems = check_catalogue(cat, timing=timing) + record_problems(catalogue or [])
+    site = {f.name for f in pattern_files(catalogue or []) if f.parent != BUILTIN_DIR}  # may stay English
+    problems = check_catalogue(cat, timing=timing, untranslated_ok=site) + record_problems(catalogue or [])
     for line in problems:
         print(line, file=sys.stderr)
     examples = sum(len(p.examples) for p in cat.patterns)
@@ -321,14 +346,16 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
               "--metrics", help="Serve Prometheus metrics on HOST:PORT (/metrics); off by default.")] = None,
           metrics_textfile: Annotated[str | None, typer.Option(
               "--metrics-textfile", help="Write the metrics to this node-exporter textfile (atomically).")] = None,
-          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None) -> None:
+          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None, lang: LangOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
 
+    lang = pick_lang(lang) if lang is not None else None  # else the config's `lang`, else the locale
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
-                 "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile}
+                 "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile,
+                 "lang": lang}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

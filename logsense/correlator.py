@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from logsense.catalogue import render
+from logsense.i18n import t
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
 
 DEFAULT_GAP = 120.0  # seconds without events that close an incident
@@ -30,14 +31,14 @@ HOST_KEY = ""  # the window key of host-wide incidents
 EventToJson = Callable[[Event], dict[str, Any]]
 EventFromJson = Callable[[dict[str, Any]], Event | None]  # None: the event cannot be restored
 
-# What the operator saw happen to the VM, from the lines that show it.
+# What the operator saw happen to the VM, from the lines that show it (i18n keys).
 OUTCOMES = [
     (re.compile(r"shutting down, reason=failed|unexpectedly closed the monitor|exited while connecting to monitor"
-                r"|[Ff]ailed to start domain|could not start|Failed to start"), "failed to start"),
+                r"|[Ff]ailed to start domain|could not start|Failed to start"), "outcome.failed_start"),
     (re.compile(r"shutting down, reason=crashed|Killed process|End of file from monitor|terminating on signal 9"),
-     "crashed"),
-    (re.compile(r"[Pp]aused|I/O error|io-error|No space left"), "was paused or lost its disk"),
-    (re.compile(r"GUEST_PANICKED|guest-panicked|panic", re.I), "guest panicked"),
+     "outcome.crashed"),
+    (re.compile(r"[Pp]aused|I/O error|io-error|No space left"), "outcome.paused"),
+    (re.compile(r"GUEST_PANICKED|guest-panicked|panic", re.I), "outcome.panicked"),
 ]
 STARTED_RE = re.compile(r"starting up libvirt version")
 
@@ -141,40 +142,40 @@ class Incident:
         return (self.root.pattern_id, self.root.shape, tuple(sorted(self.affected)), self.severity(),
                 self.recovered_at, self.closed, self.failures)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT.md incident object."""
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
+        """The CONTRACT.md incident object, its words in `lang` (logsense/i18n.py, patterns/<lang>/)."""
         root = self.root
         p = root.pattern
         values = {**root.fields, "vm": self.vm or root.vm or ""}
         what = outcome_of(self.events)
         if p is not None:
-            category, cause_title = p.category, p.title
-            cause_text = render(p.cause, values)
-            remediation = [render(s, values) for s in p.remediation]
+            category, cause_title = p.category, p.text("title", lang)
+            cause_text = render(p.text("cause", lang), values)
+            remediation = [render(s, values) for s in p.text("remediation", lang)]
             diagnostics = [render(s, values) for s in p.diagnostics]
         else:
-            category, cause_title = "virt_layer", "unrecognised error"
-            cause_text = f"An error no catalogue pattern knows: {root.record.message[:200]}"
+            category, cause_title = "virt_layer", t("unrecognised.title", lang)
+            cause_text = t("unrecognised.cause", lang, message=root.record.message[:200])
             remediation, diagnostics = [], []
         unexplained = root.role != "cause"
         if self.scope == "host":
-            subject = f"{self.host or 'host'}"
-            title = f"{subject}: {cause_title}"
+            subject = f"{self.host or t('title.host_default', lang)}"
+            title = t("title.host", lang, host=subject, cause=cause_title)
             if p is not None and p.scope == "vm" and not self.affected:
-                title += " (no line names the VM)"
+                title += t("title.no_vm_line", lang)
             if self.affected:
-                title += f" (affects {', '.join(sorted(self.affected))})"
+                title += t("title.affects", lang, vms=", ".join(sorted(self.affected)))
         else:
-            subject = self.vm or "unknown VM"
-            verb = what or "had errors"
+            subject = self.vm or t("title.unknown_vm", lang)
+            verb = t(what or "outcome.errors", lang)
             if unexplained and p is not None and root.role == "symptom":
-                title = f"{subject} {verb}: cause not in the logs ({cause_title})"
+                title = t("title.vm_unexplained", lang, vm=subject, what=verb, cause=cause_title)
             else:
-                title = f"{subject} {verb}: {cause_title}"
+                title = t("title.vm", lang, vm=subject, what=verb, cause=cause_title)
         if self.failures > 1:
-            title += f" — {self.failures} times"
+            title += t("title.times", lang, n=self.failures)
         if unexplained:
-            diagnostics += [d.replace("{vm}", self.vm or "VM") for d in UNEXPLAINED_DIAGNOSTICS
+            diagnostics += [d.replace("{vm}", self.vm or "VM") for d in unexplained_diagnostics(lang)
                             if d not in diagnostics]
         return {
             "id": self.id,
@@ -185,7 +186,7 @@ class Incident:
             "category": category,
             "root_cause": root.pattern_id,
             "title": title,
-            "explanation": explain(self, root, cause_text, what),
+            "explanation": explain(self, root, cause_text, what, lang),
             "severity": self.severity(),
             "first_seen": self.first_seen.isoformat(timespec="microseconds"),
             "last_seen": self.last_seen.isoformat(timespec="microseconds"),
@@ -236,41 +237,49 @@ class Incident:
         return [{**e.to_dict(), "count": n} for e, n in self.evidence_events()[:MAX_EVIDENCE]]
 
 
-UNEXPLAINED_DIAGNOSTICS = [
-    "virsh start {vm}  (its error names the cause)",
-    "journalctl -u libvirtd -u virtqemud --since -1h",
-    "raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event 3:util\" "
-    "in /etc/libvirt/libvirtd.conf",
-    "less /var/log/libvirt/qemu/{vm}.log",
-]
+def unexplained_diagnostics(lang: str = "en") -> list[str]:
+    """What to run when no line names the cause (`{vm}` left for the caller)."""
+    return [t("diag.start_vm", lang), "journalctl -u libvirtd -u virtqemud --since -1h", t("diag.log_level", lang),
+            "less /var/log/libvirt/qemu/{vm}.log"]
 
 
-def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> str:
-    """The chain from cause to symptoms, in plain words."""
+def explain(inc: Incident, root: Event, cause_text: str, what: str | None, lang: str = "en") -> str:
+    """The chain from cause to symptoms, in plain words (`what`: an outcome key)."""
     parts = []
     if root.role == "cause":
         parts.append(cause_text)
     else:
-        parts.append(f"No line in the logs names a cause; the first sign is: {cause_text}")
+        parts.append(t("explain.no_cause", lang, text=cause_text))
     seen_titles = []
     for e in inc.events:
         if e is root or e.pattern is None or e.role == "context":
             continue
-        if e.pattern.title not in seen_titles:
-            seen_titles.append(e.pattern.title)
+        if (title := e.pattern.text("title", lang)) not in seen_titles:
+            seen_titles.append(title)
     if seen_titles:
-        parts.append("Then: " + "; ".join(seen_titles[:6]) + ".")
+        parts.append(t("explain.then", lang, titles=t("explain.sep", lang).join(seen_titles[:6])))
     for chain in CHAINS:
-        if sentence := chain(inc, root):
-            parts.append(sentence)
+        if steps := chain(inc, root):
+            parts.append(t("chain", lang, steps=t("chain.sep", lang).join(t(k, lang) for k in steps)))
             break
     if inc.scope == "host" and inc.affected:
-        parts.append(f"VMs hit: {', '.join(sorted(inc.affected))}.")
+        parts.append(t("explain.vms_hit", lang, vms=", ".join(sorted(inc.affected))))
     elif what:
-        parts.append(f"Result: {inc.vm or 'the VM'} {what}.")
+        parts.append(t("explain.result", lang, vm=inc.vm or t("explain.the_vm", lang), what=t(what, lang)))
     if inc.failures > 1:
-        parts.append(f"It happened {inc.failures} times (a restart or start loop).")
-    return " ".join(parts)
+        parts.append(t("explain.loop", lang, n=inc.failures))
+    return join_sentences(parts)
+
+
+def join_sentences(parts: list[str]) -> str:
+    """Sentences one after another: a space after English (or log text), none after a full-width stop."""
+    out = ""
+    for part in parts:
+        out += ("" if not out or out.endswith(FULL_WIDTH_STOPS) else " ") + part
+    return out
+
+
+FULL_WIDTH_STOPS = ("。", "！", "？", "）")
 
 
 def _has(inc: Incident, rx: str) -> bool:
@@ -278,45 +287,43 @@ def _has(inc: Incident, rx: str) -> bool:
     return any(r.search(e.record.message) for e in inc.events)
 
 
-def _chain_oom(inc: Incident, root: Event) -> str | None:
+# A chain gives the i18n keys of its steps (joined into one "Known chain: ..." sentence), or None.
+def _chain_oom(inc: Incident, root: Event) -> list[str] | None:
     if root.category != "memory" or not _has(inc, r"Killed process|oom-kill"):
         return None
     crashed, eof = _has(inc, r"reason=crashed"), _has(inc, r"End of file from monitor")
     if not (crashed or eof):
         return None
-    steps = ["the kernel's OOM killer killed the QEMU process to free host memory"]
+    steps = ["chain.oom.kill"]
     if crashed:
-        steps.append("QEMU died (reason=crashed)")
+        steps.append("chain.oom.crashed")
     if eof:
-        steps.append("libvirtd lost its monitor (End of file from monitor)")
-    return "Known chain: " + ", ".join(steps) + "."
+        steps.append("chain.oom.eof")
+    return steps
 
 
-def _chain_disk_full(inc: Incident, root: Event) -> str | None:
+def _chain_disk_full(inc: Incident, root: Event) -> list[str] | None:
     if root.category == "storage" and _has(inc, r"No space left|ENOSPC|enospc") and _has(
             inc, r"I/O error|[Pp]aused|io-error"):
-        return ("Known chain: the file system holding the disk image filled up, QEMU's writes failed "
-                "with ENOSPC (block I/O error) and the guest was paused (error_policy=stop).")
+        return ["chain.disk_full"]
     return None
 
 
-def _chain_kvm(inc: Incident, root: Event) -> str | None:
+def _chain_kvm(inc: Incident, root: Event) -> list[str] | None:
     if _has(inc, r"KVM kernel module|failed to initialize kvm|[Dd]omain requires KVM|/dev/kvm"):
-        return ("Known chain: KVM is not usable on this host (module not loaded, disabled in the BIOS "
-                "or /dev/kvm not accessible), so every VM of type 'kvm' fails to start.")
+        return ["chain.kvm"]
     return None
 
 
-def _chain_network(inc: Incident, root: Event) -> str | None:
+def _chain_network(inc: Incident, root: Event) -> list[str] | None:
     if root.category == "network" and _has(inc, r"network '[^']+' is not active|is not active"):
-        return "Known chain: the VM's NIC is on a libvirt network that is not active, so the start is refused."
+        return ["chain.network"]
     return None
 
 
-def _chain_permission(inc: Incident, root: Event) -> str | None:
+def _chain_permission(inc: Incident, root: Event) -> list[str] | None:
     if root.category == "permission" and _has(inc, r"Permission denied|denied"):
-        return ("Known chain: the QEMU process (user qemu/libvirt-qemu, or its SELinux/AppArmor label) "
-                "cannot open a file it needs, so QEMU exits and the start fails.")
+        return ["chain.permission"]
     return None
 
 

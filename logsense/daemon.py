@@ -32,6 +32,7 @@ from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
 from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
+from logsense.i18n import check_lang
 from logsense.metrics import Metrics, parse_listen
 from logsense.model import Event, Record
 from logsense.pipeline import InputError, classify, parse_zone
@@ -96,6 +97,7 @@ class Config:
     all_lines: bool = False
     metrics: str | None = None  # HOST:PORT of the Prometheus listener (off by default)
     metrics_textfile: str | None = None  # node-exporter textfile collector file
+    lang: str | None = None  # language of titles and explanations (en, zh); None: the locale's
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
@@ -132,6 +134,10 @@ class Config:
             raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
+        try:
+            check_lang(self.lang)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         if self.metrics:
             parse_listen(self.metrics)
         for spec in self.sinks:
@@ -489,7 +495,7 @@ class Daemon:
             if self.max_ts is None or ev.ts > self.max_ts:
                 self.max_ts = ev.ts
             self.max_mono = time.monotonic()
-            outputs.extend(inc.to_dict() for inc in self.corr.feed(ev))
+            outputs.extend(inc.to_dict(check_lang(self.cfg.lang)) for inc in self.corr.feed(ev))
         return outputs
 
     def _tick(self) -> list[dict[str, Any]]:
@@ -499,7 +505,8 @@ class Daemon:
         idle = time.monotonic() - self.max_mono - LAG
         if idle <= 0:
             return []
-        return [inc.to_dict() for inc in self.corr.advance(self.max_ts + timedelta(seconds=idle))]
+        lang = check_lang(self.cfg.lang)
+        return [inc.to_dict(lang) for inc in self.corr.advance(self.max_ts + timedelta(seconds=idle))]
 
     # -- state ------------------------------------------------------------------------------
     def _save(self) -> None:

@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from typing import Any, TextIO
 
+from logsense.i18n import t, word
 from logsense.model import Event
 from logsense.text import safe
 
@@ -54,93 +55,108 @@ def _where(ev: dict) -> str:
 
 
 def write_text(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-               color: bool | None = None) -> None:
+               color: bool | None = None, lang: str = "en", width: int = 120) -> None:
+    from rich.cells import cell_len
     from rich.console import Console
     from rich.markup import escape
     from rich.panel import Panel
 
-    con = Console(file=out, force_terminal=color, highlight=False, soft_wrap=False, width=120)
+    con = Console(file=out, force_terminal=color, highlight=False, soft_wrap=False, width=width)
 
     def esc(s: Any) -> str:
         return escape(safe(str(s)))
 
+    def head(key: str) -> str:  # a bold label padded to 10 terminal cells (CJK counts 2)
+        label = t(key, lang)
+        return f"[b]{label}[/b]" + " " * max(1, 10 - cell_len(label))
+
     if not incidents:
-        con.print("No incidents found.")
+        con.print(t("report.none", lang))
     for inc in incidents:
         style = SEVERITY_STYLE.get(inc["severity"], "")
         lines = [
-            f"[b]When[/b]      {esc(inc['first_seen'])} → {esc(inc['last_seen'])}",
-            f"[b]Scope[/b]     {esc(inc['scope'])}  host {esc(inc['host'] or '-')}"
-            + (f"  VMs: {esc(', '.join(inc['affected_vms']))}" if inc["affected_vms"] else ""),
-            f"[b]Category[/b]  {esc(inc['category'])}   root cause: {esc(inc['root_cause'] or 'unrecognised')}",
-            f"[b]Why[/b]       {esc(inc['explanation'])}",
+            f"{head('label.when')}{esc(inc['first_seen'])} → {esc(inc['last_seen'])}",
+            f"{head('label.scope')}{esc(word('scope', inc['scope'], lang))}  {t('label.host', lang)} "
+            f"{esc(inc['host'] or '-')}"
+            + (f"  {t('label.vms', lang)}: {esc(', '.join(inc['affected_vms']))}" if inc["affected_vms"] else ""),
+            f"{head('label.category')}{esc(inc['category'])}   {t('label.root_cause', lang)}: "
+            f"{esc(inc['root_cause'] or t('label.unrecognised', lang))}",
+            f"{head('label.why')}{esc(inc['explanation'])}",
         ]
         if inc["recovered_at"]:
-            lines.append(f"[b]Recovered[/b] {esc(inc['recovered_at'])}")
-        lines.append("[b]Evidence[/b]")
+            lines.append(f"{head('label.recovered')}{esc(inc['recovered_at'])}")
+        lines.append(f"[b]{t('label.evidence', lang)}[/b]")
         for ev in inc["evidence"][:12]:
             count = f" (×{ev['count']})" if ev.get("count", 1) > 1 else ""
             lines.append(f"  {esc(ev['ts'][:19])} {esc(ev['message'][:160])}{count}  [dim]{esc(_where(ev))}[/dim]")
         if len(inc["evidence"]) > 12:
-            lines.append(f"  … {len(inc['evidence']) - 12} more")
+            lines.append(f"  {t('label.more', lang, n=len(inc['evidence']) - 12)}")
         if inc["remediation"]:
-            lines.append("[b]Fix[/b]")
+            lines.append(f"[b]{t('label.fix', lang)}[/b]")
             lines += [f"  {n}. {esc(s)}" for n, s in enumerate(inc["remediation"], 1)]
         if inc["diagnostics"]:
-            lines.append("[b]Confirm[/b]")
+            lines.append(f"[b]{t('label.confirm', lang)}[/b]")
             lines += [f"  $ {esc(s)}" for s in inc["diagnostics"]]
-        con.print(Panel("\n".join(lines), title=f"[{style}]{inc['severity'].upper()}[/] {esc(inc['title'])}",
+        sev = inc["severity"].upper() if lang == "en" else word("severity", inc["severity"], lang)
+        con.print(Panel("\n".join(lines), title=f"[{style}]{sev}[/] {esc(inc['title'])}",
                         title_align="left", border_style=style or "white"))
     if unrecognised:
-        con.print("[b]Unrecognised errors[/b] (no pattern knows them yet)")
+        con.print(f"[b]{t('report.unrecognised', lang)}[/b] {t('report.unrecognised_hint', lang)}")
         for u in unrecognised:
             con.print(f"  {u['count']:>5} × {esc(u['shape'][:150])}")
-    con.print(f"[dim]{int(stats.get('files_read', 0))} files, {int(stats.get('lines_read', 0))} lines, "
-              f"{int(stats.get('events_matched', 0))} events, {len(incidents)} incidents "
-              f"in {stats.get('seconds', 0):.2f}s[/dim]")
+    con.print("[dim]" + t("report.stats", lang, files=int(stats.get("files_read", 0)),
+                          lines=int(stats.get("lines_read", 0)), events=int(stats.get("events_matched", 0)),
+                          incidents=len(incidents), seconds=f"{stats.get('seconds', 0):.2f}") + "[/dim]")
 
 
 def _md(s: Any) -> str:
     return safe(str(s)).replace("|", "\\|").replace("`", "'")
 
 
-def write_markdown(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict]) -> None:
-    out.write(f"# logsense report: {len(incidents)} incident(s)\n\n")
+def write_markdown(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
+                   lang: str = "en") -> None:
+    out.write(f"# {t('md.heading', lang, n=len(incidents))}\n\n")
     if incidents:
-        out.write("| severity | first seen | scope | VMs | title |\n|---|---|---|---|---|\n")
+        out.write(t("md.table", lang) + "\n|---|---|---|---|---|\n")
         for inc in incidents:
-            out.write(f"| {inc['severity']} | {inc['first_seen'][:19]} | {inc['scope']} | "
+            out.write(f"| {word('severity', inc['severity'], lang)} | {inc['first_seen'][:19]} | "
+                      f"{word('scope', inc['scope'], lang)} | "
                       f"{_md(', '.join(inc['affected_vms']))} | {_md(inc['title'])} |\n")
     for inc in incidents:
         out.write(f"\n## {_md(inc['title'])}\n\n")
-        out.write(f"- **Severity:** {inc['severity']}  \n- **When:** {inc['first_seen']} → {inc['last_seen']}\n")
-        out.write(f"- **Scope:** {inc['scope']} on host {_md(inc['host'] or '-')}; "
-                  f"VMs: {_md(', '.join(inc['affected_vms']) or '-')}\n")
-        out.write(f"- **Root cause:** `{inc['root_cause'] or 'unrecognised'}` ({inc['category']})\n")
+        out.write(f"- **{t('label.severity', lang)}:** {word('severity', inc['severity'], lang)}  \n"
+                  f"- **{t('label.when', lang)}:** {inc['first_seen']} → {inc['last_seen']}\n")
+        scope = t("md.scope", lang, scope=word("scope", inc["scope"], lang), host=_md(inc["host"] or "-"),
+                  vms=_md(", ".join(inc["affected_vms"]) or "-"))
+        out.write(f"- **{t('label.scope', lang)}:** {scope}\n")
+        out.write(f"- **{t('label.root_cause', lang)}:** `{inc['root_cause'] or t('label.unrecognised', lang)}` "
+                  f"({inc['category']})\n")
         if inc["recovered_at"]:
-            out.write(f"- **Recovered:** {inc['recovered_at']}\n")
-        out.write(f"\n{_md(inc['explanation'])}\n\n**Evidence**\n\n```\n")
+            out.write(f"- **{t('label.recovered', lang)}:** {inc['recovered_at']}\n")
+        out.write(f"\n{_md(inc['explanation'])}\n\n**{t('label.evidence', lang)}**\n\n```\n")
         for ev in inc["evidence"][:20]:
             line = safe(f"{ev['ts'][:19]} {ev['message'][:200]}  ({_where(ev)})").replace("```", "'''")
             out.write(line + (f"  x{ev['count']}" if ev.get("count", 1) > 1 else "") + "\n")
         out.write("```\n")
         if inc["remediation"]:
-            out.write("\n**Fix**\n\n" + "".join(f"{n}. {_md(s)}\n" for n, s in enumerate(inc["remediation"], 1)))
+            out.write(f"\n**{t('label.fix', lang)}**\n\n"
+                      + "".join(f"{n}. {_md(s)}\n" for n, s in enumerate(inc["remediation"], 1)))
         if inc["diagnostics"]:
-            out.write("\n**Confirm**\n\n```sh\n" + "".join(f"{safe(s)}\n" for s in inc["diagnostics"]) + "```\n")
+            out.write(f"\n**{t('label.confirm', lang)}**\n\n```sh\n"
+                      + "".join(f"{safe(s)}\n" for s in inc["diagnostics"]) + "```\n")
     if unrecognised:
-        out.write("\n## Unrecognised errors\n\n| count | message shape |\n|---|---|\n")
+        out.write(f"\n## {t('report.unrecognised', lang)}\n\n{t('md.unrecognised_table', lang)}\n|---|---|\n")
         for u in unrecognised:
             out.write(f"| {u['count']} | {_md(u['shape'][:150])} |\n")
-    out.write(f"\n_{int(stats.get('files_read', 0))} files, {int(stats.get('lines_read', 0))} lines, "
-              f"{int(stats.get('events_matched', 0))} events._\n")
+    out.write("\n_" + t("report.stats_short", lang, files=int(stats.get("files_read", 0)),
+                         lines=int(stats.get("lines_read", 0)), events=int(stats.get("events_matched", 0))) + "_\n")
 
 
 def _e(s: Any) -> str:
     return html.escape(safe(str(s)))
 
 
-def incident_html(inc: dict) -> str:
+def incident_html(inc: dict, lang: str = "en") -> str:
     """One incident as an HTML fragment (the report and notebooks' _repr_html_ share it)."""
     ev_rows = "".join(
         f"<tr><td>{_e(ev['ts'][:19])}</td><td>{_e(ev['vm'] or '')}</td><td>{_e(ev['pattern'] or '')}</td>"
@@ -148,16 +164,20 @@ def incident_html(inc: dict) -> str:
         f"<td>{ev.get('count', 1)}</td></tr>" for ev in inc["evidence"])
     fix = "".join(f"<li>{_e(s)}</li>" for s in inc["remediation"])
     diag = "".join(f"<li><code>{_e(s)}</code></li>" for s in inc["diagnostics"])
-    rec = f"<p><b>Recovered:</b> {_e(inc['recovered_at'])}</p>" if inc["recovered_at"] else ""
+    rec = f"<p><b>{t('label.recovered', lang)}:</b> {_e(inc['recovered_at'])}</p>" if inc["recovered_at"] else ""
+    heads = "".join(f"<th>{_e(h)}</th>" for h in t("html.columns", lang).split("|"))
     return (f"<section class='incident {_e(inc['severity'])}' id='inc-{_e(inc['id'])}'>"
-            f"<h2><span class='sev'>{_e(inc['severity'])}</span> {_e(inc['title'])}</h2>"
-            f"<p><b>When:</b> {_e(inc['first_seen'])} → {_e(inc['last_seen'])} · <b>Scope:</b> {_e(inc['scope'])}"
-            f" · <b>Host:</b> {_e(inc['host'] or '-')} · <b>VMs:</b> {_e(', '.join(inc['affected_vms']) or '-')}"
-            f" · <b>Root cause:</b> <code>{_e(inc['root_cause'] or 'unrecognised')}</code> ({_e(inc['category'])})</p>"
+            f"<h2><span class='sev'>{_e(word('severity', inc['severity'], lang))}</span> {_e(inc['title'])}</h2>"
+            f"<p><b>{t('label.when', lang)}:</b> {_e(inc['first_seen'])} → {_e(inc['last_seen'])} · "
+            f"<b>{t('label.scope', lang)}:</b> {_e(word('scope', inc['scope'], lang))}"
+            f" · <b>{t('label.host', lang)}:</b> {_e(inc['host'] or '-')} · "
+            f"<b>{t('label.vms', lang)}:</b> {_e(', '.join(inc['affected_vms']) or '-')}"
+            f" · <b>{t('label.root_cause', lang)}:</b> <code>{_e(inc['root_cause'] or t('label.unrecognised', lang))}"
+            f"</code> ({_e(inc['category'])})</p>"
             f"<p>{_e(inc['explanation'])}</p>{rec}"
-            f"<table><tr><th>time</th><th>VM</th><th>pattern</th><th>message</th><th>where</th><th>×</th></tr>"
-            f"{ev_rows}</table>"
-            f"<h3>Fix</h3><ol>{fix}</ol><h3>Confirm</h3><ul>{diag}</ul></section>")
+            f"<table><tr>{heads}</tr>{ev_rows}</table>"
+            f"<h3>{t('label.fix', lang)}</h3><ol>{fix}</ol>"
+            f"<h3>{t('label.confirm', lang)}</h3><ul>{diag}</ul></section>")
 
 
 def timeline_svg(events: list[Event], incidents: list[dict]) -> str:
@@ -208,17 +228,19 @@ section.incident{border-top:2px solid #eee;margin-top:1.5em}code{font-size:12px}
 
 
 def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-               events: list[Event]) -> None:
+               events: list[Event], lang: str = "en") -> None:
     unrec = "".join(f"<tr><td>{u['count']}</td><td><code>{_e(u['shape'])}</code></td></tr>" for u in unrecognised)
-    out.write("<!DOCTYPE html><html><head><meta charset='utf-8'><title>logsense report</title>"
-              f"<style>{STYLE}</style></head><body><h1>logsense: {len(incidents)} incident(s)</h1>"
-              f"<p>{int(stats.get('files_read', 0))} files, {int(stats.get('lines_read', 0))} lines, "
-              f"{int(stats.get('events_matched', 0))} events.</p><h2>Timeline</h2>")
+    stats_line = t("report.stats_short", lang, files=int(stats.get("files_read", 0)),
+                   lines=int(stats.get("lines_read", 0)), events=int(stats.get("events_matched", 0)))
+    out.write(f"<!DOCTYPE html><html lang='{_e(lang)}'><head><meta charset='utf-8'><title>{t('html.title', lang)}"
+              f"</title><style>{STYLE}</style></head><body><h1>{t('html.heading', lang, n=len(incidents))}</h1>"
+              f"<p>{stats_line}</p><h2>{t('html.timeline', lang)}</h2>")
     out.write(timeline_svg(events, incidents))
     from logsense.vms_report import lifecycle_section  # the VMs' running bars, as `logsense vms` draws them
-    out.write(lifecycle_section(events, incidents))
+    out.write(lifecycle_section(events, incidents, lang))
     for inc in incidents:
-        out.write(incident_html(inc))
+        out.write(incident_html(inc, lang))
     if unrec:
-        out.write(f"<h2>Unrecognised errors</h2><table><tr><th>count</th><th>shape</th></tr>{unrec}</table>")
+        heads = "".join(f"<th>{_e(h)}</th>" for h in t("html.unrecognised_columns", lang).split("|"))
+        out.write(f"<h2>{t('report.unrecognised', lang)}</h2><table><tr>{heads}</tr>{unrec}</table>")
     out.write("</body></html>\n")

@@ -1,0 +1,308 @@
+"""The engine's own words (incident titles, explanation sentences, report headings, lifecycle
+words) in every language, in one table; the catalogue's texts live in patterns/<lang>/.
+
+`t(key, lang, **fields)` gives the text in `lang` (English where a language lacks it), with
+`{fields}` filled; a `{name}` with no field given stays as written (diagnostics keep `{vm}`
+for the caller to fill). tests/test_i18n.py holds every key to every language.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+LANGS = ("en", "zh")
+DEFAULT_LANG = "en"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        # correlator: what happened to the VM
+        "outcome.failed_start": "failed to start",
+        "outcome.crashed": "crashed",
+        "outcome.paused": "was paused or lost its disk",
+        "outcome.panicked": "guest panicked",
+        "outcome.errors": "had errors",
+        # correlator: titles
+        "title.host_default": "host",
+        "title.unknown_vm": "unknown VM",
+        "title.host": "{host}: {cause}",
+        "title.vm": "{vm} {what}: {cause}",
+        "title.vm_unexplained": "{vm} {what}: cause not in the logs ({cause})",
+        "title.no_vm_line": " (no line names the VM)",
+        "title.affects": " (affects {vms})",
+        "title.times": " — {n} times",
+        "unrecognised.title": "unrecognised error",
+        "unrecognised.cause": "An error no catalogue pattern knows: {message}",
+        # correlator: the explanation
+        "explain.no_cause": "No line in the logs names a cause; the first sign is: {text}",
+        "explain.then": "Then: {titles}.",
+        "explain.sep": "; ",
+        "explain.vms_hit": "VMs hit: {vms}.",
+        "explain.result": "Result: {vm} {what}.",
+        "explain.the_vm": "the VM",
+        "explain.loop": "It happened {n} times (a restart or start loop).",
+        "chain": "Known chain: {steps}.",
+        "chain.sep": ", ",
+        "chain.oom.kill": "the kernel's OOM killer killed the QEMU process to free host memory",
+        "chain.oom.crashed": "QEMU died (reason=crashed)",
+        "chain.oom.eof": "libvirtd lost its monitor (End of file from monitor)",
+        "chain.disk_full": "the file system holding the disk image filled up, QEMU's writes failed with ENOSPC "
+                           "(block I/O error) and the guest was paused (error_policy=stop)",
+        "chain.kvm": "KVM is not usable on this host (module not loaded, disabled in the BIOS or /dev/kvm not "
+                     "accessible), so every VM of type 'kvm' fails to start",
+        "chain.network": "the VM's NIC is on a libvirt network that is not active, so the start is refused",
+        "chain.permission": "the QEMU process (user qemu/libvirt-qemu, or its SELinux/AppArmor label) cannot open "
+                            "a file it needs, so QEMU exits and the start fails",
+        "diag.start_vm": "virsh start {vm}  (its error names the cause)",
+        "diag.log_level": "raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event "
+                          "3:util\" in /etc/libvirt/libvirtd.conf",
+        # lifecycle: the reboot incident
+        "reboot.title_one": "host {host} rebooted at {when}; {names} was running before and was not started again",
+        "reboot.title_many": "host {host} rebooted at {when}; {names} were running before and were not started "
+                             "again",
+        "reboot.how_crash": "went down without a shutdown line (a crash or a power loss)",
+        "reboot.how_shutdown": "was shut down at {at}",
+        "reboot.kernel": "kernel {kernel}",
+        "reboot.host_line": "Host {host} {how} and booted at {when} ({booted}).",
+        "reboot.counts": "{total} VM(s) were running before; {back} were started again within {minutes} min; "
+                         "not running after it: {missing}.",
+        "reboot.failed": "{vm} was started but failed to start.",
+        "reboot.failed_ref": "{vm} was started but failed to start (incident {other}).",
+        "reboot.all_back": "All of them were running again by {at}.",
+        "reboot.related": " {vm} was being started again after host {host} rebooted (incident {id}).",
+        "reboot.fix_start": "Start them: for vm in {vms}; do virsh start $vm; done",
+        "reboot.fix_autostart": "Make them start with the host: virsh autostart VM (for each of {vms}); this "
+                                "creates the link /etc/libvirt/qemu/autostart/VM.xml",
+        "reboot.fix_why": "If autostart was set, find why it did not act: a failed start in the logs (Failed to "
+                          "autostart VM), or a storage pool or network it needs that was not up (virsh "
+                          "pool-autostart, virsh net-autostart).",
+        "reboot.fix_guests": "Or let libvirt-guests restart what was running at shutdown: ON_BOOT=start in "
+                             "/etc/default/libvirt-guests.",
+        "names.more": "{names} and {n} more",
+        # reports: words shown beside the data
+        "severity.critical": "critical",
+        "severity.major": "major",
+        "severity.minor": "minor",
+        "scope.vm": "vm",
+        "scope.host": "host",
+        "scope.fleet": "fleet",
+        "label.when": "When",
+        "label.scope": "Scope",
+        "label.host": "host",
+        "label.vms": "VMs",
+        "label.category": "Category",
+        "label.root_cause": "root cause",
+        "label.why": "Why",
+        "label.recovered": "Recovered",
+        "label.evidence": "Evidence",
+        "label.more": "… {n} more",
+        "label.fix": "Fix",
+        "label.confirm": "Confirm",
+        "label.severity": "Severity",
+        "label.unrecognised": "unrecognised",
+        "report.none": "No incidents found.",
+        "report.unrecognised": "Unrecognised errors",
+        "report.unrecognised_hint": "(no pattern knows them yet)",
+        "report.stats": "{files} files, {lines} lines, {events} events, {incidents} incidents in {seconds}s",
+        "report.stats_short": "{files} files, {lines} lines, {events} events.",
+        "md.heading": "logsense report: {n} incident(s)",
+        "md.table": "| severity | first seen | scope | VMs | title |",
+        "md.scope": "{scope} on host {host}; VMs: {vms}",
+        "md.unrecognised_table": "| count | message shape |",
+        "html.title": "logsense report",
+        "html.heading": "logsense: {n} incident(s)",
+        "html.timeline": "Timeline",
+        "html.columns": "time|VM|pattern|message|where|×",
+        "html.unrecognised_columns": "count|shape",
+        "html.lifecycle": "VM lifecycle",
+        # logsense vms
+        "vms.heads": "VM|HOST|STATE|LAST START|LAST STOP|CRASHES|FAILED STARTS|DOWN",
+        "vms.none": "No VM starts or stops in these logs.",
+        "vms.mark": "host {host} {kind} at {at}: {message}",
+        "vms.footer": "{n} VMs; window {first} → {last}",
+        "vms.md_heading": "VMs: {n}",
+        "vms.md_marks": "Host boots and shutdowns",
+        "vms.md_mark": "{host} **{kind}** at {at}: {message}",
+        "vms.html_title": "VMs",
+        "state.running": "running",
+        "state.shut off": "shut off",
+        "mark.boot": "boot",
+        "mark.shutdown": "shutdown",
+        "reason.manual": "manual",
+        "reason.autostart": "autostart",
+        "reason.migrated-in": "migrated-in",
+        "reason.unknown": "unknown",
+        "reason.shutdown": "shutdown",
+        "reason.destroyed": "destroyed",
+        "reason.crashed": "crashed",
+        "reason.failed": "failed",
+        "reason.migrated-out": "migrated-out",
+        "reason.saved": "saved",
+        "reason.host-down": "host-down",
+        "reason.running": "running",
+        # logsense events (text)
+        "events.unrecognised": "unrecognised",
+    },
+    "zh": {
+        "outcome.failed_start": "启动失败",
+        "outcome.crashed": "崩溃",
+        "outcome.paused": "被暂停或失去了磁盘",
+        "outcome.panicked": "虚拟机内核 panic",
+        "outcome.errors": "出现错误",
+        "title.host_default": "宿主机",
+        "title.unknown_vm": "未知虚拟机",
+        "title.host": "{host}：{cause}",
+        "title.vm": "{vm} {what}：{cause}",
+        "title.vm_unexplained": "{vm} {what}：日志中未见原因（{cause}）",
+        "title.no_vm_line": "（日志中没有指明虚拟机）",
+        "title.affects": "（影响 {vms}）",
+        "title.times": " —— 共 {n} 次",
+        "unrecognised.title": "未识别的错误",
+        "unrecognised.cause": "目录中没有任何模式能识别的错误：{message}",
+        "explain.no_cause": "日志中没有任何一行指明原因；最早的迹象是：{text}",
+        "explain.then": "随后：{titles}。",
+        "explain.sep": "；",
+        "explain.vms_hit": "受影响的虚拟机：{vms}。",
+        "explain.result": "结果：{vm} {what}。",
+        "explain.the_vm": "该虚拟机",
+        "explain.loop": "共发生 {n} 次（反复重启或反复启动）。",
+        "chain": "已知故障链：{steps}。",
+        "chain.sep": "，",
+        "chain.oom.kill": "内核 OOM killer 为释放宿主机内存杀掉了 QEMU 进程",
+        "chain.oom.crashed": "QEMU 随之退出（reason=crashed）",
+        "chain.oom.eof": "libvirtd 与其监视器的连接中断（End of file from monitor）",
+        "chain.disk_full": "存放磁盘镜像的文件系统被写满，QEMU 的写操作因 ENOSPC 失败（块设备 I/O 错误），"
+                           "虚拟机被暂停（error_policy=stop）",
+        "chain.kvm": "这台宿主机上 KVM 不可用（模块未加载、BIOS 中关闭了虚拟化，或 /dev/kvm 无法访问），"
+                     "所有 'kvm' 类型的虚拟机都无法启动",
+        "chain.network": "虚拟机网卡所在的 libvirt 网络未激活，启动请求被拒绝",
+        "chain.permission": "QEMU 进程（qemu/libvirt-qemu 用户，或其 SELinux/AppArmor 标签）无法打开所需的文件，"
+                            "QEMU 退出，启动失败",
+        "diag.start_vm": "virsh start {vm}  （它的报错会指明原因）",
+        "diag.log_level": "提高 libvirtd 的日志级别：在 /etc/libvirt/libvirtd.conf 中设置 log_filters=\"1:qemu "
+                          "1:libvirt 3:object 3:json 3:event 3:util\"",
+        "reboot.title_one": "宿主机 {host} 于 {when} 重启；{names} 重启前在运行，之后未被重新启动",
+        "reboot.title_many": "宿主机 {host} 于 {when} 重启；{names} 重启前在运行，之后未被重新启动",
+        "reboot.how_crash": "在没有任何关机记录的情况下宕机（崩溃或断电）",
+        "reboot.how_shutdown": "于 {at} 关机",
+        "reboot.kernel": "内核 {kernel}",
+        "reboot.host_line": "宿主机 {host} {how}，并于 {when} 重新启动（{booted}）。",
+        "reboot.counts": "重启前有 {total} 台虚拟机在运行；{minutes} 分钟内重新启动了 {back} 台；"
+                         "之后仍未运行：{missing}。",
+        "reboot.failed": "{vm} 曾被启动，但启动失败。",
+        "reboot.failed_ref": "{vm} 曾被启动，但启动失败（故障 {other}）。",
+        "reboot.all_back": "到 {at} 时它们已全部重新运行。",
+        "reboot.related": "宿主机 {host} 重启后，{vm} 正在被重新启动（故障 {id}）。",
+        "reboot.fix_start": "启动这些虚拟机：for vm in {vms}; do virsh start $vm; done",
+        "reboot.fix_autostart": "让它们随宿主机自动启动：virsh autostart VM（对 {vms} 逐台执行）；这会创建链接 "
+                                "/etc/libvirt/qemu/autostart/VM.xml",
+        "reboot.fix_why": "如果已设置自动启动，查明它为何没有生效：日志中的启动失败（Failed to autostart VM），"
+                          "或它依赖的存储池或网络当时没有就绪（virsh pool-autostart、virsh net-autostart）。",
+        "reboot.fix_guests": "或者让 libvirt-guests 恢复关机时正在运行的虚拟机：在 /etc/default/libvirt-guests "
+                             "中设置 ON_BOOT=start。",
+        "names.more": "{names} 等另外 {n} 台",
+        "severity.critical": "严重",
+        "severity.major": "重要",
+        "severity.minor": "次要",
+        "scope.vm": "单台虚拟机",
+        "scope.host": "宿主机",
+        "scope.fleet": "多台宿主机",
+        "label.when": "时间",
+        "label.scope": "范围",
+        "label.host": "宿主机",
+        "label.vms": "虚拟机",
+        "label.category": "类别",
+        "label.root_cause": "根本原因",
+        "label.why": "原因",
+        "label.recovered": "已恢复",
+        "label.evidence": "证据",
+        "label.more": "…… 另有 {n} 条",
+        "label.fix": "处理",
+        "label.confirm": "确认",
+        "label.severity": "严重程度",
+        "label.unrecognised": "未识别",
+        "report.none": "未发现故障。",
+        "report.unrecognised": "未识别的错误",
+        "report.unrecognised_hint": "（目录中还没有模式能识别它们）",
+        "report.stats": "{files} 个文件，{lines} 行，{events} 个事件，{incidents} 个故障，耗时 {seconds} 秒",
+        "report.stats_short": "{files} 个文件，{lines} 行，{events} 个事件。",
+        "md.heading": "logsense 报告：{n} 个故障",
+        "md.table": "| 严重程度 | 最早出现 | 范围 | 虚拟机 | 标题 |",
+        "md.scope": "{scope}，宿主机 {host}；虚拟机：{vms}",
+        "md.unrecognised_table": "| 次数 | 消息形态 |",
+        "html.title": "logsense 报告",
+        "html.heading": "logsense：{n} 个故障",
+        "html.timeline": "时间线",
+        "html.columns": "时间|虚拟机|模式|消息|位置|次数",
+        "html.unrecognised_columns": "次数|形态",
+        "html.lifecycle": "虚拟机生命周期",
+        "vms.heads": "虚拟机|宿主机|状态|最近启动|最近停止|崩溃|启动失败|停机时长",
+        "vms.none": "这些日志中没有虚拟机的启动或停止记录。",
+        "vms.mark": "宿主机 {host} 于 {at} {kind}：{message}",
+        "vms.footer": "{n} 台虚拟机；时间范围 {first} → {last}",
+        "vms.md_heading": "虚拟机：{n} 台",
+        "vms.md_marks": "宿主机启动与关机",
+        "vms.md_mark": "{host} 于 {at} **{kind}**：{message}",
+        "vms.html_title": "虚拟机",
+        "state.running": "运行中",
+        "state.shut off": "已关机",
+        "mark.boot": "启动",
+        "mark.shutdown": "关机",
+        "reason.manual": "手动",
+        "reason.autostart": "自动启动",
+        "reason.migrated-in": "迁入",
+        "reason.unknown": "未知",
+        "reason.shutdown": "正常关机",
+        "reason.destroyed": "强制关闭",
+        "reason.crashed": "崩溃",
+        "reason.failed": "启动失败",
+        "reason.migrated-out": "迁出",
+        "reason.saved": "已保存",
+        "reason.host-down": "宿主机宕机",
+        "reason.running": "运行中",
+        "events.unrecognised": "未识别",
+    },
+}
+
+
+class _Keep(dict):
+    """format_map fields: a `{name}` not given stays in the text."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def t(key: str, lang: str = DEFAULT_LANG, **fields: Any) -> str:
+    """The text of `key` in `lang` (English if that language lacks it), fields filled."""
+    text = MESSAGES.get(lang, {}).get(key) or MESSAGES[DEFAULT_LANG][key]
+    return text.format_map(_Keep(fields)) if fields or "{" in text else text
+
+
+def word(prefix: str, value: str | None, lang: str = DEFAULT_LANG) -> str:
+    """A data word (severity, scope, reason, state) shown in `lang`; unknown words as they are."""
+    if value is None:
+        return "-"
+    key = f"{prefix}.{value}"
+    return t(key, lang) if key in MESSAGES[DEFAULT_LANG] else value
+
+
+def check_lang(lang: str | None) -> str:
+    """A --lang value or the config's `lang`; raises ValueError naming the choices."""
+    if lang is None:
+        return env_lang()
+    if lang not in LANGS:
+        raise ValueError(f"lang is one of {', '.join(LANGS)}, not {lang!r}")
+    return lang
+
+
+def env_lang(environ: dict[str, str] | None = None) -> str:
+    """The language the locale asks for, as gettext reads it (LANGUAGE, LC_ALL, LC_MESSAGES,
+    LANG: the first one set): zh_CN.UTF-8, zh_TW, zh give zh; anything else English."""
+    env = os.environ if environ is None else environ
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = env.get(name)
+        if value:
+            first = value.split(":")[0].split(".")[0].split("@")[0].lower()
+            base = first.split("_")[0].split("-")[0]
+            return base if base in LANGS else DEFAULT_LANG
+    return DEFAULT_LANG
