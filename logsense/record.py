@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from logsense.catalogue import CatalogueError, pattern_files
+from logsense.i18n import word
 from logsense.model import CATEGORIES
 from logsense.text import safe
 
@@ -129,7 +130,7 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
     out = [f"# {md(t['document'].format(title=inc['title']))}\n\n",
            f"| {t['incident']} | {code(inc['id'])} |\n|---|---|\n",
            f"| {t['host']} | {md(inc.get('host') or '-')} |\n",
-           f"| {t['severity']} | {md(inc['severity'])} |\n",
+           f"| {t['severity']} | {md(word('severity', inc['severity'], lang))} |\n",
            f"| {t['category']} | {code(inc['category'])} |\n"]
 
     out.append(f"\n## {t['time_of_failure']}\n\n")
