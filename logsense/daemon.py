@@ -301,6 +301,7 @@ class Daemon:
         new = []
         for spec in self.cfg.sinks:
             sink = make_sink(spec)
+            sink.lang = check_lang(self.cfg.lang)
             queue_max = int(spec.get("queue_max", QUEUE_MAX))
             if sink.name in old:
                 new.append(old.pop(sink.name))

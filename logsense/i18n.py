@@ -142,6 +142,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason.running": "running",
         # logsense events (text)
         "events.unrecognised": "unrecognised",
+        # the email sink
+        "status.open": "open",
+        "status.updated": "updated",
+        "status.resolved": "resolved",
+        "email.status": "status: {status} (version {version})",
+        "email.severity": "severity: {severity}   category: {category}",
+        "email.host": "host: {host}   VMs: {vms}",
+        "email.seen": "first seen: {first}   last seen: {last}",
+        "email.remediation": "Remediation:",
+        "email.diagnostics": "Diagnostics:",
+        "email.evidence": "Evidence:",
     },
     "zh": {
         "outcome.failed_start": "启动失败",
@@ -261,6 +272,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reason.host-down": "宿主机宕机",
         "reason.running": "运行中",
         "events.unrecognised": "未识别",
+        "status.open": "新发生",
+        "status.updated": "有更新",
+        "status.resolved": "已解决",
+        "email.status": "状态：{status}（第 {version} 版）",
+        "email.severity": "严重程度：{severity}   类别：{category}",
+        "email.host": "宿主机：{host}   虚拟机：{vms}",
+        "email.seen": "最早出现：{first}   最后出现：{last}",
+        "email.remediation": "处理措施：",
+        "email.diagnostics": "诊断命令：",
+        "email.evidence": "证据：",
     },
 }
 

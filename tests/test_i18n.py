@@ -189,3 +189,16 @@ def test_events_text_words(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "logsense", "events", "--format", "text", "--lang", "zh", str(log)],
                          capture_output=True, text=True, cwd=ROOT).stdout
     assert " 未识别  internal error: the flux capacitor broke" in out
+
+
+def test_email_sink_labels_in_chinese(zh_incidents: list[dict]):
+    from logsense.sinks import make_sink
+
+    sink = make_sink({"type": "email", "to": "oncall@example.org"})
+    sink.lang = "zh"  # as the daemon sets it from --lang / the config
+    disk = next(i for i in zh_incidents if i["root_cause"] == "libvirt.disk_image.storage-file-missing")
+    msg = sink.message(disk)
+    assert msg["Subject"] == f"[logsense] 已解决 严重: {disk['title']}"
+    body = msg.get_content()
+    assert f"状态：已解决（第 {disk['version']} 版）" in body and "\n处理措施：\n  - 从备份或快照恢复该镜像" in body
+    assert "Remediation:" not in body
