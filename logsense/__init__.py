@@ -17,13 +17,24 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-SAMPLE = Path(__file__).resolve().parent.parent / "fixtures" / "sample-outage"
+
+def bundled(packed: str, source: str) -> Path:
+    """A data folder shipped with logsense: packed into the package in a wheel (pyproject.toml maps
+    it there), at `source` under the top of a checkout otherwise."""
+    here = Path(__file__).resolve().parent
+    inside = here / packed
+    return inside if inside.is_dir() else here.parent / source
+
+
+SAMPLE = bundled("sample_outage", "fixtures/sample-outage")
 """The bundled sample outage (`logsense demo` analyzes it)."""
+CONTRIB = bundled("contrib", "contrib")
+"""The systemd unit and the example config."""
 
 _FRAME_API = ("events", "incidents", "evidence", "cooccurrence", "expand_fields", "events_frame",
               "frame_from_dicts", "read_events_parquet", "write_events_parquet", "read_events_jsonl",
               "EventFrame", "IncidentFrame", "lifecycle")
-__all__ = ["SAMPLE", "__version__", "plot", *_FRAME_API]
+__all__ = ["SAMPLE", "CONTRIB", "__version__", "plot", *_FRAME_API]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re as stdre
+import shlex
 import stat
 import time
 import tomllib
@@ -23,6 +24,7 @@ from typing import Any
 
 import regex
 
+from logsense import bundled
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 
 try:
@@ -46,7 +48,7 @@ MAX_REPEAT = 250  # larger bounded repeats make Hyperscan's prefilter build take
 TIME_LIMIT = 0.001  # seconds for one search over an adversarial 10 KB line
 ADVERSARIAL_SIZE = 10_000
 ADVERSARIAL_SEEDS = ("a", " ", "'", "a'", "/a", "0", ": ", "a ", "x=1,")
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "patterns"
+BUILTIN_DIR = bundled("patterns", "patterns")
 # Error-level lines the catalogue does not know still become events ("unrecognised errors"),
 # so the fast path must pick them too.
 ERROR_HINTS = {
@@ -55,7 +57,7 @@ ERROR_HINTS = {
 }
 FIELD_RE = stdre.compile(r"\{(\w+)\}")
 # What a pattern's line says about a VM's or the host's life (logsense/lifecycle.py reads it)
-LIFECYCLE = ("vm-start", "vm-stop", "vm-start-failed", "migrate-in", "host-boot", "host-shutdown")
+LIFECYCLE = ("vm-start", "vm-stop", "vm-start-failed", "migrate-in", "host-boot", "host-shutdown", "daemon-start")
 
 
 class CatalogueError(Exception):
@@ -113,9 +115,108 @@ class Match:
     span: int
 
 
-def render(text: str, values: dict[str, Any]) -> str:
-    """Fill `{field}` placeholders that have a value; leave the others as written."""
-    return FIELD_RE.sub(lambda m: str(values[m.group(1)]) if values.get(m.group(1)) else m.group(0), text)
+# -- filling advice templates (cause, remediation, diagnostics) --------------------------------
+SENTENCE_END_RE = stdre.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+PROGRAM_RE = stdre.compile(r"(?:[A-Z_]+=\S*\s+)*(?:sudo\s+)?(?:/[\w./{}-]+|[a-z][\w.+-]*)(?:[\s;|&]|$)")
+TEMPLATE_RE = stdre.compile(r"<[a-z][\w.-]*>")  # a value for a person to fill in: qemu-img check <image>
+
+
+def quote_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, quote) of the '...' and "..." parts of a command. A quote opens only after a
+    non-word character, so the apostrophe of prose ("the VM's disk") opens nothing."""
+    spans, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c in "'\"" and (i == 0 or not text[i - 1].isalnum()):
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if c == '"' and text[j] == "\\" else 1
+            spans.append((i, j, c))
+            i = j + 1
+            continue
+        i += 1
+    return spans
+
+
+def _quoted_for(value: str, quote: str | None) -> str:
+    """`value` as shell text where it stands: a word of its own, inside '...' or inside "..."."""
+    if quote == "'":
+        return value.replace("'", "'\\''")
+    if quote == '"':
+        return stdre.sub(r'([\\$`"])', r"\\\1", value)
+    return shlex.quote(value)
+
+
+def _fill(text: str, values: dict[str, Any], shell: bool) -> str | None:
+    """`text` with every placeholder filled (shell-quoted with `shell`); None if one has no value."""
+    spans = quote_spans(text) if shell else []
+    missing = False
+
+    def one(m: stdre.Match[str]) -> str:
+        nonlocal missing
+        value = values.get(m.group(1))
+        if value is None or value == "":
+            missing = True
+            return m.group(0)
+        if not shell:
+            return str(value)
+        quote = next((q for a, b, q in spans if a < m.start() < b), None)
+        return _quoted_for(str(value), quote)
+
+    out = FIELD_RE.sub(one, text)
+    return None if missing else out
+
+
+def render(text: str, values: dict[str, Any], shell: bool = False) -> str:
+    """Fill `{field}` placeholders; a sentence naming a value the logs did not give is dropped
+    (a reader never sees `{vm}`). `shell`: the text holds commands, so every value (log text,
+    untrusted) is quoted for the shell where it stands ("" when every sentence was dropped)."""
+    if not FIELD_RE.search(text):
+        return text
+    kept = [f for s in SENTENCE_END_RE.split(text) if (f := _fill(s, values, shell)) is not None]
+    return " ".join(kept)
+
+
+def render_command(command: str, values: dict[str, Any]) -> str | None:
+    """A diagnostic command with its values shell-quoted; None when a value is missing (a
+    command with a hole would run on the wrong thing)."""
+    return _fill(command, values, shell=True)
+
+
+def is_command(text: str) -> bool:
+    """A line someone can paste into a shell as it stands: it starts with a program name, parses
+    as shell words, has no <value> left for a person to fill and does not read as a sentence
+    (no closing full stop, no two-space aside; a comment is written `# ...`)."""
+    if not PROGRAM_RE.match(text) or text.rstrip().endswith(".") or "  (" in text:
+        return False
+    try:
+        shlex.split(text, comments=True)
+    except ValueError:
+        return False
+    spans = quote_spans(text)
+    return not any(not any(a < m.start() < b for a, b, _ in spans) for m in TEMPLATE_RE.finditer(text))
+
+
+def render_advice(remediation: list[str], diagnostics: list[str], values: dict[str, Any]
+                  ) -> tuple[list[str], list[str]]:
+    """(remediation, diagnostics) ready for a reader: placeholders filled or dropped, values
+    shell-quoted; diagnostics hold only runnable commands, so a template or a sentence written
+    as a diagnostic moves to the end of the remediation as its own line."""
+    fix = [r for s in remediation if (r := render(s, values, shell=True))]
+    confirm = []
+    for d in diagnostics:
+        if (c := render_command(d, values)) is None:
+            continue
+        if is_command(c):
+            confirm.append(c)
+        elif TEMPLATE_RE.search(c) and PROGRAM_RE.match(c):
+            fix.append(f"To confirm, fill in the {', '.join(dict.fromkeys(TEMPLATE_RE.findall(c)))} and run: {c}")
+        else:
+            fix.append(c)
+    return fix, confirm
 
 
 def _as_list(value: Any) -> list[str]:
@@ -230,9 +331,14 @@ LANGS = ("en", "zh")  # English is the catalogue's own text; the others are in <
 TRANSLATED = ("title", "cause", "remediation")
 
 
-def read_translations(dirs: Iterable[Path], patterns: list[Pattern], problems: list[str]) -> None:
+def read_translations(dirs: Iterable[Path], patterns: list[Pattern], problems: list[str],
+                      loaded: Iterable[Path] | None = None, disabled: Iterable[str] = ()) -> None:
     """Attach `<dir>/<lang>/*.toml` texts (`[[pattern]] id, title, cause, remediation`) to the
-    patterns, built-in folder first, a site's after (a site may translate its own patterns)."""
+    patterns, built-in folder first, a site's after (a site may translate its own patterns). An id
+    no pattern has is a problem, unless it is disabled or its file was replaced by a site's file
+    of the same name (`loaded`: the pattern files read)."""
+    loaded = None if loaded is None else set(loaded)
+    disabled = set(disabled)
     by_id = {p.id: p for p in patterns}
     for d in dirs:
         for lang in LANGS[1:]:
@@ -246,7 +352,8 @@ def read_translations(dirs: Iterable[Path], patterns: list[Pattern], problems: l
                 for item in data.get("pattern", []) if isinstance(data.get("pattern"), list) else []:
                     pid = item.get("id") if isinstance(item, dict) else None
                     if pid not in by_id:
-                        problems.append(f"{where}: {pid}: no such pattern")
+                        if pid not in disabled and (loaded is None or path.parent.parent / path.name in loaded):
+                            problems.append(f"{where}: {pid}: no such pattern")
                         continue
                     texts = {k: item[k] for k in TRANSLATED if k in item}
                     if not all(isinstance(v, str) for k, v in texts.items() if k != "remediation") or not (
@@ -472,18 +579,23 @@ def compile_database(patterns: list[Pattern]) -> Any:
     return db
 
 
-def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), vet_site: bool = True) -> Catalogue:
-    """The built-in catalogue plus a site's directories. A site's files pass the checks built-in
-    files pass in CI (`catalogue check`: types, repeat bounds, examples, adversarial timing) before
-    use, or CatalogueError; `vet_site=False` leaves that to the caller (`catalogue check` lists all).
-    Invalid built-in patterns are left out and listed in `problems`."""
+def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), disable: Iterable[str] = (),
+                   vet_site: bool = True) -> Catalogue:
+    """The built-in catalogue plus a site's directories, less the `disable`d pattern ids. A site's
+    files pass the checks built-in files pass in CI (`catalogue check`: types, repeat bounds,
+    examples, adversarial timing) before use, or CatalogueError; `vet_site=False` leaves that to
+    the caller (`catalogue check` lists all). Invalid built-in patterns are left out and listed in
+    `problems`."""
     problems: list[str] = []
     codes: dict[int, LibvirtCode] = {}
     files = pattern_files(extra_dirs)
     patterns = read_patterns(files, problems, codes)
+    off = set(disable)
+    problems += [f"disable: no pattern with id {pid!r}" for pid in sorted(off - {p.id for p in patterns})]
+    patterns = [p for p in patterns if p.id not in off]
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
-    read_translations([BUILTIN_DIR, *map(Path, extra_dirs)], patterns, problems)
+    read_translations([BUILTIN_DIR, *map(Path, extra_dirs)], patterns, problems, files, off)
     cat = Catalogue(patterns, problems, codes)
     site = {f.name for f in files if f.parent != BUILTIN_DIR}
     if site and vet_site:

@@ -6,98 +6,187 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from datetime import UTC, tzinfo
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from logsense import SAMPLE
-from logsense.catalogue import BUILTIN_DIR, CatalogueError, load_catalogue, pattern_files
+from logsense import CONTRIB, SAMPLE, __version__
+from logsense.catalogue import BUILTIN_DIR, Catalogue, CatalogueError, load_catalogue, pattern_files
+from logsense.config import read_settings
+from logsense.correlator import DEFAULT_GAP
+from logsense.filters import Filters
 from logsense.i18n import check_lang, t
-from logsense.model import Event
-from logsense.pipeline import InputError, Options, Reader, parse_time, parse_zone, stderr_warn
-from logsense.text import safe
+from logsense.model import CATEGORIES, Event, Record
+from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
+from logsense.text import one_line, safe
+from logsense.timespec import local_zone, zone_name
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Log analysis and error correlation for KVM hosts.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Inspect and validate the pattern catalogue.")
 app.add_typer(catalogue_app, name="catalogue")
+# Typer prints an argument's Python type (`<list[str]>`) beside its name; the metavar says it for people.
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None
 
 
-class Format(StrEnum):
+class EventsFormat(StrEnum):
+    text = "text"
+    json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+class AnalyzeFormat(StrEnum):
     text = "text"
     json = "json"
     jsonl = "jsonl"
     markdown = "markdown"
     html = "html"
-    parquet = "parquet"
     record = "record"
 
 
-PathsArg = Annotated[list[str] | None, typer.Argument(help="Files, directories, archives, journals.")]
-FormatOpt = Annotated[Format | None, typer.Option("--format", "-f", help="Output format.")]
-SinceOpt = Annotated[str | None, typer.Option(help="Only lines at or after this time (ISO 8601).")]
-UntilOpt = Annotated[str | None, typer.Option(help="Only lines at or before this time (ISO 8601).")]
-TzOpt = Annotated[str | None, typer.Option("--tz", help="Zone of syslog stamps that carry none.")]
-YearOpt = Annotated[int | None, typer.Option(help="Year of syslog lines that carry none.")]
-HostOpt = Annotated[str | None, typer.Option(help="Host name for sources that carry none.")]
-CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", help="Extra or replacement pattern files.")]
-LangOpt = Annotated[str | None, typer.Option("--lang", help="Language of titles, explanations and headings: "
-                                             "en or zh (default: from LANGUAGE, LC_ALL, LC_MESSAGES, LANG).")]
+class VmsFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
 
 
-def pick_lang(lang: str | None) -> str:
-    """--lang, else the locale's language; a usage error for an unknown one."""
+class Severity(StrEnum):
+    critical = "critical"
+    major = "major"
+    minor = "minor"
+
+
+Category = StrEnum("Category", {c: c for c in CATEGORIES})
+
+
+PathsArg = Annotated[list[str] | None, typer.Argument(
+    metavar="PATH", show_default=False,
+    help="Files, directories, archives, journals; - is standard input. None: the live host.")]
+EventsFormatOpt = Annotated[EventsFormat, typer.Option("--format", "-f", help="Output format.")]
+AnalyzeFormatOpt = Annotated[AnalyzeFormat, typer.Option("--format", "-f", help="Output format.")]
+VmsFormatOpt = Annotated[VmsFormat, typer.Option("--format", "-f", help="Output format.")]
+OutputOpt = Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
+                                               help="Write the output to FILE instead of standard output.")]
+SinceOpt = Annotated[str | None, typer.Option(
+    metavar="TIME", help="Only lines at or after TIME, as journalctl takes it: '1 hour ago', yesterday, today, "
+                         "10:00, -2h, 2024-03-05T10:00+01:00. Without a zone: this machine's (or --utc).")]
+UntilOpt = Annotated[str | None, typer.Option(metavar="TIME", help="Only lines at or before TIME (as --since).")]
+TzOpt = Annotated[str | None, typer.Option("--tz", metavar="ZONE", help="Zone of syslog lines that carry none "
+                                           "(default: the machine's); times print in it too. Not --since's.")]
+YearOpt = Annotated[int | None, typer.Option(metavar="YEAR", help="Year of syslog lines that carry none.")]
+HostOpt = Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none; "
+                                                                "only this host's lines where they name one.")]
+CatOpt = Annotated[list[str] | None, typer.Option("--catalogue", metavar="DIR",
+                                                  help="Extra or replacement pattern files (repeatable).")]
+UtcOpt = Annotated[bool, typer.Option("--utc", help="Print times in UTC, and read --since/--until in UTC.")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", metavar="FILE", help="Settings (default: /etc/logsense/logsense.toml and its conf.d/*.toml).")]
+VmOpt = Annotated[list[str] | None, typer.Option("--vm", metavar="NAME", help="Only this VM (repeatable).")]
+CategoryOpt = Annotated[list[Category] | None, typer.Option(
+    "--category", metavar="<" + "|".join(CATEGORIES) + ">", help="Only this category (repeatable).")]
+MinSeverityOpt = Annotated[Severity | None, typer.Option("--min-severity", help="Only this severe or worse.")]
+LangOpt = Annotated[str | None, typer.Option(
+    "--lang", metavar="en|zh", help="Language of titles, explanations and headings (default: the setting lang, "
+                                    "else the locale: LANGUAGE, LC_ALL, LC_MESSAGES, LANG; zh_* gives zh).")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 when an input could not be read in full "
+                                                          "(a damaged archive, an unreadable file).")]
+
+
+class NothingRead(Exception):
+    """No input could be read at all: exit 3, never a report of "no incidents"."""
+
+
+def check_read(run: Run) -> None:
+    """Before any output: reading nothing is an error that says what was not read."""
+    if run.nothing_read:
+        raise NothingRead("nothing could be read: " + "; ".join(run.missing or ["no log file found"]))
+
+
+def check_strict(run: Run, strict: bool) -> None:
+    """After the output: with --strict, input read only in part fails the run."""
+    if strict and run.missing:
+        raise InputError(f"--strict: {len(run.missing)} input(s) not read in full (see the warnings)")
+
+
+def show_version(value: bool) -> None:
+    if value:
+        print(f"logsense {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=show_version,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Log analysis and error correlation for KVM hosts: libvirt, QEMU, kernel and journal logs
+    into explained incidents."""
+
+
+def make_options(since, until, tz, year, host, catalogue, all_lines=False, *, utc: bool = False,
+                 config: str | None = None) -> Options:
+    """Flags over settings. --tz is the zone of syslog lines (and of printed times); --since/--until
+    without a zone are read as journalctl reads them, in this machine's zone (UTC with --utc)."""
+    settings = read_settings(config)
+    zone = parse_zone(tz or settings.get("tz"))
+    given = local_zone() if not utc else UTC
+    shown = UTC if utc else parse_zone(tz) if tz else local_zone()
+    return Options(since=parse_time(since, given), until=parse_time(until, given), tz=zone, year=year,
+                   host=host or settings.get("host"), all_lines=all_lines,
+                   catalogue_dirs=[*settings.get("catalogue", []), *(catalogue or [])],
+                   disable=list(settings.get("disable", [])), display_tz=shown)
+
+
+def pick_lang(lang: str | None, config: str | None = None) -> str:
+    """--lang, else the settings' `lang`, else the locale's language; a usage error for an unknown one."""
     try:
-        return check_lang(lang)
+        return check_lang(lang if lang is not None else read_settings(config).get("lang"))
     except ValueError as exc:
-        raise InputError(f"--{exc}") from None
+        raise InputError(f"--{exc}" if lang is not None else str(exc)) from None
 
 
-def text_width() -> int:
-    """Columns of the text report: the terminal's ($COLUMNS first), 120 into a file or a pipe."""
-    if not sys.stdout.isatty():
-        return 120
-    cols = os.environ.get("COLUMNS", "")
-    return int(cols) if cols.isdigit() and int(cols) >= 40 else os.get_terminal_size().columns
+def make_filters(vm, category, min_severity, host) -> Filters:
+    return Filters(vms=set(vm or []), categories={str(c) for c in category or []},
+                   min_severity=str(min_severity) if min_severity else None, host=host)
 
 
-def make_options(since, until, tz, year, host, catalogue, all_lines=False) -> Options:
-    zone = parse_zone(tz)
-    return Options(since=parse_time(since, zone), until=parse_time(until, zone), tz=zone, year=year, host=host,
-                   all_lines=all_lines, catalogue_dirs=list(catalogue or []))
+def where(r: Record) -> str:
+    """FILE:LINE, the file alone (journal JSON on a pipe), or the journal cursor."""
+    return (f"{r.file}:{r.line}" if r.line else r.file) if r.file else (r.cursor or "journal")
 
 
-def default_format(fmt: Format | None, piped: Format) -> Format:
-    if fmt is not None:
-        return fmt
-    return Format.text if sys.stdout.isatty() else piped
-
-
-def event_text(ev: Event, lang: str = "en") -> str:
+def event_text(ev: Event, zone: tzinfo | None = None, lang: str = "en") -> str:
     r = ev.record
-    where = f"{r.file}:{r.line}" if r.file else (r.cursor or "journal")
     tag = ev.pattern_id or (t("events.unrecognised", lang) if ev.shape else "-")
-    return (f"{r.ts.isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
-            f"{ev.severity or '-':8} {tag}  {safe(r.message[:300])}  [{safe(where)}]")
+    return (f"{r.ts.astimezone(zone).isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
+            f"{ev.severity or '-':8} {tag}  {one_line(r.message[:300])}  [{safe(where(r))}]")
 
 
 @app.command()
 def events(paths: PathsArg = None,
            all_lines: Annotated[bool, typer.Option("--all", help="Unmatched lines too.")] = False,
-           fmt: FormatOpt = None, output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+           fmt: EventsFormatOpt = EventsFormat.text, output: OutputOpt = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-           host: HostOpt = None, catalogue: CatOpt = None, lang: LangOpt = None) -> None:
+           host: HostOpt = None, catalogue: CatOpt = None, strict: StrictOpt = False, utc: UtcOpt = False,
+           config: ConfigOpt = None, vm: VmOpt = None, category: CategoryOpt = None,
+           min_severity: MinSeverityOpt = None, lang: LangOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
-    lang = pick_lang(lang)
-    opts = make_options(since, until, tz, year, host, catalogue, all_lines)
+    lang = pick_lang(lang, config)
+    opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
-    fmt = default_format(fmt, Format.jsonl)
-    if fmt == Format.record:
-        raise InputError("an incident record is written by 'logsense analyze --format record'")
-    if fmt == Format.parquet:
+    check_read(reader.run)
+    shown = make_filters(vm, category, min_severity, host)
+    write_events([e for e in evs if shown.event(e)], reader.run, fmt, output, opts.display_tz, lang)
+    check_strict(reader.run, strict)
+
+
+def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None,
+                 lang: str = "en") -> None:
+    if fmt == EventsFormat.parquet:
         from logsense.frame import events_frame
         if not output:
             raise InputError("--format parquet needs -o FILE")
@@ -105,24 +194,26 @@ def events(paths: PathsArg = None,
         return
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        if fmt == Format.json:
-            json.dump({"events": [e.to_dict() for e in evs], "stats": reader.run.stats}, out, indent=2)
+        if fmt == EventsFormat.json:
+            json.dump({"events": [e.to_dict() for e in evs], "stats": run.stats}, out, indent=2)
             out.write("\n")
-        elif fmt == Format.jsonl:
+        elif fmt == EventsFormat.jsonl:
             for e in evs:
                 out.write(json.dumps(e.to_dict()) + "\n")
         else:
             for e in evs:
-                out.write(event_text(e, lang) + "\n")
+                out.write(event_text(e, zone, lang) + "\n")
     finally:
         if output:
             out.close()
 
 
-WindowOpt = Annotated[float, typer.Option("--window", help="Seconds of quiet that close an incident.")]
-FailOpt = Annotated[str | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
-GraceOpt = Annotated[float, typer.Option("--reboot-grace", help="Seconds after a host boot within which a VM "
-                                         "that ran before must be running again.")]
+WindowOpt = Annotated[float | None, typer.Option("--window", metavar="SECONDS", show_default=False,
+                                                 help="Seconds of quiet that close an incident (default: 120).")]
+FailOpt = Annotated[Severity | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
+GraceOpt = Annotated[float, typer.Option("--reboot-grace", metavar="SECONDS",
+                                         help="Seconds after a host boot within which a VM that ran before must "
+                                              "be running again.")]
 
 
 @contextmanager
@@ -140,44 +231,45 @@ def file_progress():
         yield lambda name: progress.update(task, advance=1, description=safe(name[-70:]))
 
 
-def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: str | None, window: float,
-                 fail_on: str | None, show_entities: bool, grace: float = 600.0, lang: str = "en") -> None:
+def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
+                 fail_on: Severity | None, show_entities: bool, strict: bool = False,
+                 shown: Filters | None = None, grace: float = 600.0, lang: str = "en") -> None:
     from logsense import report
     from logsense.lifecycle import analyse
     from logsense.model import SEVERITY_RANK
 
-    if fail_on is not None and fail_on not in SEVERITY_RANK:
-        raise InputError(f"--fail-on takes critical, major or minor, not {fail_on!r}")
     if window <= 0:
         raise InputError("--window must be a positive number of seconds")
+    if grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
-    if grace < 0:
-        raise InputError("--reboot-grace must be zero or more seconds")
+    check_read(reader.run)
     incidents = [d for _, d in analyse(evs, gap=window, grace=grace, lang=lang)]  # + reboot incidents, downtime
+    if shown is not None:
+        incidents = [i for i in incidents if shown.incident(i)]
     stats = dict(reader.run.stats)
     stats["incidents"] = len(incidents)
+    stats["display_tz"] = zone_name(opts.display_tz or local_zone())  # the zone reports print times in
     unrec = report.unrecognised_summary(evs)
-    fmt = default_format(fmt, Format.json)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    warnings, zone = reader.run.warnings, opts.display_tz or local_zone()
     try:
-        if fmt == Format.json:
-            report.write_json(out, incidents, stats, unrec)
-        elif fmt == Format.jsonl:
+        if fmt == AnalyzeFormat.json:
+            report.write_json(out, incidents, stats, unrec, warnings=warnings)
+        elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
-        elif fmt == Format.markdown:
-            report.write_markdown(out, incidents, stats, unrec, lang)
-        elif fmt == Format.html:
-            report.write_html(out, incidents, stats, unrec, evs, lang)
-        elif fmt == Format.record:
+        elif fmt == AnalyzeFormat.markdown:
+            report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
+        elif fmt == AnalyzeFormat.html:
+            report.write_html(out, incidents, stats, unrec, evs, warnings=warnings, tz=zone, lang=lang)
+        elif fmt == AnalyzeFormat.record:
             from logsense.record import write_records
             write_records(out, incidents, opts.catalogue_dirs, lang)
-        elif fmt == Format.text:
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False, lang=lang,
-                              width=text_width() if not output else 120)
-        else:
-            raise InputError(f"analyze does not write {fmt.value}")
+        elif fmt == AnalyzeFormat.text:
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False,
+                              warnings=warnings, tz=zone, lang=lang)
         if show_entities:
             print("Attribution (why events got their VM):", file=sys.stderr)
             for kind, key, vm, why in reader.run.entities.table():
@@ -185,37 +277,47 @@ def run_analysis(paths: list[str], opts: Options, fmt: Format | None, output: st
     finally:
         if output:
             out.close()
+    check_strict(reader.run, strict)
     if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
         raise typer.Exit(1)
 
 
 @app.command()
-def analyze(paths: PathsArg = None, fmt: FormatOpt = None,
-            output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, output: OutputOpt = None,
             since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-            host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = 120.0, fail_on: FailOpt = None,
-            show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map.")] = False,
-            reboot_grace: GraceOpt = 600.0, lang: LangOpt = None,
-            ) -> None:
+            host: HostOpt = None, catalogue: CatOpt = None, window: WindowOpt = None, fail_on: FailOpt = None,
+            show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map on stderr.")
+                                     ] = False,
+            strict: StrictOpt = False, utc: UtcOpt = False, config: ConfigOpt = None, vm: VmOpt = None,
+            category: CategoryOpt = None, min_severity: MinSeverityOpt = None, reboot_grace: GraceOpt = 600.0,
+            lang: LangOpt = None) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
-    lang = pick_lang(lang)
-    opts = make_options(since, until, tz, year, host, catalogue)
-    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, reboot_grace, lang)
+    lang = pick_lang(lang, config)
+    opts = make_options(since, until, tz, year, host, catalogue, utc=utc, config=config)
+    if window is None:
+        window = float(read_settings(config).get("window", DEFAULT_GAP))
+    run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict,
+                 make_filters(vm, category, min_severity, host), reboot_grace, lang)
 
 
 @app.command()
-def demo(fmt: FormatOpt = None, tz: TzOpt = "UTC", lang: LangOpt = None) -> None:
+def demo(fmt: AnalyzeFormatOpt = AnalyzeFormat.text, tz: TzOpt = "UTC", lang: LangOpt = None) -> None:
     """Analyze the bundled sample outage."""
     lang = pick_lang(lang)
     if not SAMPLE.is_dir():
         raise InputError(f"the bundled sample is missing: {SAMPLE}")
     opts = make_options(None, None, tz, None, None, None)
-    run_analysis([str(SAMPLE)], opts, fmt or Format.text, None, 120.0, None, False, lang=lang)
+    run_analysis([str(SAMPLE)], opts, fmt, None, 120.0, None, False, lang=lang)
+
+
+def site_catalogue(catalogue: list[str] | None, config: str | None) -> Catalogue:
+    """The catalogue as analysis uses it: built-in, the settings' folders, --catalogue, less `disable`."""
+    opts = make_options(None, None, None, None, None, catalogue, config=config)
+    return load_catalogue(opts.catalogue_dirs, opts.disable)
 
 
 @app.command()
-def vms(paths: PathsArg = None, fmt: FormatOpt = None,
-        output: Annotated[str | None, typer.Option("-o", "--output")] = None,
+def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: OutputOpt = None,
         since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
         host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0, lang: LangOpt = None) -> None:
     """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
@@ -225,39 +327,41 @@ def vms(paths: PathsArg = None, fmt: FormatOpt = None,
 
     lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
+    if reboot_grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
-        evs = Reader(opts, warn=stderr_warn, on_file=on_file).events(paths or [])
+        reader = Reader(opts, warn=stderr_warn, on_file=on_file)
+        evs = reader.events(paths or [])
+    check_read(reader.run)
     tl = timeline(evs, reboot_grace)
-    fmt = default_format(fmt, Format.json)
     out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        if fmt == Format.json:
+        if fmt == VmsFormat.json:
             vms_report.write_json(out, tl)
-        elif fmt == Format.markdown:
+        elif fmt == VmsFormat.markdown:
             vms_report.write_markdown(out, tl, lang)
-        elif fmt == Format.html:
+        elif fmt == VmsFormat.html:
             vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace, lang=lang)], lang)
-        elif fmt == Format.text:
-            vms_report.write_text(out, tl, lang)
         else:
-            raise InputError(f"vms does not write {fmt.value} (text, json, markdown or html)")
+            vms_report.write_text(out, tl, lang)
     finally:
         if output:
             out.close()
 
 
 @catalogue_app.command("list")
-def catalogue_list(catalogue: CatOpt = None) -> None:
+def catalogue_list(catalogue: CatOpt = None, config: ConfigOpt = None) -> None:
     """Every pattern: id, category, severity, title."""
-    cat = load_catalogue(catalogue or [])
+    cat = site_catalogue(catalogue, config)
     for p in sorted(cat.patterns, key=lambda p: p.id):
         print(f"{p.id:55} {p.category:12} {p.severity:8} {p.title}")
 
 
 @catalogue_app.command("show")
-def catalogue_show(pattern_id: str, catalogue: CatOpt = None) -> None:
+def catalogue_show(pattern_id: Annotated[str, typer.Argument(metavar="ID", help="A pattern id.")],
+                   catalogue: CatOpt = None, config: ConfigOpt = None) -> None:
     """Everything about one pattern, examples included."""
-    cat = load_catalogue(catalogue or [])
+    cat = site_catalogue(catalogue, config)
     p = cat.by_id.get(pattern_id)
     if p is None:
         raise InputError(f"no pattern with id {pattern_id!r} (see 'logsense catalogue list')")
@@ -277,15 +381,17 @@ def catalogue_show(pattern_id: str, catalogue: CatOpt = None) -> None:
 
 @catalogue_app.command("check")
 def catalogue_check(catalogue: CatOpt = None,
-                    timing: Annotated[bool, typer.Option(help="Time each regex on adversarial lines.")] = True
-                    ) -> None:
+                    timing: Annotated[bool, typer.Option("--timing/--no-timing",
+                                                         help="Time each regex on adversarial lines.")] = True,
+                    config: ConfigOpt = None) -> None:
     """Validate every pattern; exit non-zero with one line per problem."""
     from logsense.catalogue_check import check_catalogue, without_literal
     from logsense.record import record_problems
 
-    cat = load_catalogue(catalogue or [], vet_site=False)
-    site = {f.name for f in pattern_files(catalogue or []) if f.parent != BUILTIN_DIR}  # may stay English
-    problems = check_catalogue(cat, timing=timing, untranslated_ok=site) + record_problems(catalogue or [])
+    opts = make_options(None, None, None, None, None, catalogue, config=config)
+    cat = load_catalogue(opts.catalogue_dirs, opts.disable, vet_site=False)  # every problem listed, none refused
+    site = {f.name for f in pattern_files(opts.catalogue_dirs) if f.parent != BUILTIN_DIR}  # may stay English
+    problems = check_catalogue(cat, timing=timing, untranslated_ok=site) + record_problems(opts.catalogue_dirs)
     for line in problems:
         print(line, file=sys.stderr)
     examples = sum(len(p.examples) for p in cat.patterns)
@@ -299,19 +405,20 @@ def catalogue_check(catalogue: CatOpt = None,
 
 
 @catalogue_app.command("test")
-def catalogue_test(path: Annotated[Path, typer.Argument(help="A log file.")],
-                   catalogue: CatOpt = None, tz: TzOpt = None, year: YearOpt = None) -> None:
-    """Which lines of a log match which pattern (for people writing patterns)."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    opts = make_options(None, None, tz, year, None, catalogue, all_lines=True)
+def catalogue_test(path: Annotated[str, typer.Argument(metavar="PATH",
+                                                      help="A log file, folder or archive; - is standard input.")],
+                   catalogue: CatOpt = None, tz: TzOpt = None, year: YearOpt = None,
+                   config: ConfigOpt = None) -> None:
+    """Which lines of a log match which pattern (for people writing patterns): FILE:LINE  ID  FIELDS."""
+    opts = make_options(None, None, tz, year, None, catalogue, all_lines=True, config=config)
     reader = Reader(opts, warn=stderr_warn)
-    for ev in reader.events([str(path)]):
-        r = ev.record
+    evs = reader.events([path])
+    check_read(reader.run)
+    for ev in evs:
         tag = ev.pattern_id or ("(unrecognised error)" if ev.shape else "")
         if tag:
             fields = " ".join(f"{k}={safe(v)}" for k, v in ev.fields.items())
-            print(f"{r.line or '-':>6}  {tag}  {fields}")
+            print(f"{safe(where(ev.record))}  {tag}  {fields}")
     s = reader.run.stats
     print(f"{int(s['lines_read'])} lines, {int(s['events_matched'])} matched")
 
@@ -321,52 +428,120 @@ class Emit(StrEnum):
     events = "events"
 
 
+class WatchFormat(StrEnum):
+    json = "json"
+    text = "text"
+
+
 @app.command()
 def watch(paths: Annotated[list[str] | None, typer.Argument(
+              metavar="PATH", show_default=False,
               help="Files, directories (every log file under them, also later ones) or globs. "
                    "Default: /var/log/libvirt, /var/log/messages or /var/log/syslog, and the journal.")] = None,
-          config: Annotated[str | None, typer.Option("--config", help="TOML config file.")] = None,
-          state_dir: Annotated[str | None, typer.Option("--state-dir", help="Where positions are saved.")] = None,
+          config: ConfigOpt = None,
+          state_dir: Annotated[str | None, typer.Option("--state-dir", metavar="DIR", help="Where positions are saved.")
+                               ] = None,
           no_journal: Annotated[bool, typer.Option("--no-journal", help="Do not follow the journal.")] = False,
-          journal_dir: Annotated[str | None, typer.Option("--journal-dir", help="Follow this journal directory.")
+          journal_dir: Annotated[str | None, typer.Option("--journal-dir", metavar="DIR",
+                                                          help="Follow this journal directory.")
                                  ] = None,
           from_start: Annotated[bool, typer.Option("--from-start", help="Read files present at the first start "
                                                    "from their beginning.")] = False,
-          window: Annotated[float | None, typer.Option("--window", help="Seconds of quiet that close an incident.")
-                            ] = None,
+          window: Annotated[float | None, typer.Option("--window", metavar="SECONDS",
+                                                       help="Seconds of quiet that close an incident.")] = None,
           sink: Annotated[list[str] | None, typer.Option(
-              "--sink", help="stdout | journal | file:PATH | command:CMD ARGS | webhook:URL | alertmanager:URL | "
-                            "email:ADDRESS (repeatable; replaces the config's sinks; filters: config file).")
+              "--sink", metavar="SINK",
+              help="stdout | journal | file:PATH | command:CMD ARGS | webhook:URL | alertmanager:URL | "
+                   "email:ADDRESS (repeatable; replaces the config's sinks; filters: config file).")
                           ] = None,
           emit: Annotated[Emit | None, typer.Option("--emit", help="Emit incidents (default) or every event.")
                           ] = None,
           all_lines: Annotated[bool, typer.Option("--all", hidden=True, help="With --emit events: every line.")
                                ] = False,
           metrics: Annotated[str | None, typer.Option(
-              "--metrics", help="Serve Prometheus metrics on HOST:PORT (/metrics); off by default.")] = None,
+              "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics (/metrics); off by default.")
+                             ] = None,
           metrics_textfile: Annotated[str | None, typer.Option(
-              "--metrics-textfile", help="Write the metrics to this node-exporter textfile (atomically).")] = None,
-          tz: TzOpt = None, host: HostOpt = None, catalogue: CatOpt = None, lang: LangOpt = None) -> None:
+              "--metrics-textfile", metavar="PATH", help="Write the metrics to this node-exporter textfile "
+                                                         "(atomically).")] = None,
+          tz: Annotated[str | None, typer.Option("--tz", metavar="ZONE",
+                                                 help="Zone of syslog lines that carry none.")] = None,
+          host: Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none.")
+                          ] = None,
+          catalogue: CatOpt = None,
+          fmt: Annotated[WatchFormat | None, typer.Option(
+              "--format", "-f", help="Of the stdout sink: json, one object a line (default), or text, one line "
+                                     "a change for a person watching a terminal.")] = None,
+          lang: LangOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
 
-    lang = pick_lang(lang) if lang is not None else None  # else the config's `lang`, else the locale
+    if lang is not None:  # else the config's `lang`, else the locale (checked with the config)
+        pick_lang(lang)
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
                  "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile,
-                 "lang": lang}
+                 "format": fmt.value if fmt else None, "lang": lang}
     raise typer.Exit(run_watch(config, overrides, sink))
+
+
+MAN_SECTIONS = [
+    ("Exit status", "0 ok. 1 only with --fail-on, when an incident that severe or worse was found. "
+                    "2 usage or input error (one line on stderr). 3 nothing could be read."),
+    ("Files", "/etc/logsense/logsense.toml and /etc/logsense/conf.d/*.toml: settings (see the README). "
+              "/etc/logsense/patterns: a site's own pattern files. /var/lib/logsense: the daemon's state."),
+    ("Environment", "LOGSENSE_CONFIG: the config file instead of /etc/logsense/logsense.toml. "
+                    "LOGSENSE_PREFILTER: hyperscan, aho or none. TZ: the zone times print in. "
+                    "LOGSENSE_DEBUG: show a traceback on an internal error."),
+    ("Examples", "logsense analyze /srv/outage/var/log\n\n"
+                 "journalctl -o json --since '1 hour ago' | logsense analyze -\n\n"
+                 "logsense analyze --since yesterday --min-severity major --format markdown sos.tar.xz"),
+]
+
+
+@app.command("man", hidden=True)
+def man() -> None:
+    """Print the manual page logsense(1), made from this help: logsense man > logsense.1"""
+    from logsense.manpage import manpage
+
+    sys.stdout.write(manpage(typer.main.get_command(app), __version__, MAN_SECTIONS))
+
+
+@app.command("contrib")
+def contrib(name: Annotated[str | None, typer.Argument(metavar="FILE", show_default=False,
+                                                       help="logsense.service or logsense.toml.")] = None) -> None:
+    """Print a file shipped for installing the daemon (the systemd unit, the example config);
+    without FILE, list them."""
+    files = sorted(p.name for p in CONTRIB.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
+    if name is None:
+        print("\n".join(files))
+        return
+    if name not in files:
+        raise InputError(f"no such file: {name} (one of: {', '.join(files)})")
+    sys.stdout.write((CONTRIB / name).read_text(encoding="utf-8"))
+
+
+def usage_error(exc: Exception) -> str:
+    """Click's four-line usage error as one line, with where to look for help."""
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path} --help" if ctx is not None else "logsense --help"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(message.replace("Value error, ", "").split())  # pydantic's prefix says nothing
+    return f"logsense: error: {message} (see '{where}')"
 
 
 def main() -> None:
     """Entry point: every failure is one line on stderr, never a traceback."""
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="logsense")
         sys.exit(rc if isinstance(rc, int) else 0)
+    except NothingRead as exc:
+        print(f"logsense: error: {exc}", file=sys.stderr)
+        sys.exit(3)
     except (InputError, CatalogueError) as exc:
         for line in str(exc).splitlines() or ["error"]:
-            print(f"logsense: error: {line}", file=sys.stderr)
+            print(f"logsense: error: {safe(line)}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -376,8 +551,11 @@ def main() -> None:
         sys.stderr.close()
         sys.exit(0)
     except Exception as exc:  # the promise is no traceback reaching a user
-        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # typer's usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `logsense` alone: the help, as before
             exc.show()
+            sys.exit(2)
+        if callable(getattr(exc, "show", None)) and hasattr(exc, "exit_code"):  # typer's usage errors
+            print(usage_error(exc), file=sys.stderr)
             sys.exit(exc.exit_code or 2)
         if os.environ.get("LOGSENSE_DEBUG"):
             raise

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from logsense.catalogue import render
+from logsense.catalogue import render, render_advice
 from logsense.i18n import t
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
 
@@ -151,8 +151,7 @@ class Incident:
         if p is not None:
             category, cause_title = p.category, p.text("title", lang)
             cause_text = render(p.text("cause", lang), values)
-            remediation = [render(s, values) for s in p.text("remediation", lang)]
-            diagnostics = [render(s, values) for s in p.diagnostics]
+            remediation, diagnostics = render_advice(p.text("remediation", lang), p.diagnostics, values)
         else:
             category, cause_title = "virt_layer", t("unrecognised.title", lang)
             cause_text = t("unrecognised.cause", lang, message=root.record.message[:200])
@@ -175,8 +174,10 @@ class Incident:
         if self.failures > 1:
             title += t("title.times", lang, n=self.failures)
         if unexplained:
-            diagnostics += [d.replace("{vm}", self.vm or "VM") for d in unexplained_diagnostics(lang)
-                            if d not in diagnostics]
+            fix_more, confirm_more = unexplained_advice(lang)
+            more_fix, more_confirm = render_advice(fix_more, confirm_more, {"vm": self.vm or ""})
+            remediation += [s for s in more_fix if s not in remediation]
+            diagnostics += [d for d in more_confirm if d not in diagnostics]
         return {
             "id": self.id,
             "host": self.host,
@@ -237,10 +238,14 @@ class Incident:
         return [{**e.to_dict(), "count": n} for e, n in self.evidence_events()[:MAX_EVIDENCE]]
 
 
-def unexplained_diagnostics(lang: str = "en") -> list[str]:
-    """What to run when no line names the cause (`{vm}` left for the caller)."""
-    return [t("diag.start_vm", lang), "journalctl -u libvirtd -u virtqemud --since -1h", t("diag.log_level", lang),
-            "less /var/log/libvirt/qemu/{vm}.log"]
+def unexplained_advice(lang: str = "en") -> tuple[list[str], list[str]]:
+    """(remediation, diagnostics) when no line names the cause, `{vm}` to fill."""
+    return ([t("fix.log_level", lang)],
+            [t("diag.start_vm", lang), "journalctl -u libvirtd -u virtqemud --since -1h",
+             "less /var/log/libvirt/qemu/{vm}.log"])
+
+
+UNEXPLAINED_REMEDIATION, UNEXPLAINED_DIAGNOSTICS = unexplained_advice()
 
 
 def explain(inc: Incident, root: Event, cause_text: str, what: str | None, lang: str = "en") -> str:

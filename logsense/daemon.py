@@ -22,7 +22,6 @@ import signal
 import socket
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from logsense.attribution import EntityMap
 from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
+from logsense.config import read_settings
 from logsense.correlator import DEFAULT_GAP, Correlator
 from logsense.follow import ROTATED_GRACE, FileOptions, JournalFollower, PathSpec, Tailer, Waker, Watcher
 from logsense.i18n import check_lang
@@ -47,6 +47,7 @@ from logsense.state import (
     read_state,
     write_atomic,
 )
+from logsense.text import one_line
 
 LIVE_DIRS = ("/var/log/libvirt",)
 LIVE_FILES = ("/var/log/messages", "/var/log/syslog")
@@ -98,17 +99,14 @@ class Config:
     metrics: str | None = None  # HOST:PORT of the Prometheus listener (off by default)
     metrics_textfile: str | None = None  # node-exporter textfile collector file
     lang: str | None = None  # language of titles and explanations (en, zh); None: the locale's
+    disable: list[str] = field(default_factory=list)
+    format: str = "json"  # of the stdout sink: json lines, or text for a person at a terminal
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
         cfg = cls()
-        if path:
-            try:
-                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise InputError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise InputError(f"{path}: not valid TOML: {exc}") from exc
+        data = read_settings(path)  # the file, its conf.d/ drop-ins and patterns/ folder (logsense/config.py)
+        if data:
             names = {f.name for f in fields(cls)}
             for key, value in data.items():
                 key = key.replace("-", "_")
@@ -132,6 +130,8 @@ class Config:
                 raise InputError(f"{f.name}: expected {f.type}, got {type(value).__name__} {value!r:.60}")
         if not math.isfinite(self.window) or not 0 < self.window <= MAX_WINDOW:
             raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
+        if self.format not in ("json", "text"):
+            raise InputError("format must be 'json' or 'text'")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
         try:
@@ -191,7 +191,7 @@ def rotated_grace() -> float:
 
 
 def say(message: str) -> None:
-    sys.stderr.write(f"logsense: {message}\n")
+    sys.stderr.write(f"logsense: {one_line(message)}\n")  # may name files: untrusted text
     sys.stderr.flush()
 
 
@@ -210,7 +210,7 @@ class Daemon:
         self.host = cfg.host or socket.gethostname().split(".")[0] or None
         self.tz = parse_zone(cfg.tz)
         self.rotated_grace = rotated_grace()
-        self.cat: Catalogue = load_catalogue(cfg.catalogue)
+        self.cat: Catalogue = load_catalogue(cfg.catalogue, cfg.disable)
         self.corr = Correlator(cfg.window)
         self.entities = EntityMap()
         self.specs = cfg.specs()
@@ -300,7 +300,7 @@ class Daemon:
         old = {d.name: d for d in self.deliveries}
         new = []
         for spec in self.cfg.sinks:
-            sink = make_sink(spec)
+            sink = make_sink({"format": self.cfg.format, **spec} if spec.get("type") == "stdout" else spec)
             sink.lang = check_lang(self.cfg.lang)
             queue_max = int(spec.get("queue_max", QUEUE_MAX))
             if sink.name in old:
@@ -550,7 +550,7 @@ class Daemon:
             say(f"error: config reload failed, keeping the old one: {exc}")
             return
         try:
-            cat = load_catalogue(cfg.catalogue)
+            cat = load_catalogue(cfg.catalogue, cfg.disable)
             if cat.problems:
                 raise CatalogueError(cat.problems)
         except CatalogueError as exc:

@@ -250,9 +250,10 @@ def _scoped(css: str) -> str:
 
 def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: CatalogueLike = None,
               reboot_grace: float = DEFAULT_GRACE) -> IncidentFrame:
-    """The incidents `logsense analyze --window` finds in these events, one row each, most
-    severe first. `evidence` holds index labels of `events_df` (cause first; a repeated line is
-    listed once, its repeats in `evidence_counts`), so `events_df.loc[row.evidence]` gets them."""
+    """The incidents `logsense analyze --window --reboot-grace` finds in these events (host
+    reboots that left VMs down included), one row each, most severe first. `evidence` holds
+    index labels of `events_df` (cause first; a repeated line is listed once, its repeats in
+    `evidence_counts`), so `events_df.loc[row.evidence]` gets them."""
     order = np.argsort(events_df["ts"].to_numpy(), kind="stable")
     pairs = list(to_events(events_df.iloc[order], catalogue))
     label_of = {id(ev.record): label for label, ev in pairs}  # events may be copied, records never

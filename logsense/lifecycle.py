@@ -5,14 +5,19 @@ The lines that matter carry a `lifecycle` field in the catalogue (patterns/READM
 `vm-start` (QEMU's `starting up` header, systemd-machined's `New machine`, libvirt's debug start
 line), `vm-stop` (QEMU's `shutting down, reason=R`: the `reason` group; machined's `terminated`),
 `vm-start-failed` (`Failed to autostart VM`), `migrate-in` (the `-incoming` command line),
-`host-boot` (the kernel's `Linux version` line) and `host-shutdown` (`System is rebooting`,
-systemd-shutdown, the shutdown target). One start or stop shows in several files (QEMU's log,
-libvirtd's, the journal) within seconds: those lines are one start or stop.
+`host-boot` (the kernel's `Linux version` line), `host-shutdown` (`System is rebooting`,
+systemd-shutdown, the shutdown target) and `daemon-start` (libvirtd's `libvirt version:` line).
+One start or stop shows in several files (QEMU's log, libvirtd's, the journal) within seconds:
+those lines are one start or stop.
 
 What the logs cannot say is inferred, and named so: a VM's first start within the grace period
-after a host boot is `autostart` (libvirt logs no line of its own for it at the default level);
-a start on one host within minutes of the same VM's `reason=migrated` on another is
-`migrated-in`; a VM still running when its host booted again ended `host-down`.
+after a host boot is `autostart` (libvirt logs no line of its own for it at the default level;
+at debug its start line has `conn=(nil)`, which settles it); a start on one host within minutes
+of the same VM's `reason=migrated` on another is `migrated-in`; a VM still running when its host
+booted again ended `host-down`; a VM started (or failing to start) after libvirtd started had
+ended, unseen, by then (`unknown`: libvirt starts no running guest). A guest killed with its
+host leaves no line at all (fixtures/lab/host-restart): without the host's boot line, and if
+nobody starts it again, it looks as if it still ran.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ END_REASONS = ("shutdown", "destroyed", "crashed", "failed", "migrated-out", "sa
 DEFAULT_GRACE = 600.0  # seconds after a host boot within which a VM counts as started again
 SAME_LINE_SPAN = timedelta(seconds=30)  # lines of one start or stop, from different files
 MIGRATION_SPAN = timedelta(minutes=10)  # a destination starts this close to the source's end
+AUTOSTART_SPAN = timedelta(minutes=2)  # libvirtd autostarts guests this soon after it starts
+SHUTDOWN_SPAN = timedelta(hours=1)  # a host's shutdown stops its guests within this
+START_SPAN = timedelta(minutes=5)  # a start that fails does so within this
 # QEMU's `shutting down, reason=` words -> how a run ended
 STOP_REASONS = {"shutdown": "shutdown", "destroyed": "destroyed", "crashed": "crashed", "failed": "failed",
                 "migrated": "migrated-out", "saved": "saved", "from-snapshot": "unknown", "daemon": "unknown",
@@ -52,6 +60,7 @@ class Run:
     start_reason: str = "unknown"
     end_reason: str = "running"
     stop_detail: str | None = None  # QEMU's own reason when the host's going down ended it
+    end_seen: bool = False  # a line says it ended (not inferred from a boot or a daemon start)
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -104,7 +113,9 @@ class _Builder:
         self.last_ts: dict[str | None, datetime] = {}  # per host, the newest line seen
         self.shutdown_at: dict[str | None, HostMark] = {}  # per host, the shutdown under way
         self.boot_at: dict[str | None, HostMark] = {}
-        self.started_since_boot: dict[str | None, set[str]] = {}
+        self.daemon_at: dict[str | None, datetime] = {}  # per host, libvirtd's last start
+        self.found_dead: dict[str | None, set[str]] = {}  # VMs whose run had ended unseen by then
+        self.started_since_boot: dict[str | None, set[str]] = {}  # ... or since that daemon start
 
     def feed(self, ev: Event) -> None:
         host, kind = ev.record.host, _kind(ev)
@@ -115,6 +126,10 @@ class _Builder:
                 mark = HostMark(host, ev.ts, "shutdown", ev)
                 self.shutdown_at[host] = mark
                 self.marks.append(mark)
+        elif kind == "daemon-start":
+            self.daemon_at[host] = ev.ts
+            self.started_since_boot.pop(host, None)
+            self.found_dead.pop(host, None)
         elif kind is not None and ev.vm:
             self._vm(host, ev.vm, kind, ev)
         self.last_ts[host] = ev.ts
@@ -129,7 +144,7 @@ class _Builder:
             self._close(host, vm, run, min(down_ts, ev.ts), "host-down")
         if down is not None:  # runs that ended while the host was going down: it ended them
             for run in self.last_closed.get(host, {}).values():
-                if run.end is not None and run.end >= down.ts and run.end_reason not in (
+                if run.end is not None and down.ts <= run.end <= down.ts + SHUTDOWN_SPAN and run.end_reason not in (
                         "failed", "migrated-out", "host-down"):
                     run.stop_detail, run.end_reason = run.end_reason, "host-down"
         mark = HostMark(host, ev.ts, "boot", ev)
@@ -140,7 +155,17 @@ class _Builder:
 
     def _vm(self, host: str | None, vm: str, kind: str, ev: Event) -> None:
         run = self.open.get(host, {}).get(vm)
+        daemon = self.daemon_at.get(host)
+        if run is not None and daemon is not None and (run.start is None or run.start < daemon) and (
+                kind != "vm-stop" or ev.fields.get("reason") == "failed"):
+            # started (or failing to start) after libvirtd restarted: the run it knew had ended
+            # unseen by then (a guest survives a daemon restart, and libvirt starts no running guest)
+            self._close(host, vm, run, daemon, "unknown")
+            self.found_dead.setdefault(host, set()).add(vm)
+            run = None
         if kind in ("vm-start", "migrate-in"):
+            if host in self.shutdown_at and run is None:
+                self._cancel_shutdown(host)  # a guest starting: the host is not going down
             if run is not None and run.start is not None and ev.ts - run.start <= SAME_LINE_SPAN:
                 run.events.append(ev)  # another file's line for the same start
             else:
@@ -152,6 +177,9 @@ class _Builder:
                 self.started_since_boot.setdefault(host, set()).add(vm)
             if kind == "migrate-in":
                 run.start_reason = "migrated-in"
+            elif "client" in ev.fields and run.start_reason != "migrated-in":
+                # libvirt's debug start line: conn=(nil) is libvirtd starting it by itself
+                run.start_reason = "autostart" if ev.fields["client"] == "(nil)" else "manual"
             return
         if kind == "vm-start-failed":
             last = self.last_closed.get(host, {}).get(vm)
@@ -162,17 +190,22 @@ class _Builder:
                 last.start_reason = "autostart"
                 last.events.append(ev)
             else:
-                failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", events=[ev])
+                if run is not None:  # libvirt starts no running guest: that run had ended unseen
+                    self._close(host, vm, run, ev.ts, "unknown")
+                failed = Run(vm, host, ev.ts, ev.ts, "autostart", "failed", end_seen=True, events=[ev])
                 self.runs.append(failed)
                 self.last_closed.setdefault(host, {})[vm] = failed
             return
         # vm-stop
         reason = STOP_REASONS.get(ev.fields.get("reason", ""), "unknown")
+        if run is not None and reason == "failed" and (run.start is None or ev.ts - run.start > START_SPAN):
+            self._close(host, vm, run, ev.ts, "unknown")  # a new start failed: the old run had ended unseen
+            run = None
         if run is not None:
             self._close(host, vm, run, ev.ts, reason, ev)
             return
         last = self.last_closed.get(host, {}).get(vm)
-        if last is not None and last.end is not None and ev.ts - last.end <= SAME_LINE_SPAN:
+        if last is not None and last.end_seen and last.end is not None and ev.ts - last.end <= SAME_LINE_SPAN:
             last.events.append(ev)  # the same stop, seen in another file
             if last.end_reason == "unknown" and reason != "unknown":
                 last.end_reason = reason
@@ -180,13 +213,24 @@ class _Builder:
         # a stop with no start seen: running since before the logs (or a start that failed at once)
         start = ev.ts if reason == "failed" or last is not None else None
         run = Run(vm, host, start, ev.ts, "unknown" if start is None else self._start_reason(host, vm, ev.ts),
-                  reason, events=[ev])
+                  reason, end_seen=True, events=[ev])
         self.runs.append(run)
         self.last_closed.setdefault(host, {})[vm] = run
 
+    def _cancel_shutdown(self, host: str | None) -> None:
+        mark = self.shutdown_at.pop(host)
+        self.marks.remove(mark)
+
     def _start_reason(self, host: str | None, vm: str, ts: datetime) -> str:
-        boot = self.boot_at.get(host)
-        if boot is not None and ts - boot.ts <= self.grace and vm not in self.started_since_boot.get(host, ()):
+        """Autostart: the first start of a VM within the grace period after its host booted, or
+        soon after libvirtd started when its earlier run had ended unseen (the host went down
+        with no line of it). A daemon start alone says nothing: `virsh start` may follow at once."""
+        if vm in self.started_since_boot.get(host, ()):
+            return "manual"
+        boot, daemon = self.boot_at.get(host), self.daemon_at.get(host)
+        if boot is not None and ts - boot.ts <= self.grace:
+            return "autostart"
+        if daemon is not None and ts - daemon <= AUTOSTART_SPAN and vm in self.found_dead.get(host, ()):
             return "autostart"
         return "manual"
 
@@ -195,6 +239,7 @@ class _Builder:
         run.end, run.end_reason = ts, reason
         if ev is not None:
             run.events.append(ev)
+            run.end_seen = True
         self.open.get(host, {}).pop(vm, None)
         self.last_closed.setdefault(host, {})[vm] = run
 
@@ -213,12 +258,14 @@ def timeline(events: Iterable[Event], grace: float = DEFAULT_GRACE) -> Timeline:
 
 def _match_migrations(runs: list[Run]) -> None:
     """A start on one host close to the same VM's migration away from another is the arrival."""
+    by_vm: dict[str, list[Run]] = {}
+    for r in runs:
+        by_vm.setdefault(r.vm, []).append(r)
     for out in runs:
         if out.end_reason != "migrated-out" or out.end is None:
             continue
-        for run in runs:
-            if run.vm == out.vm and run.host != out.host and run.start is not None \
-                    and abs(run.start - out.end) <= MIGRATION_SPAN:
+        for run in by_vm[out.vm]:
+            if run.host != out.host and run.start is not None and abs(run.start - out.end) <= MIGRATION_SPAN:
                 run.start_reason = "migrated-in"
 
 
@@ -387,14 +434,36 @@ def downtime(tl: Timeline, inc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def add_downtime(tl: Timeline, inc: dict[str, Any]) -> dict[str, Any]:
+def add_downtime(tl: Timeline, inc: dict[str, Any], lang: str = "en") -> dict[str, Any]:
     """`down_at` (the first VM to go down), `downtime_seconds` (the longest, to the end of the logs
     for a VM still down) and `downtime` per VM, in the incident dict."""
     per_vm = downtime(tl, inc)
     inc["down_at"] = min((d["down_at"] for d in per_vm), default=None)
     inc["downtime_seconds"] = max((d["seconds"] for d in per_vm), default=None)
     inc["downtime"] = per_vm
+    if per_vm:  # said in words too, so that every format shows it
+        said = [t("downtime.back", lang, vm=d["vm"], down=d["down_at"][:19].replace("T", " "),
+                  back=d["back_at"][:19].replace("T", " "), duration=duration(d["seconds"])) if d["back_at"]
+                else t("downtime.still", lang, vm=d["vm"], down=d["down_at"][:19].replace("T", " "),
+                       duration=duration(d["seconds"])) for d in per_vm[:LISTED_VMS]]
+        more = t("downtime.more", lang, n=len(per_vm) - LISTED_VMS) if len(per_vm) > LISTED_VMS else ""
+        inc["explanation"] += t("downtime", lang, said=t("explain.sep", lang).join(said), more=more)
     return inc
+
+
+def duration(seconds: float | None) -> str:
+    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    d, rest = divmod(s, 86400)
+    h, rest = divmod(rest, 3600)
+    m, sec = divmod(rest, 60)
+    if d:
+        return f"{d}d {h}h"
+    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
 
 
 def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"
@@ -406,7 +475,7 @@ def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAUL
     pairs += [(inc, inc.to_dict(lang)) for inc in reboot_incidents(tl, [d for _, d in pairs], grace)]
     by_id = {d["id"]: d for _, d in pairs}
     for inc, d in pairs:
-        add_downtime(tl, d)
+        add_downtime(tl, d, lang)
         if isinstance(inc, RebootIncident):
             for vm, other in inc.failed.items():
                 if other in by_id:
@@ -468,12 +537,13 @@ def _down_seconds(tl: Timeline, runs: list[Run]) -> float:
 
 
 def run_rows(tl: Timeline) -> list[dict[str, Any]]:
-    """The runs as plain rows (vm, host, start, end, start_reason, end_reason), in time order."""
+    """The runs as plain rows (vm, host, start, end, start_reason, end_reason, and stop_detail:
+    QEMU's own reason for a run its host's going down ended), in time order."""
     key = [(r.start or r.end or tl.first, r.vm) for r in tl.runs]
     order = sorted(range(len(tl.runs)), key=lambda i: key[i])
     return [{"vm": tl.runs[i].vm, "host": tl.runs[i].host, "start": _iso(tl.runs[i].start),
              "end": _iso(tl.runs[i].end), "start_reason": tl.runs[i].start_reason,
-             "end_reason": tl.runs[i].end_reason} for i in order]
+             "end_reason": tl.runs[i].end_reason, "stop_detail": tl.runs[i].stop_detail} for i in order]
 
 
 def mark_rows(tl: Timeline) -> list[dict[str, Any]]:

@@ -3,19 +3,23 @@ catch-up and the DataFrame API."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from logsense import journal, parsers
 from logsense.attribution import EntityMap
 from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue, message_shape
 from logsense.model import Event, Record
-from logsense.sources import Collection, LogFile, Workspace, discover, live_paths
+from logsense.sources import LIVE_PATHS, STDIN, TAR_RE, Collection, LogFile, Workspace, discover, live_paths
+from logsense.text import one_line
+from logsense.timespec import TimeSpecError, local_zone, parse_when
 
 HEAD_BYTES = 64 * 1024
 # syslog first, so the host name it carries is known before files that carry none
@@ -35,22 +39,32 @@ class Options:
     host: str | None = None
     all_lines: bool = False
     catalogue_dirs: list[str] = field(default_factory=list)
+    disable: list[str] = field(default_factory=list)  # pattern ids switched off
+    display_tz: tzinfo | None = None  # the zone reports print times in (None: the machine's)
 
 
 @dataclass
 class Run:
-    """What one pass over the inputs produced besides the events."""
+    """What one pass over the inputs produced besides the events. `read` names every file (or
+    journal) read; `missing` says, one line each, what could not be read or was read in part."""
 
-    stats: dict[str, float] = field(default_factory=lambda: {
+    stats: dict[str, Any] = field(default_factory=lambda: {
         "lines_read": 0, "events_matched": 0, "files_read": 0, "unparsed_lines": 0, "seconds": 0.0,
         "unrecognised_errors": 0, "long_lines": 0, "files_skipped": 0})
     warnings: list[str] = field(default_factory=list)
     entities: EntityMap = field(default_factory=EntityMap)
+    read: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_read(self) -> bool:
+        return not self.read
 
 
 def parse_zone(name: str | None) -> tzinfo:
+    """A zone by name; none: the machine's (TZ, /etc/localtime)."""
     if not name:
-        return datetime.now().astimezone().tzinfo or UTC
+        return local_zone()
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -58,17 +72,16 @@ def parse_zone(name: str | None) -> tzinfo:
 
 
 def parse_time(value: str | datetime | None, zone: tzinfo) -> datetime | None:
-    """--since/--until: ISO 8601 text or a datetime; without a zone, `zone`'s local time."""
+    """--since/--until: what journalctl takes (logsense/timespec.py) or a datetime; without a zone,
+    `zone`'s wall-clock time."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        ts = value
-    else:
-        try:
-            ts = datetime.fromisoformat(str(value))
-        except ValueError as exc:
-            raise InputError(f"not an ISO 8601 time: {value!r}") from exc
-    return ts if ts.tzinfo else ts.replace(tzinfo=zone)
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    try:
+        return parse_when(str(value), zone)
+    except TimeSpecError as exc:
+        raise InputError(str(exc)) from exc
 
 
 def classify(rec: Record, cat: Catalogue, all_lines: bool = False) -> Event | None:
@@ -97,12 +110,15 @@ class Reader:
                  warn: Callable[[str], None] | None = None,
                  on_file: Callable[[str], None] | None = None) -> None:
         self.opts = opts
-        self.cat = cat or load_catalogue(opts.catalogue_dirs)
+        self.cat = cat or load_catalogue(opts.catalogue_dirs, opts.disable)
         self.run = Run()
         self._warn = warn
         self._on_file = on_file  # told each file's name as reading starts (a progress bar)
 
-    def warn(self, msg: str) -> None:
+    def warn(self, msg: str, unread: bool = True) -> None:
+        """A warning; `unread`: about input that was not read, or read only in part."""
+        if unread:
+            self.run.missing.append(msg)
         self.run.warnings.append(msg)
         if self._warn is not None:
             self._warn(msg)
@@ -118,6 +134,8 @@ class Reader:
         self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
         self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
         self.run.stats["seconds"] = round(time.perf_counter() - t0, 3)
+        self.run.stats["sources_read"] = list(self.run.read)
+        self.run.stats["sources_missing"] = list(self.run.missing)
         if timeouts := self.cat.timeouts:
             self.run.stats["regex_timeouts"] = sum(timeouts.values())
             worst, n = timeouts.most_common(1)[0]
@@ -127,19 +145,37 @@ class Reader:
 
     def _events(self, paths: list[str]) -> Iterator[Event]:
         live = not paths
-        missing = [p for p in paths if not Path(p).exists()]
+        missing = [p for p in paths if p != STDIN and not Path(p).exists()]
         if paths and len(missing) == len(paths):
             raise InputError(f"{missing[0]}: no such file or directory" if len(missing) == 1
                              else f"none of the {len(missing)} paths exists (first: {missing[0]})")
         ws = Workspace()
+        if live:
+            self._missing_live_paths()
         try:
             cols = discover(paths or live_paths(), ws, self.warn)
             for col in cols:
                 yield from self._collection(col)
+            self._note_empty(paths or live_paths())
             if live:
                 yield from self._live_journal()
         finally:
             ws.close()
+
+    def _missing_live_paths(self) -> None:
+        found = set(live_paths())
+        if LIVE_PATHS[0] not in found:
+            self.run.missing.append(f"{LIVE_PATHS[0]}: not found (no libvirt logs)")
+        if not found & set(LIVE_PATHS[1:]):
+            self.run.missing.append(f"{' or '.join(LIVE_PATHS[1:])}: not found")
+
+    def _note_empty(self, args: list[str]) -> None:
+        """A folder or archive given (or found live) from which no file was read."""
+        for arg in args:
+            if arg == STDIN or not Path(arg).exists() or Path(arg).is_file() and not TAR_RE.search(arg):
+                continue
+            if not any(name.startswith(arg) for name in self.run.read):
+                self.run.missing.append(f"{arg}: no log file logsense knows in it")
 
     def _in_range(self, rec: Record) -> bool:
         o = self.opts
@@ -202,6 +238,7 @@ class Reader:
         except OSError as exc:
             self.warn(f"{lf.name}: cannot read: {exc.strerror or exc}")
             return
+        self.run.read.append(lf.name)
         with stream:
             if fmt == "journal-export":
                 n = 0
@@ -226,7 +263,7 @@ class Reader:
                 stats[key] += ctx.stats.get(key, 0)
             if ctx.stats.get("long_lines"):
                 self.warn(f"{lf.name}: {ctx.stats['long_lines']} line(s) longer than "
-                          f"{parsers.MAX_LINE} bytes were cut")
+                          f"{parsers.MAX_LINE} bytes were cut", unread=False)
 
     def _context(self, lf: LogFile, fmt: str, host: str | None, head: bytes) -> parsers.FileContext:
         tz = self.opts.tz or parse_zone(None)
@@ -254,6 +291,8 @@ class Reader:
                     yield ev
         except OSError as exc:
             self.warn(f"{files[0].parent}: cannot read journal: {exc}")
+            return
+        self.run.read.append(name)
 
     def _live_journal(self) -> Iterator[Event]:
         try:
@@ -262,15 +301,36 @@ class Reader:
         except (ImportError, OSError) as exc:
             self.warn(f"system journal: cannot open: {exc}")
             return
+        entries = 0
         with reader:
             if self.opts.since:
                 reader.seek_realtime(self.opts.since)
             for entry in reader:
+                entries += 1
                 self.run.stats["lines_read"] += 1
                 rec = journal.record_or_skip(entry, None, self.opts.host, self.warn)
                 if rec is not None and (ev := self._keep(rec)) is not None:
                     yield ev
+        if entries:
+            self.run.read.append("system journal")
+        elif os.geteuid() != 0 and not journal_groups():
+            self.warn("system journal: no entries readable (run as root or in group systemd-journal or adm)")
+        else:
+            self.run.missing.append("system journal: no entries" + (" in the time range" if self.opts.since else ""))
+
+
+def journal_groups() -> bool:
+    """Whether this user is in a group that may read the whole system journal."""
+    import grp
+
+    names = set()
+    for gid in os.getgroups():
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            continue
+    return bool(names & {"systemd-journal", "adm", "wheel"})
 
 
 def stderr_warn(msg: str) -> None:
-    sys.stderr.write(f"logsense: warning: {msg}\n")
+    sys.stderr.write(f"logsense: warning: {one_line(msg)}\n")  # names come from logs and archives

@@ -93,7 +93,10 @@ def timeline(events_df: pd.DataFrame, incidents_df: pd.DataFrame | None = None, 
     if runs is None:
         from logsense.frame import lifecycle
 
-        runs = lifecycle(events_df)
+        try:
+            runs = lifecycle(events_df)
+        except ValueError:  # events of patterns this catalogue lacks: the dots without the bars
+            runs = False
     bars = 0
     if runs is not False and runs is not True and len(runs):
         bars = _running_bars(ax, runs, y_of, many_hosts, x.min(), x.max(), span)

@@ -112,8 +112,11 @@ def _when(iso: str | None) -> str:
 
 
 def _duration(start: str, end: str) -> str:
-    seconds = int((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
-    hours, rest = divmod(max(0, seconds), 3600)
+    return _seconds((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+
+
+def _seconds(seconds: float) -> str:
+    hours, rest = divmod(max(0, int(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
 
@@ -170,6 +173,10 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
                                          duration=_duration(inc["first_seen"], inc["recovered_at"])) + "\n")
     else:
         out.append(t["not_recovered"] + "\n")
+    for d in inc.get("downtime") or []:  # each VM's downtime, from its lifecycle (logsense/lifecycle.py)
+        key = "vm_down" if d["back_at"] else "vm_still_down"
+        out.append("\n" + t[key].format(vm=md(d["vm"]), down=_when(d["down_at"]), back=_when(d["back_at"]),
+                                        duration=_seconds(d["seconds"])) + "\n")
 
     out.append(f"\n## {t['root_cause']}\n\n{md(inc['explanation'])}\n\n")
     if inc.get("root_cause"):

@@ -90,9 +90,31 @@ class Sink:
 class StdoutSink(Sink):
     name = "stdout"
 
+    def __init__(self, text: bool = False) -> None:
+        self.text = text  # one line a change, for a person watching a terminal
+
     def send(self, obj: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.write((text_line(obj, self.lang) if self.text else json.dumps(obj)) + "\n")
         sys.stdout.flush()
+
+
+def text_line(obj: dict[str, Any], lang: str = "en") -> str:
+    """An incident change (or an event) as one line: when, status, severity, where, what."""
+    from rich.cells import cell_len
+
+    from logsense.text import safe
+
+    def cells(text: str, width: int = 8) -> str:  # padded by terminal cells: a CJK character takes two
+        return text + " " * max(width - cell_len(text), 0)
+
+    if "title" in obj:
+        when = obj.get("last_seen") or obj.get("first_seen") or ""
+        where = obj.get("vm") or ", ".join(obj.get("affected_vms") or []) or obj.get("host") or "-"
+        status, severity = word("status", obj.get("status", "open"), lang), word("severity", obj.get("severity"), lang)
+        return (f"{when[:19]} {cells(status)} {cells(severity)} {safe(where)}: "
+                f"{safe(obj['title'])}  [{obj.get('id')} v{obj.get('version')}]")
+    return (f"{str(obj.get('ts', ''))[:19]} {'event':8} {obj.get('severity') or '-':8} {safe(obj.get('vm') or '-')}: "
+            f"{obj.get('pattern') or '-'}  {safe(str(obj.get('message', ''))[:200])}")
 
 
 class FileSink(Sink):
@@ -411,7 +433,7 @@ class EmailSink(Sink):
 
 
 # config keys each sink type takes, beside `type` and the filter keys
-SINK_KEYS = {"stdout": set(), "journal": set(), "file": {"path"}, "command": {"argv", "command", "timeout"},
+SINK_KEYS = {"stdout": {"format"}, "journal": set(), "file": {"path"}, "command": {"argv", "command", "timeout"},
              "webhook": {"url", "timeout", "bearer_token_file"}, "alertmanager": {"url", "timeout", "hold"},
              "email": {"to", "server", "port", "from", "credentials_file", "starttls", "ca_file", "timeout"}}
 COMMON_KEYS = {"type", "min_severity", "categories", "queue_max"}
@@ -419,7 +441,9 @@ COMMON_KEYS = {"type", "min_severity", "categories", "queue_max"}
 
 def _build(kind: str, spec: dict[str, Any]) -> Sink:
     if kind == "stdout":
-        return StdoutSink()
+        if spec.get("format", "json") not in ("json", "text"):
+            raise SinkError("a stdout sink's format is json or text")
+        return StdoutSink(spec.get("format") == "text")
     if kind == "journal":
         return JournalSink()
     if kind == "file":

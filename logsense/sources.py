@@ -15,8 +15,10 @@ import lzma
 import os
 import re
 import stat
+import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,9 @@ COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 TAR_RE = re.compile(r"\.(tar|tgz|tbz2|txz|tar\.(gz|bz2|xz|zst))$")
 DATE_SUFFIX = re.compile(r"^(.*?)-(\d{8})(?:\d{2})?$")
 NUM_SUFFIX = re.compile(r"^(.*?)\.(\d+)$")
+STDIN = "-"
+STDIN_NAME = "(stdin)"  # what reports show for `-`
+MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 SOS_KEEP = ("var/log", "sos_commands/logs", "sos_commands/kernel", "sos_commands/libvirt",
             "etc/libvirt/qemu", "run/libvirt/qemu")
 LIVE_PATHS = ("/var/log/libvirt", "/var/log/messages", "/var/log/syslog")
@@ -156,14 +161,33 @@ def _is_journal_file(name: str) -> bool:
     return _logical_name(name)[0].endswith((".journal", ".journal~"))
 
 
+def spool(stream: BinaryIO, ws: Workspace) -> Path:
+    """A pipe or terminal can be read only once, but a file is read twice (its format is detected
+    from its head first): copy it into the workspace."""
+    dest = ws.new() / "stdin"
+    with open(dest, "wb") as out:
+        while chunk := stream.read(1 << 20):
+            ws.take(len(chunk), STDIN_NAME)  # a device that never ends stops at the cap
+            out.write(chunk)
+    return dest
+
+
+def _magic_compression(p: Path) -> str | None:
+    """Compression told by content, for a spooled pipe (it has no name with a suffix)."""
+    with open(p, "rb") as f:
+        head = f.read(6)
+    return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
+
+
 def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace, explicit: bool = False) -> None:
     try:
         st = p.stat()
+        if not stat.S_ISREG(st.st_mode):  # /dev/stdin on a pipe, a FIFO, <(process substitution)
+            with _open_regular_or_pipe(p) as stream:
+                p = spool(stream, ws)
+            st = p.stat()
     except OSError as exc:
-        warn(f"{display}: cannot read: {exc.strerror}")
-        return
-    if not stat.S_ISREG(st.st_mode) and not (explicit and stat.S_ISFIFO(st.st_mode) | stat.S_ISCHR(st.st_mode)):
-        warn(f"{display}: not a regular file, skipped")
+        warn(f"{display}: cannot read: {exc.strerror or exc}")
         return
     if not explicit and ARCHIVE_RE.search(p.name):
         warn(f"{display}: an archive inside the input is not unpacked; unpack it and name its folder")
@@ -181,6 +205,8 @@ def _add_file(col: Collection, p: Path, display: str, warn: Warn, ws: Workspace,
         col.domain_xml.append(p)
         return
     logical, comp = _logical_name(p.name)
+    if comp is None and p.name == "stdin":
+        comp = _magic_compression(p)
     col.files.append(LogFile(p, display, st.st_mtime, comp, explicit))
 
 
@@ -245,7 +271,6 @@ class Workspace:
         self.dir: Path | None = None
         self.limit = UNPACK_LIMIT if limit is None else limit
         self.used = 0
-        self.last: Path | None = None  # the folder being unpacked into
 
     def take(self, size: int, name: str) -> None:
         """Account for `size` more bytes unpacked from `name`; UnpackLimit past the cap."""
@@ -287,26 +312,29 @@ def remove_tree(root: Path) -> None:
 
 
 def unpack_tar(path: Path, ws: Workspace, warn: Warn) -> Path | None:
-    """Unpack a tarball into the workspace, refusing members that would land outside it."""
+    """Unpack a tarball into the workspace, refusing members that would land outside it. A damaged
+    archive is unpacked member by member up to the damage, and what came before it is kept."""
+    dest = ws.new()
     try:
         if path.name.endswith((".tar.zst",)):
             with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as z, \
                     tarfile.open(fileobj=z, mode="r|") as tar:
-                return _extract_stream(tar, path.name, ws, warn)
-        with tarfile.open(path, "r|*") as tar:
-            return _extract_stream(tar, path.name, ws, warn)
+                return _extract_stream(tar, path.name, dest, ws, warn)
+        with tarfile.open(path, mode="r|*") as tar:
+            return _extract_stream(tar, path.name, dest, ws, warn)
     except UnpackLimit as exc:
         warn(f"{path}: {exc}; the part unpacked before is analyzed")
-        return ws.last
-    except (tarfile.TarError, OSError, EOFError, zstandard.ZstdError) as exc:
+        return dest
+    except (tarfile.TarError, OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+        if any(dest.iterdir()):
+            warn(f"{path}: damaged archive, read up to the damage ({exc})")
+            return dest
         warn(f"{path}: cannot unpack archive: {exc}")
         return None
 
 
-def _extract_stream(tar: tarfile.TarFile, name: str, ws: Workspace, warn: Warn) -> Path:
+def _extract_stream(tar: tarfile.TarFile, name: str, dest: Path, ws: Workspace, warn: Warn) -> Path:
     """Members one at a time, in the archive's order (streaming: no member list held)."""
-    dest = ws.new()
-    ws.last = dest
     for m in tar:
         if m.name.startswith("/") or ".." in Path(m.name).parts:
             warn(f"{name}: refused archive member with an unsafe name: {m.name!r}")
@@ -347,6 +375,9 @@ def discover(paths: list[str], ws: Workspace, warn: Warn) -> list[Collection]:
     loose = Collection(root=None)
     cols: list[Collection] = []
     for arg in paths:
+        if arg == STDIN:
+            _add_file(loose, spool(sys.stdin.buffer, ws), STDIN_NAME, warn, ws, explicit=True)
+            continue
         p = Path(arg)
         if not p.exists():
             warn(f"{arg}: no such file or directory")

@@ -12,26 +12,11 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from logsense.i18n import t, word
-from logsense.lifecycle import Timeline, mark_rows, run_rows, summary, timeline
+from logsense.lifecycle import Timeline, duration, mark_rows, run_rows, summary, timeline
 from logsense.model import Event
 from logsense.text import safe
 
 BAR_COLOURS = {"running": "#2ca02c", "failed": "#d62728", "crashed": "#ff7f0e", "host-down": "#393b79"}
-
-
-def duration(seconds: float | None) -> str:
-    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{seconds:.1f}s"
-    d, rest = divmod(s, 86400)
-    h, rest = divmod(rest, 3600)
-    m, sec = divmod(rest, 60)
-    if d:
-        return f"{d}d {h}h"
-    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
 
 
 def _short(ts: str | None) -> str:
@@ -171,6 +156,7 @@ def write_html(out: TextIO, tl: Timeline, incidents: list[dict] | None = None, l
                    for r in summary(tl))
     head_cells = "".join(f"<th>{_e(h.lower())}</th>" for h in heads(lang))
     title = t("vms.html_title", lang)
-    out.write(f"<!DOCTYPE html><html lang='{_e(lang)}'><head><meta charset='utf-8'><title>logsense: {title}</title>"
+    html_lang = "" if lang == "en" else f" lang='{_e(lang)}'"
+    out.write(f"<!DOCTYPE html><html{html_lang}><head><meta charset='utf-8'><title>logsense: {title}</title>"
               f"<style>{STYLE}</style></head><body><h1>{title}</h1>{lifecycle_svg(tl, incidents)}"
               f"<table><tr>{head_cells}</tr>{rows}</table></body></html>\n")

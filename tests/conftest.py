@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import pytest
 
 from logsense.pipeline import Options, Reader, parse_zone
 
+# tests never read this machine's /etc/logsense (an empty settings file instead; tests of settings set their own)
+os.environ.setdefault("LOGSENSE_CONFIG", "/dev/null")
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 LOGSENSE = [sys.executable, "-m", "logsense"]

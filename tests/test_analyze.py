@@ -123,8 +123,8 @@ def test_text_report_lists_incidents_most_severe_first():
 
 def test_markdown_report_for_a_ticket():
     md = logsense("analyze", "--format", "markdown", str(SAMPLE)).stdout
-    assert md.startswith("# logsense report: 5 incident(s)")
-    assert "| critical | 2024-03-05T09:58:02 | vm | app01 |" in md
+    assert md.startswith("# logsense report: 5 incidents\n")
+    assert "| critical | 2024-03-05 09:58:02 | vm | app01 | 1 |" in md
     assert "## web01 failed to start: QEMU denied access to a disk image" in md
     assert "```sh\nls -lZ /srv/images/web01.qcow2" in md
 
@@ -177,8 +177,8 @@ def test_unrecognised_errors_are_summarised_by_shape(tmp_path):
 
 def test_no_path_reads_the_live_host_without_crashing():
     proc = logsense("analyze", "--format", "json", check=False)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr
-    assert "incidents" in json.loads(proc.stdout)
+    assert proc.returncode in (0, 3) and "Traceback" not in proc.stderr  # 3: this host has no logs to read
+    assert proc.returncode == 3 or "incidents" in json.loads(proc.stdout)
 
 
 def test_sample_fixture_is_what_the_generator_writes(tmp_path):

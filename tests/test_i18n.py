@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import string
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def test_every_engine_word_is_in_every_language_with_the_same_placeholders():
             assert placeholders(text) == placeholders(en[key]), f"{lang} {key}"
     assert t("title.vm", "zh", vm="app01", what=t("outcome.failed_start", "zh"), cause="磁盘镜像不存在") \
         == "app01 启动失败：磁盘镜像不存在"
-    assert t("diag.start_vm", "zh") == "virsh start {vm}  （它的报错会指明原因）"  # {vm} kept for the caller
+    assert t("diag.start_vm", "zh") == "virsh start {vm} # 它的报错会指明原因"  # {vm} kept for the caller
 
 
 @pytest.mark.parametrize(("env", "lang"), [
@@ -113,7 +114,7 @@ def test_demo_text_markdown_and_html_in_chinese():
     assert "宿主机内存耗尽，内核 OOM killer 杀掉了 QEMU 进程" in text.replace("│", "").replace("\n", "")
     md = logsense("demo", "--lang", "zh", "--format", "markdown").stdout
     assert md.startswith("# logsense 报告：")
-    assert "| 严重程度 | 最早出现 | 范围 | 虚拟机 | 标题 |" in md
+    assert "| 严重程度 | 最早出现 | 范围 | 虚拟机 | 故障数 | 标题 |" in md
     assert "## app01 启动失败：磁盘镜像不存在 —— 共 2 次" in md and "\n**处理**\n" in md
     assert "- **严重程度:** 严重" in md
     html = logsense("demo", "--lang", "zh", "--format", "html").stdout
@@ -133,13 +134,16 @@ def test_incident_record_uses_the_guides_field_names():
 
 
 def test_text_report_at_80_columns_fits_cjk(zh_incidents: list[dict]):
-    buf = io.StringIO()
-    report.write_text(buf, zh_incidents, {"files_read": 3, "lines_read": 90}, [], color=False, lang="zh", width=80)
-    lines = buf.getvalue().splitlines()
-    assert "磁盘镜像不存在" in buf.getvalue()
-    widest = max(lines, key=cell_len)
-    assert cell_len(widest) <= 80, widest
-    assert all(cell_len(line) == 80 for line in lines if line.startswith(("╭", "│", "╰")))  # borders line up
+    for color in (False, True):  # plain lines (a file, a pipe) and rich panels (a terminal)
+        buf = io.StringIO()
+        report.write_text(buf, zh_incidents, {"files_read": 3, "lines_read": 90}, [], color=color, lang="zh",
+                          width=80)
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue()).splitlines()
+        assert any("磁盘镜像不存在" in line for line in lines) and any("原因" in line for line in lines)
+        widest = max(lines, key=cell_len)
+        assert cell_len(widest) <= 80, widest
+        assert not any(line.lstrip(" │").startswith(("。", "，", "）")) for line in lines)  # no stop starts a line
+    assert any(cell_len(line) > 70 for line in lines)  # the width is used, not wasted
 
 
 def test_vms_table_aligns_chinese_headings_by_terminal_cells():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -55,6 +56,28 @@ def test_a_lab_run_ends_as_libvirt_said(scenario, end_reason):
     assert run.start_reason == "manual"  # no host boot in the lab's logs
 
 
+@pytest.mark.parametrize("level", ["warn", "debug"])
+def test_a_host_restart_in_the_lab(level):
+    """libvirtd stopped, every QEMU killed, /run emptied, libvirtd started (lab/README.md):
+    QEMU's log says nothing of the kill; the restart after libvirtd's start closes the old run
+    (unknown) and is autostart (debug: libvirt's start line has conn=(nil); warn: the earlier
+    run had ended unseen); the guest not marked autostart looks as if it were still running."""
+    evs, _ = read_events([LAB / "host-restart" / level])
+    tl = lifecycle.timeline(evs)
+    got = {vm: [(r.start_reason, r.end_reason) for r in rs] for vm, rs in runs_by_vm(tl).items()}
+    assert got == {
+        "lab-restart-auto": [("manual", "unknown"), ("autostart", "destroyed")],  # destroyed: the lab's clean-up
+        "lab-restart-manual": [("manual", "running")],
+        "lab-restart-broken": [("manual", "unknown"), ("autostart", "failed")],
+    }
+    daemon = max(e.ts for e in evs if e.pattern_id == "libvirt.virt_layer.daemon-started")
+    assert runs_by_vm(tl)["lab-restart-auto"][0].end == daemon
+    failed = next(d for _, d in lifecycle.analyse(evs) if d["vm"] == "lab-restart-broken")
+    assert failed["category"] == "disk_image"
+    assert any("Failed to autostart VM 'lab-restart-broken'" in e["message"] for e in failed["evidence"])
+    assert failed["down_at"] == lifecycle._iso(daemon)  # down since before the daemon found it dead
+
+
 def test_one_start_seen_in_several_files_is_one_run():
     evs, _ = read_events([LAB / "destroy" / "debug"])  # libvirtd's debug start line + QEMU's header
     tl = lifecycle.timeline(evs)
@@ -96,7 +119,7 @@ def test_vms_that_did_not_come_back_are_one_host_incident(reboot_events):
     assert "50 VM(s) were running before; 47 were started again within 10 min" in d["explanation"]
     assert d["first_seen"].startswith("2024-03-05T10:14:00")  # the shutdown began
     fixes = " ".join(d["remediation"])
-    assert "virsh start $vm" in fixes and "vm07 vm23 vm41" in fixes and "virsh autostart" in fixes
+    assert "virsh start $vm" in fixes and "vm07 vm23 vm41" in fixes and "virsh autostart $vm" in fixes
     assert "/etc/libvirt/qemu/autostart/" in fixes and "storage pool or network" in fixes
     assert "virsh list --all --autostart" in d["diagnostics"]
     assert d["recovered_at"] is None  # they never came back in these logs
@@ -144,6 +167,18 @@ def test_a_host_that_went_down_without_a_shutdown_line_crashed(reboot_events):
     assert {r.end for r in tl.runs if r.end_reason == "host-down"} == {last_before}
 
 
+def test_a_shutdown_line_followed_by_guest_starts_was_no_shutdown(reboot_events):
+    """`System is rebooting` at 08:00:30, while VMs were still being started: the host went on.
+    The shutdown begins with `Reached target shutdown.target` at 10:15:10, after the guests'
+    stops at 10:14, which were then their own."""
+    moved = [replace(e, record=replace(e.record, ts=ts("2024-03-05T08:00:30+00:00")))
+             if e.record.message == "System is rebooting." else e for e in reboot_events]
+    tl = lifecycle.timeline(sorted(moved, key=lambda e: e.ts))
+    assert [(m.kind, m.ts.strftime("%H:%M:%S")) for m in tl.marks] == [
+        ("boot", "07:59:50"), ("shutdown", "10:15:10"), ("boot", "10:15:40")]
+    assert runs_by_vm(tl)["vm01"][0].end_reason == "shutdown"
+
+
 def test_the_grace_period_is_an_option(reboot_events):
     """Starts came 21-70 s after the boot: with 30 s of grace, most VMs were not back in time."""
     d = next(d for _, d in lifecycle.analyse(reboot_events, grace=30) if d["scope"] == "host")
@@ -186,9 +221,24 @@ def test_crash_destroy_and_shutdown(tmp_path):
     assert crash["downtime"] == [{"vm": "app01", "down_at": "2024-03-05T09:30:00.000000+00:00",
                                   "back_at": "2024-03-05T09:35:00.000000+00:00", "seconds": 300.0,
                                   "still_down": False}]
+    assert crash["explanation"].endswith(" Downtime: app01 down from 2024-03-05 09:30:00 to 2024-03-05 09:35:00 "
+                                         "(5m 00s).")
     rows = {r["vm"]: r for r in lifecycle.summary(tl)}
     assert rows["app01"]["crashes"] == 1 and rows["app01"]["state"] == "running"
     assert rows["app02"]["state"] == "shut off" and rows["app02"]["last_stop_reason"] == "destroyed"
+
+
+def test_a_failed_start_long_after_a_start_ends_the_run_unseen():
+    """app04 runs since 09:00; at 09:50 its start fails (the lab's missing-image line, moved
+    there): libvirt starts no running guest, so the 09:00 run had ended without a line."""
+    evs, _ = read_events([SINGLE])
+    lab, _ = read_events([LAB / "missing-image" / "warn"])
+    failed = next(e for e in lab if e.fields.get("reason") == "failed")
+    moved = replace(failed, vm="app04", record=replace(failed.record, host="kvm03",
+                                                       ts=ts("2024-03-05T09:50:00+00:00")))
+    tl = lifecycle.timeline(sorted([*evs, moved], key=lambda e: e.ts))
+    assert [(r.start_reason, r.end_reason, r.end) for r in runs_by_vm(tl)["app04"]] == [
+        ("manual", "unknown", moved.ts), ("manual", "failed", moved.ts)]
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -215,7 +265,9 @@ def test_vms_json_markdown_html():
     page = logsense("vms", str(SINGLE), "--format", "html").stdout
     assert page.count("<rect") >= 5 and "app02" in page and "<script" not in page
     bad = logsense("vms", str(SINGLE), "--format", "jsonl", check=False)
-    assert bad.returncode == 2 and "vms does not write jsonl" in bad.stderr
+    assert bad.returncode == 2 and "'jsonl' is not one of 'text', 'json', 'markdown', 'html'" in bad.stderr
+    negative = logsense("vms", str(SINGLE), "--reboot-grace", "-5", check=False)
+    assert negative.returncode == 2 and "--reboot-grace" in negative.stderr
     missing = logsense("vms", "/nonexistent/logs", check=False)
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
@@ -227,6 +279,19 @@ def test_analyze_reports_the_reboot_in_every_format(fmt):
     assert "for vm in vm07 vm23 vm41; do virsh start $vm; done" in out
     if fmt == "html":
         assert "<h2>VM lifecycle</h2>" in out and out.count("<rect") > 50
+
+
+def test_the_incident_record_states_each_vms_downtime():
+    from logsense.record import load_record_data, render
+
+    evs, _ = read_events([SINGLE])
+    crash = next(d for _, d in lifecycle.analyse(evs) if d["vm"] == "app01")
+    assert "app01 was down from 2024-03-05 09:30:00 UTC to 2024-03-05 09:35:00 UTC: 5 min 00 s." in render(
+        crash, load_record_data())
+    evs, _ = read_events([REBOOT])
+    reboot = next(d for _, d in lifecycle.analyse(evs) if d["scope"] == "host")
+    assert "vm41 was down from 2024-03-05 10:14:41 UTC and still down when the logs end (2 min 09 s by then)." \
+        in render(reboot, load_record_data())
 
 
 def test_every_incident_json_has_downtime_fields():
@@ -291,4 +356,4 @@ def test_a_pattern_lifecycle_value_is_checked():
     assert parse_pattern({**base, "lifecycle": "vm-start"}, "f.toml", problems).lifecycle == "vm-start"
     assert parse_pattern({**base, "lifecycle": "vm-launch"}, "f.toml", problems) is None
     assert problems == ["f.toml: x.host.y: lifecycle 'vm-launch' is not one of vm-start, vm-stop, "
-                        "vm-start-failed, migrate-in, host-boot, host-shutdown"]
+                        "vm-start-failed, migrate-in, host-boot, host-shutdown, daemon-start"]
