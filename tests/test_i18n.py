@@ -206,3 +206,13 @@ def test_email_sink_labels_in_chinese(zh_incidents: list[dict]):
     body = msg.get_content()
     assert f"状态：已解决（第 {disk['version']} 版）" in body and "\n处理措施：\n  - 从备份或快照恢复该镜像" in body
     assert "Remediation:" not in body
+
+
+def test_stdout_text_sink_line_in_chinese(zh_incidents: list[dict]):
+    from logsense.sinks import text_line
+
+    disk = next(i for i in zh_incidents if i["root_cause"] == "libvirt.disk_image.storage-file-missing")
+    line = text_line(disk, "zh")
+    assert line.startswith(f"{disk['last_seen'][:19]} 已解决   严重     app01: app01 启动失败：磁盘镜像不存在")
+    english = text_line({**disk, "title": "t"}, "en")
+    assert english.startswith(f"{disk['last_seen'][:19]} resolved critical app01: t")
