@@ -443,27 +443,27 @@ def add_downtime(tl: Timeline, inc: dict[str, Any], lang: str = "en") -> dict[st
     inc["downtime"] = per_vm
     if per_vm:  # said in words too, so that every format shows it
         said = [t("downtime.back", lang, vm=d["vm"], down=d["down_at"][:19].replace("T", " "),
-                  back=d["back_at"][:19].replace("T", " "), duration=duration(d["seconds"])) if d["back_at"]
+                  back=d["back_at"][:19].replace("T", " "), duration=duration(d["seconds"], lang)) if d["back_at"]
                 else t("downtime.still", lang, vm=d["vm"], down=d["down_at"][:19].replace("T", " "),
-                       duration=duration(d["seconds"])) for d in per_vm[:LISTED_VMS]]
+                       duration=duration(d["seconds"], lang)) for d in per_vm[:LISTED_VMS]]
         more = t("downtime.more", lang, n=len(per_vm) - LISTED_VMS) if len(per_vm) > LISTED_VMS else ""
         inc["explanation"] += t("downtime", lang, said=t("explain.sep", lang).join(said), more=more)
     return inc
 
 
-def duration(seconds: float | None) -> str:
-    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table."""
+def duration(seconds: float | None, lang: str = "en") -> str:
+    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table (units in `lang`)."""
     if seconds is None:
         return "-"
     s = int(seconds)
     if s < 60:
-        return f"{seconds:.1f}s"
+        return t("dur.s", lang, s=f"{seconds:.1f}")
     d, rest = divmod(s, 86400)
     h, rest = divmod(rest, 3600)
     m, sec = divmod(rest, 60)
     if d:
-        return f"{d}d {h}h"
-    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
+        return t("dur.dh", lang, d=d, h=h)
+    return t("dur.hm", lang, h=h, m=f"{m:02d}") if h else t("dur.ms", lang, m=m, s=f"{sec:02d}")
 
 
 def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"

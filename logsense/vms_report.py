@@ -27,7 +27,7 @@ def _row_cells(r: dict[str, Any], lang: str = "en") -> list[str]:
     start = f"{_short(r['last_start'])} ({word('reason', r['last_start_reason'], lang)})" if r["last_start"] else "-"
     stop = f"{_short(r['last_stop'])} ({word('reason', r['last_stop_reason'], lang)})" if r["last_stop"] else "-"
     return [r["vm"], r["host"] or "-", word("state", r["state"], lang), start, stop, str(r["crashes"]),
-            str(r["failed_starts"]), duration(r["downtime_seconds"])]
+            str(r["failed_starts"]), duration(r["downtime_seconds"], lang)]
 
 
 def heads(lang: str = "en") -> list[str]:
