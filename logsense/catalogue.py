@@ -25,6 +25,7 @@ from typing import Any
 import regex
 
 from logsense import bundled
+from logsense.i18n import t as tr
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 
 try:
@@ -200,7 +201,7 @@ def is_command(text: str) -> bool:
     return not any(not any(a < m.start() < b for a, b, _ in spans) for m in TEMPLATE_RE.finditer(text))
 
 
-def render_advice(remediation: list[str], diagnostics: list[str], values: dict[str, Any]
+def render_advice(remediation: list[str], diagnostics: list[str], values: dict[str, Any], lang: str = "en"
                   ) -> tuple[list[str], list[str]]:
     """(remediation, diagnostics) ready for a reader: placeholders filled or dropped, values
     shell-quoted; diagnostics hold only runnable commands, so a template or a sentence written
@@ -213,7 +214,7 @@ def render_advice(remediation: list[str], diagnostics: list[str], values: dict[s
         if is_command(c):
             confirm.append(c)
         elif TEMPLATE_RE.search(c) and PROGRAM_RE.match(c):
-            fix.append(f"To confirm, fill in the {', '.join(dict.fromkeys(TEMPLATE_RE.findall(c)))} and run: {c}")
+            fix.append(tr("fix.fill_in", lang, names=", ".join(dict.fromkeys(TEMPLATE_RE.findall(c))), command=c))
         else:
             fix.append(c)
     return fix, confirm

@@ -151,7 +151,7 @@ class Incident:
         if p is not None:
             category, cause_title = p.category, p.text("title", lang)
             cause_text = render(p.text("cause", lang), values)
-            remediation, diagnostics = render_advice(p.text("remediation", lang), p.diagnostics, values)
+            remediation, diagnostics = render_advice(p.text("remediation", lang), p.diagnostics, values, lang)
         else:
             category, cause_title = "virt_layer", t("unrecognised.title", lang)
             cause_text = t("unrecognised.cause", lang, message=root.record.message[:200])
@@ -175,7 +175,7 @@ class Incident:
             title += t("title.times", lang, n=self.failures)
         if unexplained:
             fix_more, confirm_more = unexplained_advice(lang)
-            more_fix, more_confirm = render_advice(fix_more, confirm_more, {"vm": self.vm or ""})
+            more_fix, more_confirm = render_advice(fix_more, confirm_more, {"vm": self.vm or ""}, lang)
             remediation += [s for s in more_fix if s not in remediation]
             diagnostics += [d for d in more_confirm if d not in diagnostics]
         return {

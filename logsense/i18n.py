@@ -54,6 +54,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "chain.permission": "the QEMU process (user qemu/libvirt-qemu, or its SELinux/AppArmor label) cannot open "
                             "a file it needs, so QEMU exits and the start fails",
         "diag.start_vm": "virsh start {vm} # its error names the cause",
+        "fix.fill_in": "To confirm, fill in the {names} and run: {command}",
         "fix.log_level": "To see the cause next time, raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt "
                          "3:object 3:json 3:event 3:util\" in /etc/libvirt/libvirtd.conf.",
         # lifecycle: the reboot incident
@@ -255,6 +256,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "chain.permission": "QEMU 进程（qemu/libvirt-qemu 用户，或其 SELinux/AppArmor 标签）无法打开所需的文件，"
                             "QEMU 退出，启动失败",
         "diag.start_vm": "virsh start {vm} # 它的报错会指明原因",
+        "fix.fill_in": "如需确认，填入 {names} 后运行：{command}",
         "fix.log_level": "为了下次能看到原因，提高 libvirtd 的日志级别：在 /etc/libvirt/libvirtd.conf 中设置 "
                          "log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event 3:util\"。",
         "reboot.title_one": "宿主机 {host} 于 {when} 重启；{names} 重启前在运行，之后未被重新启动",
