@@ -117,7 +117,7 @@ class Match:
 
 
 # -- filling advice templates (cause, remediation, diagnostics) --------------------------------
-SENTENCE_END_RE = stdre.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+SENTENCE_END_RE = stdre.compile(r"(?<=[.!?])\s+(?=[A-Z(])|(?<=[。！？])")  # English, or Chinese (patterns/zh)
 PROGRAM_RE = stdre.compile(r"(?:[A-Z_]+=\S*\s+)*(?:sudo\s+)?(?:/[\w./{}-]+|[a-z][\w.+-]*)(?:[\s;|&]|$)")
 TEMPLATE_RE = stdre.compile(r"<[a-z][\w.-]*>")  # a value for a person to fill in: qemu-img check <image>
 
@@ -177,8 +177,8 @@ def render(text: str, values: dict[str, Any], shell: bool = False) -> str:
     untrusted) is quoted for the shell where it stands ("" when every sentence was dropped)."""
     if not FIELD_RE.search(text):
         return text
-    kept = [f for s in SENTENCE_END_RE.split(text) if (f := _fill(s, values, shell)) is not None]
-    return " ".join(kept)
+    kept = [f for s in SENTENCE_END_RE.split(text) if s and (f := _fill(s, values, shell)) is not None]
+    return "".join(("" if not n or kept[n - 1].endswith(("。", "！", "？")) else " ") + f for n, f in enumerate(kept))
 
 
 def render_command(command: str, values: dict[str, Any]) -> str | None:

@@ -270,7 +270,8 @@ def explain(inc: Incident, root: Event, cause_text: str, what: str | None, lang:
     if inc.scope == "host" and inc.affected:
         parts.append(t("explain.vms_hit", lang, vms=", ".join(sorted(inc.affected))))
     elif what:
-        parts.append(t("explain.result", lang, vm=inc.vm or t("explain.the_vm", lang), what=t(what, lang)))
+        parts.append(t("explain.result", lang, vm=inc.vm, what=t(what, lang)) if inc.vm
+                     else t("explain.result_unnamed", lang, what=t(what, lang)))
     if inc.failures > 1:
         parts.append(t("explain.loop", lang, n=inc.failures))
     return join_sentences(parts)

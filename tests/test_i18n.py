@@ -216,3 +216,11 @@ def test_stdout_text_sink_line_in_chinese(zh_incidents: list[dict]):
     assert line.startswith(f"{disk['last_seen'][:19]} 已解决   严重     app01: app01 启动失败：磁盘镜像不存在")
     english = text_line({**disk, "title": "t"}, "en")
     assert english.startswith(f"{disk['last_seen'][:19]} resolved critical app01: t")
+
+
+def test_a_chinese_sentence_naming_a_missing_value_is_dropped_alone():
+    from logsense.catalogue import render
+
+    cause = load_catalogue().by_id["libvirt.disk_image.backing-file-missing"].translations["zh"]["cause"]
+    assert render(cause + "请检查 {vm}。", {"top": "/i/o.qcow2", "path": "/i/b.qcow2"}) == \
+        "覆盖层镜像 /i/o.qcow2 基于 /i/b.qcow2，而该基础镜像已不存在（被移动、改名或删除），整条镜像链都无法使用。"
