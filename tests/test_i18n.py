@@ -167,6 +167,9 @@ def test_config_key_lang(tmp_path: Path):
     conf.write_text('lang = "fr"\n')
     with pytest.raises(InputError, match="lang is one of en, zh"):
         Config.load(str(conf), {})
+    conf.write_text('lang = "zh"\n')
+    out = run("analyze", "-f", "jsonl", "--tz", "UTC", "--config", str(conf), str(SAMPLE)).stdout
+    assert "app01 启动失败：磁盘镜像不存在 —— 共 2 次" in [json.loads(line)["title"] for line in out.splitlines()]
 
 
 def test_daemon_stdout_sink_speaks_chinese(tmp_path: Path):
