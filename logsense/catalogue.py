@@ -25,6 +25,7 @@ from typing import Any
 import regex
 
 from logsense import bundled
+from logsense.i18n import t as tr
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES
 
 try:
@@ -96,6 +97,11 @@ class Pattern:
     near_misses: list[Example] = field(default_factory=list)
     file: str = ""
     compiled: Any = None
+    translations: dict[str, dict[str, Any]] = field(default_factory=dict)  # lang -> title, cause, remediation
+
+    def text(self, key: str, lang: str = "en") -> Any:
+        """title, cause or remediation in `lang` where the catalogue has it, else English."""
+        return self.translations.get(lang, {}).get(key) or getattr(self, key)
 
     recovery: bool = False  # a service back up: recovers the host's incident
     starts_vm: bool = False  # a VM being started (a restart may recover its incident)
@@ -114,7 +120,7 @@ class Match:
 
 
 # -- filling advice templates (cause, remediation, diagnostics) --------------------------------
-SENTENCE_END_RE = stdre.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+SENTENCE_END_RE = stdre.compile(r"(?<=[.!?])\s+(?=[A-Z(])|(?<=[。！？])")  # English, or Chinese (patterns/zh)
 PROGRAM_RE = stdre.compile(r"(?:[A-Z_]+=\S*\s+)*(?:sudo\s+)?(?:/[\w./{}-]+|[a-z][\w.+-]*)(?:[\s;|&]|$)")
 TEMPLATE_RE = stdre.compile(r"<[a-z][\w.-]*>")  # a value for a person to fill in: qemu-img check <image>
 
@@ -174,8 +180,8 @@ def render(text: str, values: dict[str, Any], shell: bool = False) -> str:
     untrusted) is quoted for the shell where it stands ("" when every sentence was dropped)."""
     if not FIELD_RE.search(text):
         return text
-    kept = [f for s in SENTENCE_END_RE.split(text) if (f := _fill(s, values, shell)) is not None]
-    return " ".join(kept)
+    kept = [f for s in SENTENCE_END_RE.split(text) if s and (f := _fill(s, values, shell)) is not None]
+    return "".join(("" if not n or kept[n - 1].endswith(("。", "！", "？")) else " ") + f for n, f in enumerate(kept))
 
 
 def render_command(command: str, values: dict[str, Any]) -> str | None:
@@ -198,7 +204,7 @@ def is_command(text: str) -> bool:
     return not any(not any(a < m.start() < b for a, b, _ in spans) for m in TEMPLATE_RE.finditer(text))
 
 
-def render_advice(remediation: list[str], diagnostics: list[str], values: dict[str, Any]
+def render_advice(remediation: list[str], diagnostics: list[str], values: dict[str, Any], lang: str = "en"
                   ) -> tuple[list[str], list[str]]:
     """(remediation, diagnostics) ready for a reader: placeholders filled or dropped, values
     shell-quoted; diagnostics hold only runnable commands, so a template or a sentence written
@@ -211,7 +217,7 @@ def render_advice(remediation: list[str], diagnostics: list[str], values: dict[s
         if is_command(c):
             confirm.append(c)
         elif TEMPLATE_RE.search(c) and PROGRAM_RE.match(c):
-            fix.append(f"To confirm, fill in the {', '.join(dict.fromkeys(TEMPLATE_RE.findall(c)))} and run: {c}")
+            fix.append(tr("fix.fill_in", lang, names=", ".join(dict.fromkeys(TEMPLATE_RE.findall(c))), command=c))
         else:
             fix.append(c)
     return fix, confirm
@@ -329,6 +335,64 @@ def read_pattern_file(path: Path) -> str:
         return f.read(SITE_FILE_MAX + 1).decode("utf-8")
 
 
+LANGS = ("en", "zh")  # English is the catalogue's own text; the others are in <dir>/<lang>/*.toml
+TRANSLATED = ("title", "cause", "remediation")
+
+
+def read_translations(dirs: Iterable[Path], patterns: list[Pattern], problems: list[str],
+                      loaded: Iterable[Path] | None = None, disabled: Iterable[str] = ()) -> None:
+    """Attach `<dir>/<lang>/*.toml` texts (`[[pattern]] id, title, cause, remediation`) to the
+    patterns, built-in folder first, a site's after (a site may translate its own patterns). An id
+    no pattern has is a problem, unless it is disabled or its file was replaced by a site's file
+    of the same name (`loaded`: the pattern files read)."""
+    loaded = None if loaded is None else set(loaded)
+    disabled = set(disabled)
+    by_id = {p.id: p for p in patterns}
+    for d in dirs:
+        for lang in LANGS[1:]:
+            for path in sorted((Path(d) / lang).glob("*.toml")):
+                where = f"{lang}/{path.name}"
+                try:
+                    data = tomllib.loads(read_pattern_file(path))
+                except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                    problems.append(f"{where}: cannot read: {exc}")
+                    continue
+                for item in data.get("pattern", []) if isinstance(data.get("pattern"), list) else []:
+                    pid = item.get("id") if isinstance(item, dict) else None
+                    if pid not in by_id:
+                        if pid not in disabled and (loaded is None or path.parent.parent / path.name in loaded):
+                            problems.append(f"{where}: {pid}: no such pattern")
+                        continue
+                    texts = {k: item[k] for k in TRANSLATED if k in item}
+                    if not all(isinstance(v, str) for k, v in texts.items() if k != "remediation") or not (
+                            isinstance(texts.get("remediation", []), list)
+                            and all(isinstance(v, str) for v in texts.get("remediation", []))):
+                        problems.append(f"{where}: {pid}: title and cause are strings, remediation a list")
+                        continue
+                    by_id[pid].translations[lang] = texts
+
+
+def translation_problems(p: Pattern) -> list[str]:
+    """What a pattern's translations lack: every language, every text, the same placeholders and
+    as many remediation steps as the English."""
+    out = []
+    for lang in LANGS[1:]:
+        tr = p.translations.get(lang)
+        if tr is None:
+            out.append(f"{p.file}: {p.id}: no {lang} text (patterns/{lang}/)")
+            continue
+        for key in TRANSLATED:
+            if not tr.get(key):
+                out.append(f"{p.file}: {p.id}: {lang} {key} missing")
+                continue
+            en, other = getattr(p, key), tr[key]
+            if key == "remediation" and len(other) != len(en):
+                out.append(f"{p.file}: {p.id}: {lang} remediation has {len(other)} steps, English {len(en)}")
+            if set(FIELD_RE.findall(" ".join(_as_list(en)))) != set(FIELD_RE.findall(" ".join(_as_list(other)))):
+                out.append(f"{p.file}: {p.id}: {lang} {key} has other {{placeholders}} than the English")
+    return out
+
+
 def pattern_files(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """Built-in files, with a site's file of the same name replacing the built-in one."""
     files: dict[str, Path] = {p.name: p for p in sorted(BUILTIN_DIR.glob("*.toml"))}
@@ -392,12 +456,17 @@ class Outcome:
     result: str
     regex: Any  # re.Pattern, searched in an incident's cause and symptom lines
     examples: tuple[str, ...]
+    texts: tuple[tuple[str, str], ...] = ()  # (lang, result) beside the English
+
+    def text(self, lang: str = "en") -> str:
+        return dict(self.texts).get(lang, self.result)
 
 
 @dataclass(frozen=True)
 class ChainStep:
     when: Any  # re.Pattern
     text: str
+    texts: tuple[tuple[str, str], ...] = ()  # (lang, text) beside the English
 
 
 @dataclass(frozen=True)
@@ -411,8 +480,9 @@ class Chain:
     text: str
     steps: tuple[ChainStep, ...]
     example: tuple[str, ...]
+    texts: tuple[tuple[str, str], ...] = ()  # (lang, text) beside the English
 
-    def sentence(self, messages: list[str], category: str | None) -> str | None:
+    def sentence(self, messages: list[str], category: str | None, lang: str = "en") -> str | None:
         """The chain told for an incident with these lines and root category; None if it does not hold."""
         if self.category is not None and category != self.category:
             return None
@@ -420,8 +490,9 @@ class Chain:
             return None
         if self.any and not any(rx.search(m) for rx in self.any for m in messages):
             return None
-        steps = [s.text for s in self.steps if any(s.when.search(m) for m in messages)]
-        return ", ".join([self.text, *steps]) + "."
+        steps = [dict(s.texts).get(lang, s.text) for s in self.steps if any(s.when.search(m) for m in messages)]
+        sep, end = ("，", "。") if lang == "zh" else (", ", ".")
+        return sep.join([dict(self.texts).get(lang, self.text), *steps]) + end
 
 
 @dataclass
@@ -431,15 +502,12 @@ class Knowledge:
     outcomes: list[Outcome] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
 
-    def outcome(self, messages: list[str]) -> str | None:
-        for o in self.outcomes:
-            if any(o.regex.search(m) for m in messages):
-                return o.result
-        return None
+    def outcome(self, messages: list[str]) -> Outcome | None:
+        return next((o for o in self.outcomes if any(o.regex.search(m) for m in messages)), None)
 
-    def chain(self, messages: list[str], category: str | None) -> str | None:
+    def chain(self, messages: list[str], category: str | None, lang: str = "en") -> str | None:
         for c in self.chains:
-            if (text := c.sentence(messages, category)) is not None:
+            if (text := c.sentence(messages, category, lang)) is not None:
                 return text
         return None
 
@@ -452,6 +520,11 @@ def _regexes(values: Any, where: str, problems: list[str]) -> tuple[Any, ...]:
         except stdre.error as exc:
             problems.append(f"{where}: regex {text!r} does not compile: {exc}")
     return tuple(out)
+
+
+def _lang_texts(item: dict[str, Any], key: str) -> tuple[tuple[str, str], ...]:
+    """The other languages' texts of a knowledge entry: `<key>_zh = "..."` beside `<key>`."""
+    return tuple((lang, str(item[f"{key}_{lang}"])) for lang in LANGS[1:] if item.get(f"{key}_{lang}"))
 
 
 def read_knowledge(files: Iterable[Path], problems: list[str]) -> Knowledge:
@@ -469,7 +542,8 @@ def read_knowledge(files: Iterable[Path], problems: list[str]) -> Knowledge:
                 continue
             rx = _regexes(item["regex"], where, problems)
             if rx:
-                k.outcomes.append(Outcome(str(item["result"]), rx[0], tuple(_as_list(item["examples"]))))
+                k.outcomes.append(Outcome(str(item["result"]), rx[0], tuple(_as_list(item["examples"])),
+                                          _lang_texts(item, "result")))
         for item in data.get("chain", []):
             where = f"{path.name}: chain {item.get('name', '<no name>')!r}"
             if not item.get("name") or not item.get("all") or not item.get("text") or not item.get("example"):
@@ -478,11 +552,11 @@ def read_knowledge(files: Iterable[Path], problems: list[str]) -> Knowledge:
             if item.get("category") is not None and item["category"] not in CATEGORIES:
                 problems.append(f"{where}: category {item['category']!r} is not one of {', '.join(CATEGORIES)}")
                 continue
-            steps = tuple(ChainStep(w[0], str(s.get("text", ""))) for s in item.get("steps", [])
+            steps = tuple(ChainStep(w[0], str(s.get("text", "")), _lang_texts(s, "text")) for s in item.get("steps", [])
                           if (w := _regexes(s.get("when"), where, problems)))
             k.chains.append(Chain(str(item["name"]), item.get("category"), _regexes(item["all"], where, problems),
                                   _regexes(item.get("any"), where, problems), str(item["text"]), steps,
-                                  tuple(_as_list(item["example"]))))
+                                  tuple(_as_list(item["example"])), _lang_texts(item, "text")))
     return k
 
 
@@ -668,13 +742,14 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), disable: Iterab
     if not patterns:
         raise CatalogueError(problems or [f"no patterns found in {BUILTIN_DIR}"])
     knowledge = read_knowledge(files, problems)
+    read_translations([BUILTIN_DIR, *map(Path, extra_dirs)], patterns, problems, files, off)
     cat = Catalogue(patterns, problems, codes)
     cat.knowledge = knowledge
     site = {f.name for f in files if f.parent != BUILTIN_DIR}
     if site and vet_site:
         from logsense.catalogue_check import check_catalogue  # the checker is built on this module
 
-        if site_problems := check_catalogue(cat, files=site):
+        if site_problems := check_catalogue(cat, files=site, translations=False):
             raise CatalogueError(site_problems)
     return cat
 

@@ -6,6 +6,7 @@ classified by its own pattern with the stated fields; every near-miss must be cl
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC
 
 from logsense import parsers
@@ -19,6 +20,7 @@ from logsense.catalogue import (
     adversarial_cost,
     hyperscan_problem,
     prefilter,
+    translation_problems,
 )
 from logsense.ingest.formats import new_parser
 from logsense.model import Record
@@ -73,9 +75,11 @@ def slowest_search(p: Pattern) -> float:
     return adversarial_cost(p.compiled, seeds)
 
 
-def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None = None) -> list[str]:
+def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None = None,
+                    translations: bool = True, untranslated_ok: Collection[str] = ()) -> list[str]:
     """One line per problem; empty when the catalogue is sound. `files`: check only the patterns
-    (and loading problems) of these file names."""
+    (and loading problems) of these file names; `translations`: every pattern speaks every language,
+    except those of the files in `untranslated_ok` (a site's own: English is their fallback)."""
     problems = [p for p in cat.problems if files is None or p.split(":", 1)[0] in files]
     seen: dict[str, str] = {}
     for p in cat.patterns:
@@ -94,6 +98,8 @@ def check_catalogue(cat: Catalogue, timing: bool = True, files: set[str] | None 
             problems.append(f"{where}: no remediation")
         if not p.diagnostics:
             problems.append(f"{where}: no diagnostics")
+        if translations and p.file not in untranslated_ok:
+            problems.extend(translation_problems(p))
         for n, ex in enumerate(p.examples, 1):
             if ex.source and ex.source not in p.sources:
                 problems.append(f"{where}: example {n}: source '{ex.source}' is not in the pattern's sources")

@@ -14,10 +14,11 @@ from typing import Annotated
 import typer
 
 from logsense import CONTRIB, SAMPLE, __version__
-from logsense.catalogue import Catalogue, CatalogueError, load_catalogue
+from logsense.catalogue import BUILTIN_DIR, Catalogue, CatalogueError, load_catalogue, pattern_files
 from logsense.config import read_settings
 from logsense.correlator import DEFAULT_GAP, MAX_WINDOW
 from logsense.filters import Filters
+from logsense.i18n import check_lang, t
 from logsense.model import CATEGORIES, Event, Record
 from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
 from logsense.text import one_line, safe
@@ -90,6 +91,9 @@ VmOpt = Annotated[list[str] | None, typer.Option("--vm", metavar="NAME", help="O
 CategoryOpt = Annotated[list[Category] | None, typer.Option(
     "--category", metavar="<" + "|".join(CATEGORIES) + ">", help="Only this category (repeatable).")]
 MinSeverityOpt = Annotated[Severity | None, typer.Option("--min-severity", help="Only this severe or worse.")]
+LangOpt = Annotated[str | None, typer.Option(
+    "--lang", metavar="en|zh", help="Language of titles, explanations and headings (default: the setting lang, "
+                                    "else the locale: LANGUAGE, LC_ALL, LC_MESSAGES, LANG; zh_* gives zh).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 when an input could not be read in full "
                                                           "(a damaged archive, an unreadable file).")]
 
@@ -155,6 +159,14 @@ def make_options(since, until, tz, year, host, catalogue, all_lines=False, *, ut
                    disable=list(settings.get("disable", [])), display_tz=shown)
 
 
+def pick_lang(lang: str | None, config: str | None = None) -> str:
+    """--lang, else the settings' `lang`, else the locale's language; a usage error for an unknown one."""
+    try:
+        return check_lang(lang if lang is not None else read_settings(config).get("lang"))
+    except ValueError as exc:
+        raise InputError(f"--{exc}" if lang is not None else str(exc)) from None
+
+
 def make_filters(vm, category, min_severity, host) -> Filters:
     return Filters(vms=set(vm or []), categories={str(c) for c in category or []},
                    min_severity=str(min_severity) if min_severity else None, host=host)
@@ -165,9 +177,9 @@ def where(r: Record) -> str:
     return (f"{r.file}:{r.line}" if r.line else r.file) if r.file else (r.cursor or "journal")
 
 
-def event_text(ev: Event, zone: tzinfo | None = None) -> str:
+def event_text(ev: Event, zone: tzinfo | None = None, lang: str = "en") -> str:
     r = ev.record
-    tag = ev.pattern_id or ("unrecognised" if ev.shape else "-")
+    tag = ev.pattern_id or (t("events.unrecognised", lang) if ev.shape else "-")
     return (f"{r.ts.astimezone(zone).isoformat(timespec='seconds')} {safe(r.host or '-')} {safe(ev.vm or '-')} "
             f"{ev.severity or '-':8} {tag}  {one_line(r.message[:300])}  [{safe(where(r))}]")
 
@@ -179,18 +191,20 @@ def events(paths: PathsArg = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
            host: HostOpt = None, catalogue: CatOpt = None, strict: StrictOpt = False, utc: UtcOpt = False,
            config: ConfigOpt = None, vm: VmOpt = None, category: CategoryOpt = None,
-           min_severity: MinSeverityOpt = None) -> None:
+           min_severity: MinSeverityOpt = None, lang: LangOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
+    lang = pick_lang(lang, config)
     opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
     check_read(reader.run)
     shown = make_filters(vm, category, min_severity, host)
-    write_events([e for e in evs if shown.event(e)], reader.run, fmt, output, opts.display_tz)
+    write_events([e for e in evs if shown.event(e)], reader.run, fmt, output, opts.display_tz, lang)
     check_strict(reader.run, strict)
 
 
-def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None) -> None:
+def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None,
+                 lang: str = "en") -> None:
     if fmt == EventsFormat.parquet:
         from logsense.frame import events_frame
         if not output:
@@ -207,7 +221,7 @@ def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | No
                 out.write(json.dumps(e.to_dict()) + "\n")
         else:
             for e in evs:
-                out.write(event_text(e, zone) + "\n")
+                out.write(event_text(e, zone, lang) + "\n")
     finally:
         if output:
             out.close()
@@ -247,7 +261,7 @@ def batch_gc() -> None:
 
 def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
                  fail_on: Severity | None, show_entities: bool, strict: bool = False,
-                 shown: Filters | None = None, grace: float = 600.0) -> None:
+                 shown: Filters | None = None, grace: float = 600.0, lang: str = "en") -> None:
     from logsense import report
     from logsense.lifecycle import analyse
     from logsense.model import SEVERITY_RANK
@@ -260,7 +274,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths)
     check_read(reader.run)
-    incidents = [d for _, d in analyse(evs, gap=window, grace=grace)]  # + reboot incidents, downtime
+    incidents = [d for _, d in analyse(evs, gap=window, grace=grace, lang=lang)]  # + reboot incidents, downtime
     if shown is not None:
         incidents = [i for i in incidents if shown.incident(i)]
     stats = dict(reader.run.stats)
@@ -275,15 +289,15 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
         elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone)
+            report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
         elif fmt == AnalyzeFormat.html:
-            report.write_html(out, incidents, stats, unrec, evs, warnings=warnings, tz=zone)
+            report.write_html(out, incidents, stats, unrec, evs, warnings=warnings, tz=zone, lang=lang)
         elif fmt == AnalyzeFormat.record:
             from logsense.record import write_records
-            write_records(out, incidents, opts.catalogue_dirs)
+            write_records(out, incidents, opts.catalogue_dirs, lang)
         elif fmt == AnalyzeFormat.text:
             report.write_text(out, incidents, stats, unrec, color=None if not output else False,
-                              warnings=warnings, tz=zone)
+                              warnings=warnings, tz=zone, lang=lang)
         if show_entities:
             print("Attribution (why events got their VM):", file=sys.stderr)
             for kind, key, vm, why in reader.run.entities.table():
@@ -313,8 +327,9 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
             jobs: Annotated[int | None, typer.Option("--jobs", metavar="N",
                                                      help="With --fleet: worker processes of the local cluster "
                                                           "(default: the cores).")] = None,
-            ) -> None:
+            lang: LangOpt = None) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
+    lang = pick_lang(lang, config)
     opts = make_options(since, until, tz, year, host, catalogue, utc=utc, config=config)
     if window is None:
         window = float(read_settings(config).get("window", DEFAULT_GAP))
@@ -326,7 +341,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
     if scheduler:
         raise InputError("--scheduler needs --fleet")
     run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict,
-                 make_filters(vm, category, min_severity, host), reboot_grace)
+                 make_filters(vm, category, min_severity, host), reboot_grace, lang)
 
 
 def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
@@ -372,12 +387,13 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
 
 
 @app.command()
-def demo(fmt: AnalyzeFormatOpt = AnalyzeFormat.text, tz: TzOpt = "UTC") -> None:
+def demo(fmt: AnalyzeFormatOpt = AnalyzeFormat.text, tz: TzOpt = "UTC", lang: LangOpt = None) -> None:
     """Analyze the bundled sample outage."""
+    lang = pick_lang(lang)
     if not SAMPLE.is_dir():
         raise InputError(f"the bundled sample is missing: {SAMPLE}")
     opts = make_options(None, None, tz, None, None, None)
-    run_analysis([str(SAMPLE)], opts, fmt, None, 120.0, None, False)
+    run_analysis([str(SAMPLE)], opts, fmt, None, 120.0, None, False, lang=lang)
 
 
 def site_catalogue(catalogue: list[str] | None, config: str | None) -> Catalogue:
@@ -389,12 +405,13 @@ def site_catalogue(catalogue: list[str] | None, config: str | None) -> Catalogue
 @app.command()
 def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: OutputOpt = None,
         since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0) -> None:
+        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0, lang: LangOpt = None) -> None:
     """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
     failed starts, downtime (json: every running interval and the host's boots and shutdowns)."""
     from logsense import vms_report
     from logsense.lifecycle import analyse, timeline
 
+    lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
     if reboot_grace < 0:
         raise InputError("--reboot-grace must be zero or more seconds")
@@ -408,11 +425,11 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
         if fmt == VmsFormat.json:
             vms_report.write_json(out, tl)
         elif fmt == VmsFormat.markdown:
-            vms_report.write_markdown(out, tl)
+            vms_report.write_markdown(out, tl, lang)
         elif fmt == VmsFormat.html:
-            vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace)])
+            vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace, lang=lang)], lang)
         else:
-            vms_report.write_text(out, tl)
+            vms_report.write_text(out, tl, lang)
     finally:
         if output:
             out.close()
@@ -459,7 +476,8 @@ def catalogue_check(catalogue: CatOpt = None,
 
     opts = make_options(None, None, None, None, None, catalogue, config=config)
     cat = load_catalogue(opts.catalogue_dirs, opts.disable, vet_site=False)  # every problem listed, none refused
-    problems = check_catalogue(cat, timing=timing) + record_problems(opts.catalogue_dirs)
+    site = {f.name for f in pattern_files(opts.catalogue_dirs) if f.parent != BUILTIN_DIR}  # may stay English
+    problems = check_catalogue(cat, timing=timing, untranslated_ok=site) + record_problems(opts.catalogue_dirs)
     for line in problems:
         print(line, file=sys.stderr)
     examples = sum(len(p.examples) for p in cat.patterns)
@@ -543,15 +561,18 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           catalogue: CatOpt = None,
           fmt: Annotated[WatchFormat | None, typer.Option(
               "--format", "-f", help="Of the stdout sink: json, one object a line (default), or text, one line "
-                                     "a change for a person watching a terminal.")] = None) -> None:
+                                     "a change for a person watching a terminal.")] = None,
+          lang: LangOpt = None) -> None:
     """The daemon: follow the logs and the journal, emit incidents as they open, change and resolve."""
     from logsense.daemon import watch as run_watch
 
+    if lang is not None:  # else the config's `lang`, else the locale (checked with the config)
+        pick_lang(lang)
     overrides = {"paths": paths or None, "state_dir": state_dir, "journal": False if no_journal else None,
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
                  "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile,
-                 "format": fmt.value if fmt else None, "settle": settle}
+                 "format": fmt.value if fmt else None, "settle": settle, "lang": lang}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from logsense.catalogue import Knowledge, load_knowledge, render, render_advice
+from logsense.catalogue import Knowledge, Outcome, load_knowledge, render, render_advice
+from logsense.i18n import t
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event
 
 SEVERITY_NAMES = {rank: name for name, rank in SEVERITY_RANK.items()}
@@ -46,7 +47,7 @@ def knowledge() -> Knowledge:
     return load_knowledge()
 
 
-def outcome_of(events: Iterable[Event]) -> str | None:
+def outcome_of(events: Iterable[Event]) -> Outcome | None:
     """What the operator saw happen to the VM, from the cause and symptom lines."""
     return knowledge().outcome([e.record.message for e in events if e.role != "context"])
 
@@ -211,40 +212,40 @@ class Incident:
         return (self.root.pattern_id, self.root.shape, len(self.affected), self.severity(),
                 self.recovered_at, self.closed, self.failures)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT.md incident object."""
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
+        """The CONTRACT.md incident object, its words in `lang` (logsense/i18n.py, patterns/<lang>/)."""
         root = self.root
         p = root.pattern
         values = {**root.fields, "vm": self.vm or root.vm or ""}
         what = outcome_of(self.events)
         if p is not None:
-            category, cause_title = p.category, p.title
-            cause_text = render(p.cause, values)
-            remediation, diagnostics = render_advice(p.remediation, p.diagnostics, values)
+            category, cause_title = p.category, p.text("title", lang)
+            cause_text = render(p.text("cause", lang), values)
+            remediation, diagnostics = render_advice(p.text("remediation", lang), p.diagnostics, values, lang)
         else:
-            category, cause_title = "virt_layer", "unrecognised error"
-            cause_text = f"An error no catalogue pattern knows: {root.record.message[:200]}"
+            category, cause_title = "virt_layer", t("unrecognised.title", lang)
+            cause_text = t("unrecognised.cause", lang, message=root.record.message[:200])
             remediation, diagnostics = [], []
         unexplained = root.role != "cause"
         if self.scope == "host":
-            subject = f"{self.host or 'host'}"
-            title = f"{subject}: {cause_title}"
+            subject = f"{self.host or t('title.host_default', lang)}"
+            title = t("title.host", lang, host=subject, cause=cause_title)
             if p is not None and p.scope == "vm" and not self.affected:
-                title += " (no line names the VM)"
+                title += t("title.no_vm_line", lang)
             if self.affected:
-                title += f" (affects {', '.join(sorted(self.affected))})"
+                title += t("title.affects", lang, vms=", ".join(sorted(self.affected)))
         else:
-            subject = self.vm or "unknown VM"
-            verb = what or "had errors"
+            subject = self.vm or t("title.unknown_vm", lang)
+            verb = what.text(lang) if what else t("outcome.errors", lang)
             if unexplained and p is not None and root.role == "symptom":
-                title = f"{subject} {verb}: cause not in the logs ({cause_title})"
+                title = t("title.vm_unexplained", lang, vm=subject, what=verb, cause=cause_title)
             else:
-                title = f"{subject} {verb}: {cause_title}"
+                title = t("title.vm", lang, vm=subject, what=verb, cause=cause_title)
         if self.failures > 1:
-            title += f" — {self.failures} times"
+            title += t("title.times", lang, n=self.failures)
         if unexplained:
-            more_fix, more_confirm = render_advice(UNEXPLAINED_REMEDIATION, UNEXPLAINED_DIAGNOSTICS,
-                                                   {"vm": self.vm or ""})
+            fix_more, confirm_more = unexplained_advice(lang)
+            more_fix, more_confirm = render_advice(fix_more, confirm_more, {"vm": self.vm or ""}, lang)
             remediation += [s for s in more_fix if s not in remediation]
             diagnostics += [d for d in more_confirm if d not in diagnostics]
         return {
@@ -256,7 +257,7 @@ class Incident:
             "category": category,
             "root_cause": root.pattern_id,
             "title": title,
-            "explanation": explain(self, root, cause_text, what),
+            "explanation": explain(self, root, cause_text, what, lang),
             "severity": self.severity(),
             "first_seen": self.first_seen.isoformat(timespec="microseconds"),
             "last_seen": self.last_seen.isoformat(timespec="microseconds"),
@@ -313,27 +314,19 @@ class Incident:
         return [{**e.to_dict(), "count": n} for e, n in self.evidence_events()[:MAX_EVIDENCE]]
 
 
-UNEXPLAINED_DIAGNOSTICS = [
-    "virsh start {vm} # its error names the cause",
-    "journalctl -u libvirtd -u virtqemud --since -1h",
-    "less /var/log/libvirt/qemu/{vm}.log",
-]
-UNEXPLAINED_REMEDIATION = [
-    "To see the cause next time, raise libvirtd's log level: log_filters=\"1:qemu 1:libvirt 3:object 3:json "
-    "3:event 3:util\" in /etc/libvirt/libvirtd.conf.",
-]
+def unexplained_advice(lang: str = "en") -> tuple[list[str], list[str]]:
+    """(remediation, diagnostics) when no line names the cause, `{vm}` to fill."""
+    return ([t("fix.log_level", lang)],
+            [t("diag.start_vm", lang), "journalctl -u libvirtd -u virtqemud --since -1h",
+             "less /var/log/libvirt/qemu/{vm}.log"])
 
 
-def where_the_cause_is(inc: Incident) -> str:
+def where_the_cause_is(inc: Incident, lang: str = "en") -> str:
     """For a failure whose cause no line names: which log (or level) would have shown it."""
     sources = {e.record.source for e in inc.events}
-    vm = inc.vm or "VM"
     if "qemu" not in sources:
-        return (f"Its cause is usually in QEMU's own log, /var/log/libvirt/qemu/{vm}.log (QEMU's error as it "
-                "exited), which is not among these lines; read it, or the audit log for a denial at that time.")
-    return ("libvirtd at its default log level (3: warnings and errors) keeps only the summary; "
-            "log_filters=\"1:qemu 1:libvirt 3:object 3:json 3:event 3:util\" in libvirtd.conf (or virtqemud.conf) "
-            "records the monitor conversation and the exit, and the audit log shows SELinux/AppArmor denials.")
+        return t("explain.cause_in_qemu_log", lang, vm=inc.vm or "VM")
+    return t("explain.cause_at_debug_level", lang)
 
 
 # Categories of host-wide causes known to lead one to the other (OOM kills QEMU or the daemon, a
@@ -354,31 +347,46 @@ def unrelated_cause(inc: Incident, ev: Event) -> bool:
         c != ev.category and frozenset((c, ev.category)) not in RELATED_CATEGORIES for c in causes)
 
 
-def explain(inc: Incident, root: Event, cause_text: str, what: str | None) -> str:
-    """The chain from cause to symptoms, in plain words."""
+UNEXPLAINED_REMEDIATION, UNEXPLAINED_DIAGNOSTICS = unexplained_advice()
+
+
+def explain(inc: Incident, root: Event, cause_text: str, what: Outcome | None, lang: str = "en") -> str:
+    """The chain from cause to symptoms, in plain words (`what`: what happened to the VM)."""
     parts = []
     if root.role == "cause":
         parts.append(cause_text)
     else:
-        parts.append(f"No line in the logs names a cause; the first sign is: {cause_text}")
-        parts.append(where_the_cause_is(inc))
+        parts.append(t("explain.no_cause", lang, text=cause_text))
+        parts.append(where_the_cause_is(inc, lang))
     seen_titles = []
     for e in inc.events:
         if e is root or e.pattern is None or e.role == "context":
             continue
-        if e.pattern.title not in seen_titles:
-            seen_titles.append(e.pattern.title)
+        if (title := e.pattern.text("title", lang)) not in seen_titles:
+            seen_titles.append(title)
     if seen_titles:
-        parts.append("Then: " + "; ".join(seen_titles[:6]) + ".")
-    if sentence := knowledge().chain([e.record.message for e in inc.events], root.category):
+        parts.append(t("explain.then", lang, titles=t("explain.sep", lang).join(seen_titles[:6])))
+    if sentence := knowledge().chain([e.record.message for e in inc.events], root.category, lang):
         parts.append(sentence)
     if inc.scope == "host" and inc.affected:
-        parts.append(f"VMs hit: {', '.join(sorted(inc.affected))}.")
+        parts.append(t("explain.vms_hit", lang, vms=", ".join(sorted(inc.affected))))
     elif what:
-        parts.append(f"Result: {inc.vm or 'the VM'} {what}.")
+        parts.append(t("explain.result", lang, vm=inc.vm, what=what.text(lang)) if inc.vm
+                     else t("explain.result_unnamed", lang, what=what.text(lang)))
     if inc.failures > 1:
-        parts.append(f"It happened {inc.failures} times (a restart or start loop).")
-    return " ".join(parts)
+        parts.append(t("explain.loop", lang, n=inc.failures))
+    return join_sentences(parts)
+
+
+def join_sentences(parts: list[str]) -> str:
+    """Sentences one after another: a space after English (or log text), none after a full-width stop."""
+    out = ""
+    for part in parts:
+        out += ("" if not out or out.endswith(FULL_WIDTH_STOPS) else " ") + part
+    return out
+
+
+FULL_WIDTH_STOPS = ("。", "！", "？", "）")
 
 
 class Correlator:

@@ -42,6 +42,7 @@ from logsense.follow import (
     Watcher,
     raise_descriptor_limit,
 )
+from logsense.i18n import check_lang
 from logsense.ingest.classify import Classifier, Settle
 from logsense.ingest.formats import HostOf, is_domain_xml
 from logsense.ingest.log import warn
@@ -113,6 +114,7 @@ class Config:
     settle: float = 1.5  # seconds a new event waits for what belongs with it (see ingest.classify.Settle)
     metrics: str | None = None  # HOST:PORT of the Prometheus listener (off by default)
     metrics_textfile: str | None = None  # node-exporter textfile collector file
+    lang: str | None = None  # language of titles and explanations (en, zh); None: the locale's
     disable: list[str] = field(default_factory=list)
     format: str = "json"  # of the stdout sink: json lines, or text for a person at a terminal
 
@@ -150,6 +152,10 @@ class Config:
             raise InputError("format must be 'json' or 'text'")
         if self.emit not in ("incidents", "events"):
             raise InputError("emit must be 'incidents' or 'events'")
+        try:
+            check_lang(self.lang)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
         if self.metrics:
             parse_listen(self.metrics)
         for spec in self.sinks:
@@ -330,6 +336,7 @@ class Daemon:
         new = []
         for spec in self.cfg.sinks:
             sink = make_sink({"format": self.cfg.format, **spec} if spec.get("type") == "stdout" else spec)
+            sink.lang = check_lang(self.cfg.lang)
             queue_max = int(spec.get("queue_max", QUEUE_MAX))
             if sink.name in old:
                 new.append(old.pop(sink.name))
@@ -598,7 +605,7 @@ class Daemon:
             if self.max_ts is None or ev.ts > self.max_ts:
                 self.max_ts = ev.ts
             self.max_mono = time.monotonic()
-            outputs.extend(inc.to_dict() for inc in self.corr.feed(ev))
+            outputs.extend(inc.to_dict(check_lang(self.cfg.lang)) for inc in self.corr.feed(ev))
         return outputs
 
     def _tick(self) -> list[dict[str, Any]]:
@@ -608,7 +615,8 @@ class Daemon:
         idle = time.monotonic() - self.max_mono - LAG
         if idle <= 0:
             return []
-        return [inc.to_dict() for inc in self.corr.advance(self.max_ts + timedelta(seconds=idle))]
+        lang = check_lang(self.cfg.lang)
+        return [inc.to_dict(lang) for inc in self.corr.advance(self.max_ts + timedelta(seconds=idle))]
 
     # -- state ------------------------------------------------------------------------------
     def _save(self) -> None:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from logsense.correlator import DEFAULT_GAP, Incident, correlate, stable_id
+from logsense.correlator import DEFAULT_GAP, Incident, correlate, join_sentences, stable_id
+from logsense.i18n import t
 from logsense.model import SEVERITY_RANK, Event
 
 START_REASONS = ("manual", "autostart", "migrated-in", "unknown")
@@ -287,37 +288,32 @@ class RebootIncident(Incident):
     def severity(self) -> str:
         return "major"
 
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        host = self.host or "host"
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
+        d = super().to_dict(lang)
+        host = self.host or t("title.host_default", lang)
         when = self.boot.ts.isoformat(timespec="seconds")
-        names = _names(self.missing)
-        verb = "was" if len(self.missing) == 1 else "were"
+        names = _names(self.missing, lang)
         d["category"] = "host"
         d["affected_vms"] = sorted(self.missing)
-        d["title"] = f"host {host} rebooted at {when}; {names} {verb} running before and {verb} not started again"
-        how = ("went down without a shutdown line (a crash or a power loss)" if self.crashed
-               else f"was shut down at {self.first_seen.isoformat(timespec='seconds')}")
+        d["title"] = t("reboot.title_one" if len(self.missing) == 1 else "reboot.title_many", lang,
+                       host=host, when=when, names=names)
+        how = (t("reboot.how_crash", lang) if self.crashed
+               else t("reboot.how_shutdown", lang, at=self.first_seen.isoformat(timespec="seconds")))
         kernel = self.boot.event.fields.get("kernel")
-        booted = f"kernel {kernel}" if kernel else self.boot.event.record.message[:80]
-        parts = [f"Host {host} {how} and booted at {when} ({booted})."]
+        booted = t("reboot.kernel", lang, kernel=kernel) if kernel else self.boot.event.record.message[:80]
+        parts = [t("reboot.host_line", lang, host=host, how=how, when=when, booted=booted)]
         total = len(self.missing) + len(self.came_back)
-        parts.append(f"{total} VM(s) were running before; {len(self.came_back)} were started again within "
-                     f"{self.grace / 60:g} min; not running after it: {', '.join(sorted(self.missing))}.")
+        parts.append(t("reboot.counts", lang, total=total, back=len(self.came_back), minutes=f"{self.grace / 60:g}",
+                       missing=", ".join(sorted(self.missing))))
         for vm, other in sorted(self.failed.items()):
-            parts.append(f"{vm} was started but failed to start" + (f" (incident {other})." if other else "."))
+            parts.append(t("reboot.failed_ref", lang, vm=vm, other=other) if other
+                         else t("reboot.failed", lang, vm=vm))
         if self.recovered_at is not None:
-            parts.append(f"All of them were running again by {self.recovered_at.isoformat(timespec='seconds')}.")
-        d["explanation"] = " ".join(parts)
+            parts.append(t("reboot.all_back", lang, at=self.recovered_at.isoformat(timespec="seconds")))
+        d["explanation"] = join_sentences(parts)
         vms = " ".join(sorted(self.missing)[:LISTED_VMS])
-        d["remediation"] = [
-            f"Start them: for vm in {vms}; do virsh start $vm; done",
-            f"Make them start with the host: for vm in {vms}; do virsh autostart $vm; done (each gets the link "
-            "/etc/libvirt/qemu/autostart/VM.xml)",
-            "If autostart was set, find why it did not act: a failed start in the logs (Failed to autostart VM), "
-            "or a storage pool or network it needs that was not up (virsh pool-autostart, virsh net-autostart).",
-            "Or let libvirt-guests restart what was running at shutdown: ON_BOOT=start in /etc/default/libvirt-guests.",
-        ]
+        d["remediation"] = [t("reboot.fix_start", lang, vms=vms), t("reboot.fix_autostart", lang, vms=vms),
+                            t("reboot.fix_why", lang), t("reboot.fix_guests", lang)]
         first = sorted(self.missing)[0]
         d["diagnostics"] = [
             "virsh list --all --autostart", "ls -l /etc/libvirt/qemu/autostart/", f"virsh dominfo {first}",
@@ -327,11 +323,11 @@ class RebootIncident(Incident):
         return d
 
 
-def _names(vms: list[str]) -> str:
+def _names(vms: list[str], lang: str = "en") -> str:
     vms = sorted(vms)
     if len(vms) <= LISTED_VMS:
         return ", ".join(vms)
-    return f"{', '.join(vms[:LISTED_VMS])} and {len(vms) - LISTED_VMS} more"
+    return t("names.more", lang, names=", ".join(vms[:LISTED_VMS]), n=len(vms) - LISTED_VMS)
 
 
 def reboot_incidents(tl: Timeline, others: list[dict[str, Any]], grace: float = DEFAULT_GRACE) -> list[RebootIncident]:
@@ -438,7 +434,7 @@ def downtime(tl: Timeline, inc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def add_downtime(tl: Timeline, inc: dict[str, Any]) -> dict[str, Any]:
+def add_downtime(tl: Timeline, inc: dict[str, Any], lang: str = "en") -> dict[str, Any]:
     """`down_at` (the first VM to go down), `downtime_seconds` (the longest, to the end of the logs
     for a VM still down) and `downtime` per VM, in the incident dict."""
     per_vm = downtime(tl, inc)
@@ -446,44 +442,45 @@ def add_downtime(tl: Timeline, inc: dict[str, Any]) -> dict[str, Any]:
     inc["downtime_seconds"] = max((d["seconds"] for d in per_vm), default=None)
     inc["downtime"] = per_vm
     if per_vm:  # said in words too, so that every format shows it
-        said = [f"{d['vm']} down from {d['down_at'][:19].replace('T', ' ')} "
-                + (f"to {d['back_at'][:19].replace('T', ' ')} ({duration(d['seconds'])})" if d["back_at"]
-                   else f"to the end of the logs (at least {duration(d['seconds'])})") for d in per_vm[:LISTED_VMS]]
-        more = f"; and {len(per_vm) - LISTED_VMS} more" if len(per_vm) > LISTED_VMS else ""
-        inc["explanation"] += " Downtime: " + "; ".join(said) + more + "."
+        said = [t("downtime.back", lang, vm=d["vm"], down=d["down_at"][:19].replace("T", " "),
+                  back=d["back_at"][:19].replace("T", " "), duration=duration(d["seconds"], lang)) if d["back_at"]
+                else t("downtime.still", lang, vm=d["vm"], down=d["down_at"][:19].replace("T", " "),
+                       duration=duration(d["seconds"], lang)) for d in per_vm[:LISTED_VMS]]
+        more = t("downtime.more", lang, n=len(per_vm) - LISTED_VMS) if len(per_vm) > LISTED_VMS else ""
+        inc["explanation"] += t("downtime", lang, said=t("explain.sep", lang).join(said), more=more)
     return inc
 
 
-def duration(seconds: float | None) -> str:
-    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table."""
+def duration(seconds: float | None, lang: str = "en") -> str:
+    """1d 2h, 3h 04m, 5m 06s, 7.5s: short enough for a table (units in `lang`)."""
     if seconds is None:
         return "-"
     s = int(seconds)
     if s < 60:
-        return f"{seconds:.1f}s"
+        return t("dur.s", lang, s=f"{seconds:.1f}")
     d, rest = divmod(s, 86400)
     h, rest = divmod(rest, 3600)
     m, sec = divmod(rest, 60)
     if d:
-        return f"{d}d {h}h"
-    return f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s"
+        return t("dur.dh", lang, d=d, h=h)
+    return t("dur.hm", lang, h=h, m=f"{m:02d}") if h else t("dur.ms", lang, m=m, s=f"{sec:02d}")
 
 
-def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE
+def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"
             ) -> list[tuple[Incident, dict[str, Any]]]:
-    """The correlator's incidents plus the reboot incidents, each with its dict (downtime added),
-    most severe first then by time: what `logsense analyze` reports."""
+    """The correlator's incidents plus the reboot incidents, each with its dict (downtime added,
+    words in `lang`), most severe first then by time: what `logsense analyze` reports."""
     tl = timeline(events, grace)
-    pairs = [(inc, inc.to_dict()) for inc in correlate(events, gap=gap)]
-    pairs += [(inc, inc.to_dict()) for inc in reboot_incidents(tl, [d for _, d in pairs], grace)]
+    pairs = [(inc, inc.to_dict(lang)) for inc in correlate(events, gap=gap)]
+    pairs += [(inc, inc.to_dict(lang)) for inc in reboot_incidents(tl, [d for _, d in pairs], grace)]
     by_id = {d["id"]: d for _, d in pairs}
     for inc, d in pairs:
-        add_downtime(tl, d)
+        add_downtime(tl, d, lang)
         if isinstance(inc, RebootIncident):
             for vm, other in inc.failed.items():
                 if other in by_id:
-                    by_id[other]["explanation"] += (f" {vm} was being started again after host {inc.host or ''} "
-                                                    f"rebooted (incident {d['id']}).")
+                    by_id[other]["explanation"] += t("reboot.related", lang, vm=vm, host=inc.host or "",
+                                                     id=d["id"])
                     by_id[other].setdefault("related_incidents", []).append(d["id"])
                     d.setdefault("related_incidents", []).append(other)
     pairs.sort(key=lambda p: (-SEVERITY_RANK[p[1]["severity"]], p[1]["first_seen"], p[1]["id"]))

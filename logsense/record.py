@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from logsense.catalogue import CatalogueError, pattern_files
+from logsense.i18n import t as tr
+from logsense.i18n import word
 from logsense.model import CATEGORIES
 from logsense.report_model import untimed
 from logsense.text import safe
@@ -113,14 +115,16 @@ def _when(iso: str | None) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def _duration(start: str, end: str) -> str:
-    return _seconds((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+def _duration(start: str, end: str, lang: str = "en") -> str:
+    return _seconds((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), lang)
 
 
-def _seconds(seconds: float) -> str:
+def _seconds(seconds: float, lang: str = "en") -> str:
     hours, rest = divmod(max(0, int(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+    if hours:
+        return tr("dur.record_h", lang, h=hours, m=f"{minutes:02d}", s=f"{secs:02d}")
+    return tr("dur.record_m", lang, m=minutes, s=f"{secs:02d}")
 
 
 def _where(ev: dict[str, Any]) -> str:
@@ -135,7 +139,7 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
     out = [f"# {md(t['document'].format(title=inc['title']))}\n\n",
            f"| {t['incident']} | {code(inc['id'])} |\n|---|---|\n",
            f"| {t['host']} | {md(inc.get('host') or '-')} |\n",
-           f"| {t['severity']} | {md(inc['severity'])} |\n",
+           f"| {t['severity']} | {md(word('severity', inc['severity'], lang))} |\n",
            f"| {t['category']} | {code(inc['category'])} |\n"]
 
     out.append(f"\n## {t['time_of_failure']}\n\n")
@@ -172,13 +176,13 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
     out.append(f"\n## {t['recovery']}\n\n")
     if inc.get("recovered_at"):
         out.append(t["recovered"].format(at=_when(inc["recovered_at"]),
-                                         duration=_duration(inc["first_seen"], inc["recovered_at"])) + "\n")
+                                         duration=_duration(inc["first_seen"], inc["recovered_at"], lang)) + "\n")
     else:
         out.append(t["not_recovered"] + "\n")
     for d in inc.get("downtime") or []:  # each VM's downtime, from its lifecycle (logsense/lifecycle.py)
         key = "vm_down" if d["back_at"] else "vm_still_down"
         out.append("\n" + t[key].format(vm=md(d["vm"]), down=_when(d["down_at"]), back=_when(d["back_at"]),
-                                        duration=_seconds(d["seconds"])) + "\n")
+                                        duration=_seconds(d["seconds"], lang)) + "\n")
 
     out.append(f"\n## {t['root_cause']}\n\n{md(inc['explanation'])}\n\n")
     if inc.get("root_cause"):

@@ -8,6 +8,7 @@ import html
 from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
+from logsense.i18n import t, tn, word
 from logsense.model import CATEGORIES, Event
 from logsense.report_model import (
     Group,
@@ -19,7 +20,7 @@ from logsense.report_model import (
     untimed,
     where,
 )
-from logsense.text import one_line, plural
+from logsense.text import one_line
 
 CATEGORY_COLOURS = {
     "memory": "#d62728", "cpu": "#9467bd", "permission": "#ff7f0e", "disk_image": "#8c564b",
@@ -42,38 +43,47 @@ def _e(s: Any) -> str:
     return html.escape(one_line(str(s)))
 
 
-def _events_table(evs: list[dict], css: str = "") -> str:
+def _events_table(evs: list[dict], css: str = "", lang: str = "en") -> str:
     rows = "".join(
         f"<tr><td>{_e(format_ts(ev['ts']))}</td><td>{_e(ev['vm'] or '')}</td><td>{_e(ev['pattern'] or '')}</td>"
         f"<td><code>{_e(ev['message'][:300])}</code></td><td>{_e(where(ev))}</td>"
         f"<td>{int(ev.get('count', 1))}</td></tr>" for ev in evs)
-    return (f"<table{f' class={css!r}' if css else ''}><tr><th>time</th><th>VM</th><th>pattern</th>"
-            f"<th>message</th><th>where</th><th>×</th></tr>{rows}</table>")
+    heads = "".join(f"<th>{_e(h)}</th>" for h in t("html.columns", lang).split("|"))
+    return f"<table{f' class={css!r}' if css else ''}><tr>{heads}</tr>{rows}</table>"
 
 
-def incident_html(inc: dict, others: list[dict] | None = None) -> str:
+def incident_html(inc: dict, others: list[dict] | None = None, lang: str = "en") -> str:
     """One incident (with the others of its group, if any) as an HTML fragment; the report and
     notebooks' _repr_html_ share it."""
     evidence, context = split_evidence(inc)
     fix = "".join(f"<li>{_e(s)}</li>" for s in inc["remediation"])
     diag = "".join(f"<li><code>{_e(s)}</code></li>" for s in inc["diagnostics"])
-    rec = f"<p><b>Recovered:</b> {_e(format_ts(inc['recovered_at']))}</p>" if inc["recovered_at"] else ""
-    ctx = (f"<details><summary>Context: {plural(len(context), 'line')} around it, not evidence</summary>"
-           f"{_events_table(context, 'context')}</details>") if context else ""
+    rec = (f"<p><b>{t('label.recovered', lang)}:</b> {_e(format_ts(inc['recovered_at']))}</p>"
+           if inc["recovered_at"] else "")
+    ctx = (f"<details><summary>{_e(t('html.context', lang, lines=tn('label.context_lines', len(context), lang)))}"
+           f"</summary>{_events_table(context, 'context', lang)}</details>") if context else ""
     same = ""
     if others:
-        same = (f"<h3>Same on ({plural(len(others), 'more incident')})</h3><ul>"
-                + "".join(f"<li id='inc-{_e(o['id'])}'>{_e(', '.join(o['affected_vms']) or o['vm'] or '-')} on "
-                          f"{_e(o['host'] or '-')}, {_e(format_span(o['first_seen'], o['last_seen']))}</li>"
-                          for o in others) + "</ul>")
-    title = inc["title"] if not others else f"{inc['title']} (and {plural(len(others), 'more incident')})"
+        more = tn("more_incidents", len(others), lang)
+        same = (f"<h3>{_e(t('html.same_on_head', lang, more=more))}</h3><ul>"
+                + "".join(f"<li id='inc-{_e(o['id'])}'>"
+                          + _e(t("md.same_on", lang, who=", ".join(o["affected_vms"]) or o["vm"] or "-",
+                                 host=o["host"] or "-", span=format_span(o["first_seen"], o["last_seen"])))
+                          + "</li>" for o in others) + "</ul>")
+    title = inc["title"] if not others else t("html.and_more", lang, title=inc["title"],
+                                              more=tn("more_incidents", len(others), lang))
     return (f"<section class='incident {_e(inc['severity'])}' id='inc-{_e(inc['id'])}'>"
-            f"<h2><span class='sev'>{_e(inc['severity'])}</span> {_e(title)}</h2>"
-            f"<p><b>When:</b> {_e(format_span(inc['first_seen'], inc['last_seen']))} · <b>Scope:</b> {_e(inc['scope'])}"
-            f" · <b>Host:</b> {_e(inc['host'] or '-')} · <b>VMs:</b> {_e(', '.join(inc['affected_vms']) or '-')}"
-            f" · <b>Root cause:</b> <code>{_e(inc['root_cause'] or 'unrecognised')}</code> ({_e(inc['category'])})</p>"
-            f"<p>{_e(inc['explanation'])}</p>{rec}<h3>Evidence</h3>{_events_table(evidence)}{ctx}"
-            f"<h3>Fix</h3><ol>{fix}</ol><h3>Confirm</h3><ul>{diag}</ul>{same}</section>")
+            f"<h2><span class='sev'>{_e(word('severity', inc['severity'], lang))}</span> {_e(title)}</h2>"
+            f"<p><b>{t('label.when', lang)}:</b> {_e(format_span(inc['first_seen'], inc['last_seen']))} · "
+            f"<b>{t('label.scope', lang)}:</b> {_e(word('scope', inc['scope'], lang))}"
+            f" · <b>{t('label.host', lang).capitalize()}:</b> {_e(inc['host'] or '-')} · "
+            f"<b>{t('label.vms', lang)}:</b> {_e(', '.join(inc['affected_vms']) or '-')}"
+            f" · <b>{t('label.root_cause', lang).capitalize()}:</b> "
+            f"<code>{_e(inc['root_cause'] or t('label.unrecognised', lang))}</code> ({_e(inc['category'])})</p>"
+            f"<p>{_e(inc['explanation'])}</p>{rec}<h3>{t('label.evidence', lang)}</h3>"
+            f"{_events_table(evidence, '', lang)}{ctx}"
+            f"<h3>{t('label.fix', lang)}</h3><ol>{fix}</ol><h3>{t('label.confirm', lang)}</h3><ul>{diag}</ul>"
+            f"{same}</section>")
 
 
 def _event_key(file: Any, line: Any, cursor: Any) -> tuple:
@@ -130,58 +140,66 @@ def timeline_svg(events: list[Event], incidents: list[dict]) -> str:
     return "".join(parts)
 
 
-def legend_html() -> str:
+def legend_html(lang: str = "en") -> str:
     dots = "".join(f"<span><i class='dot' style='background:{CATEGORY_COLOURS[c]}'></i>{_e(c)}</span>"
                    for c in CATEGORIES)
+    unknown, band = t("html.legend", lang).split("|")
+    sev = {s: _e(word("severity", s, lang)) for s in ("critical", "major", "minor")}
     return (f"<div class='legend'>{dots}<span><i class='dot' style='background:{CATEGORY_COLOURS[None]}'></i>"
-            f"unrecognised error</span><span><i class='band'></i>an incident (click a mark to open it)</span>"
-            "<span><b class='sev critical'>critical</b> <b class='sev major'>major</b> <b class='sev'>minor</b>"
-            "</span></div>")
+            f"{_e(unknown)}</span><span><i class='band'></i>{_e(band)}</span>"
+            f"<span><b class='sev critical'>{sev['critical']}</b> <b class='sev major'>{sev['major']}</b> "
+            f"<b class='sev'>{sev['minor']}</b></span></div>")
 
 
 def summary_html(incidents: list[dict], stats: dict, warnings: list[str] | None, groups: list[Group],
-                 tz: tzinfo | None) -> str:
-    s = summarise(incidents, stats, warnings)
+                 tz: tzinfo | None, lang: str = "en") -> str:
+    s = summarise(incidents, stats, warnings, lang)
+    sep = t("list.sep", lang)
     facts = []
     if s.hosts:
-        facts.append(f"<li><b>Hosts:</b> {_e(', '.join(s.hosts))}</li>")
+        facts.append(f"<li><b>{t('label.hosts', lang)}:</b> {_e(', '.join(s.hosts))}</li>")
     if s.vms:
-        facts.append(f"<li><b>VMs hit ({len(s.vms)}):</b> {_e(', '.join(s.vms))}</li>")
+        facts.append(f"<li><b>{t('label.vms_hit_n', lang, n=len(s.vms))}:</b> {_e(', '.join(s.vms))}</li>")
     if s.first_seen and s.last_seen:
-        facts.append(f"<li><b>Time span:</b> {_e(format_span(s.first_seen, s.last_seen, tz))}</li>")
+        facts.append(f"<li><b>{t('label.time_span', lang)}:</b> {_e(format_span(s.first_seen, s.last_seen, tz))}</li>")
     if s.read:
-        facts.append(f"<li><b>Read:</b> {_e(', '.join(s.read))}</li>")
+        facts.append(f"<li><b>{t('label.read', lang)}:</b> {_e(sep.join(s.read))}</li>")
     if s.not_read:
-        facts.append(f"<li><b>Not read:</b> {_e(', '.join(s.not_read))}</li>")
-    facts += [f"<li><b>Also:</b> {_e(x)}</li>" for x in s.other_stats]
+        facts.append(f"<li><b>{t('label.not_read', lang)}:</b> {_e(sep.join(s.not_read))}</li>")
+    facts += [f"<li><b>{t('label.also', lang)}:</b> {_e(x)}</li>" for x in s.other_stats]
     if s.warnings:
-        facts.append(f"<li><b>{_e(plural(len(s.warnings), 'warning'))}:</b><ul>"
+        facts.append(f"<li><b>{_e(tn('warnings', len(s.warnings), lang).rstrip(':：'))}:</b><ul>"
                      + "".join(f"<li>{_e(w)}</li>" for w in s.warnings[:50]) + "</ul></li>")
     table = ""
     if groups:
         rows = "".join(
-            f"<tr class='{_e(g.first['severity'])}'><td><span class='sev'>{_e(g.first['severity'])}</span></td>"
-            f"<td>{_e(format_ts(g.first['first_seen'], tz))}</td><td>{_e(g.first['scope'])}</td>"
+            f"<tr class='{_e(g.first['severity'])}'><td><span class='sev'>"
+            f"{_e(word('severity', g.first['severity'], lang))}</span></td>"
+            f"<td>{_e(format_ts(g.first['first_seen'], tz))}</td><td>{_e(word('scope', g.first['scope'], lang))}</td>"
             f"<td>{_e(', '.join(sorted({v for i in g.incidents for v in i['affected_vms']})))}</td>"
             f"<td>{len(g.incidents)}</td><td><a href='#inc-{_e(g.first['id'])}'>{_e(g.title)}</a></td></tr>"
             for g in groups)
-        table = (f"<table class='summary'><tr><th>severity</th><th>first seen</th><th>scope</th><th>VMs</th>"
-                 f"<th>incidents</th><th>title</th></tr>{rows}</table>")
+        heads = "".join(f"<th>{_e(h)}</th>" for h in t("html.summary_columns", lang).split("|"))
+        table = f"<table class='summary'><tr>{heads}</tr>{rows}</table>"
     return f"<p><b>{_e(s.headline())}</b></p><ul>{''.join(facts)}</ul>{table}"
 
 
 def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-               events: list[Event], warnings: list[str] | None = None, tz: tzinfo | None = None) -> None:
-    groups = group_incidents(incidents)
+               events: list[Event], warnings: list[str] | None = None, tz: tzinfo | None = None,
+               lang: str = "en") -> None:
+    groups = group_incidents(incidents, lang)
     unrec = "".join(f"<tr><td>{u['count']}</td><td><code>{_e(u['shape'])}</code></td></tr>" for u in unrecognised)
-    out.write("<!DOCTYPE html><html><head><meta charset='utf-8'><title>logsense report</title>"
-              f"<style>{STYLE}</style></head><body><h1>logsense report: {_e(plural(len(incidents), 'incident'))}</h1>")
-    out.write(summary_html(incidents, stats, warnings, groups, tz))
-    out.write("<h2>Timeline</h2>" + legend_html() + timeline_svg(events, incidents))
+    heading = t("md.title", lang, incidents=tn("summary.incidents", len(incidents), lang))
+    html_lang = "" if lang == "en" else f" lang='{_e(lang)}'"
+    out.write(f"<!DOCTYPE html><html{html_lang}><head><meta charset='utf-8'><title>{_e(t('html.title', lang))}"
+              f"</title><style>{STYLE}</style></head><body><h1>{_e(heading)}</h1>")
+    out.write(summary_html(incidents, stats, warnings, groups, tz, lang))
+    out.write(f"<h2>{t('html.timeline', lang)}</h2>" + legend_html(lang) + timeline_svg(events, incidents))
     from logsense.vms_report import lifecycle_section  # the VMs' running bars, as `logsense vms` draws them
-    out.write(lifecycle_section(events, incidents))
+    out.write(lifecycle_section(events, incidents, lang))
     for g in groups:
-        out.write(incident_html(g.first, g.others))
+        out.write(incident_html(g.first, g.others, lang))
     if unrec:
-        out.write(f"<h2>Unrecognised errors</h2><table><tr><th>count</th><th>shape</th></tr>{unrec}</table>")
+        heads = "".join(f"<th>{_e(h)}</th>" for h in t("html.unrecognised_columns", lang).split("|"))
+        out.write(f"<h2>{t('report.unrecognised', lang)}</h2><table><tr>{heads}</tr>{unrec}</table>")
     out.write("</body></html>\n")

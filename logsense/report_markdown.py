@@ -12,8 +12,9 @@ import re
 from datetime import tzinfo
 from typing import Any, TextIO
 
+from logsense.i18n import t, tn, word
 from logsense.report_model import Group, format_span, format_ts, group_incidents, split_evidence, summarise, where
-from logsense.text import one_line, plural
+from logsense.text import one_line
 
 MD_SPECIAL_RE = re.compile(r"([\\`*_\[\]<>#|~&!])")
 BACKTICKS_RE = re.compile(r"`+")
@@ -50,75 +51,84 @@ def _event_line(ev: dict[str, Any], tz: tzinfo | None) -> str:
     return f"{format_ts(ev['ts'], tz)} {message}  ({where(ev)}){count}"
 
 
-def summary_md(incidents: list[dict], stats: dict, warnings: list[str] | None, tz: tzinfo | None) -> str:
-    s = summarise(incidents, stats, warnings)
-    parts = [f"# logsense report: {plural(s.incidents, 'incident')}\n\n"]
+def summary_md(incidents: list[dict], stats: dict, warnings: list[str] | None, tz: tzinfo | None,
+               lang: str = "en") -> str:
+    s = summarise(incidents, stats, warnings, lang)
+    sep = t("list.sep", lang)
+    parts = [f"# {t('md.title', lang, incidents=tn('summary.incidents', s.incidents, lang))}\n\n"]
     facts = [f"**{s.headline()}**"]
     if s.hosts:
-        facts.append(f"hosts: {md(', '.join(s.hosts))}")
+        facts.append(f"{t('label.hosts_lc', lang)}: {md(', '.join(s.hosts))}")
     if s.vms:
-        facts.append(f"VMs hit ({len(s.vms)}): {md(', '.join(s.vms))}")
+        facts.append(f"{t('label.vms_hit_n', lang, n=len(s.vms))}: {md(', '.join(s.vms))}")
     if s.first_seen and s.last_seen:
-        facts.append(f"time span: {format_span(s.first_seen, s.last_seen, tz)}")
+        facts.append(f"{t('label.time_span_lc', lang)}: {format_span(s.first_seen, s.last_seen, tz)}")
     parts.append(" · ".join(facts) + "\n\n")
     if s.read:
-        parts.append(f"- **Read:** {md(', '.join(s.read))}\n")
+        parts.append(f"- **{t('label.read', lang)}:** {md(sep.join(s.read))}\n")
     if s.not_read:
-        parts.append(f"- **Not read:** {md(', '.join(s.not_read))}\n")
-    parts += [f"- **Also:** {md(x)}\n" for x in s.other_stats]
+        parts.append(f"- **{t('label.not_read', lang)}:** {md(sep.join(s.not_read))}\n")
+    parts += [f"- **{t('label.also', lang)}:** {md(x)}\n" for x in s.other_stats]
     if s.warnings:
-        parts.append(f"- **Warnings ({len(s.warnings)}):**\n" + "".join(f"  - {md(w)}\n" for w in s.warnings[:20]))
+        parts.append(f"- **{t('label.warnings_n', lang, n=len(s.warnings))}:**\n"
+                     + "".join(f"  - {md(w)}\n" for w in s.warnings[:20]))
         if len(s.warnings) > 20:
-            parts.append(f"  - … {len(s.warnings) - 20} more\n")
+            parts.append(f"  - {t('label.more', lang, n=len(s.warnings) - 20)}\n")
     return "".join(parts)
 
 
-def groups_table(groups: list[Group], tz: tzinfo | None) -> str:
-    rows = ["| severity | first seen | scope | VMs | incidents | title |", "|---|---|---|---|---|---|"]
+def groups_table(groups: list[Group], tz: tzinfo | None, lang: str = "en") -> str:
+    rows = [t("md.groups_table", lang), "|---|---|---|---|---|---|"]
     for g in groups:
         inc = g.first
         vms = sorted({vm for i in g.incidents for vm in i["affected_vms"]})
-        rows.append(f"| {inc['severity']} | {format_ts(inc['first_seen'], tz)} | {inc['scope']} | "
-                    f"{md(', '.join(vms))} | {len(g.incidents)} | {md(g.title)} |")
+        rows.append(f"| {word('severity', inc['severity'], lang)} | {format_ts(inc['first_seen'], tz)} | "
+                    f"{word('scope', inc['scope'], lang)} | {md(', '.join(vms))} | {len(g.incidents)} | "
+                    f"{md(g.title)} |")
     return "\n".join(rows) + "\n"
 
 
-def group_md(g: Group, tz: tzinfo | None) -> str:
+def group_md(g: Group, tz: tzinfo | None, lang: str = "en") -> str:
     inc = g.first
     vms = sorted({vm for i in g.incidents for vm in i["affected_vms"]})
+    scope = t("scope.line", lang, scope=word("scope", inc["scope"], lang), host=md(inc["host"] or "-")) \
+        + t("scope.vms", lang, vms=md(", ".join(vms) or "-"))
     out = [f"\n## {md(g.title)}\n\n",
-           f"- **Severity:** {inc['severity']}\n",
-           f"- **When:** {format_span(inc['first_seen'], inc['last_seen'], tz)}\n",
-           f"- **Scope:** {inc['scope']} on host {md(inc['host'] or '-')}; VMs: {md(', '.join(vms) or '-')}\n",
-           f"- **Root cause:** {md_code(inc['root_cause'] or 'unrecognised')} ({inc['category']})\n"]
+           f"- **{t('label.severity', lang)}:** {word('severity', inc['severity'], lang)}\n",
+           f"- **{t('label.when', lang)}:** {format_span(inc['first_seen'], inc['last_seen'], tz)}\n",
+           f"- **{t('label.scope', lang)}:** {scope}\n",
+           f"- **{t('label.root_cause', lang).capitalize()}:** "
+           f"{md_code(inc['root_cause'] or t('label.unrecognised', lang))} ({inc['category']})\n"]
     if inc["recovered_at"]:
-        out.append(f"- **Recovered:** {format_ts(inc['recovered_at'], tz)}\n")
-    out.append(f"\n**Why:** {md(inc['explanation'])}\n\n")
+        out.append(f"- **{t('label.recovered', lang)}:** {format_ts(inc['recovered_at'], tz)}\n")
+    out.append(f"\n**{t('label.why', lang)}:** {md(inc['explanation'])}\n\n")
     evidence, context = split_evidence(inc)
-    out.append("**Evidence**\n\n" + fenced([_event_line(e, tz) for e in evidence[:MAX_EVIDENCE]]))
+    out.append(f"**{t('label.evidence', lang)}**\n\n" + fenced([_event_line(e, tz) for e in evidence[:MAX_EVIDENCE]]))
     if context:
-        out.append(f"\n**Context** ({plural(len(context), 'line')} around it, not evidence)\n\n"
+        out.append("\n" + t("md.context", lang, lines=tn("label.context_lines", len(context), lang)) + "\n\n"
                    + fenced([_event_line(e, tz) for e in context[:MAX_EVIDENCE]]))
     if inc["remediation"]:
-        out.append("\n**Fix**\n\n" + "".join(f"{n}. {md(s)}\n" for n, s in enumerate(inc["remediation"], 1)))
+        out.append(f"\n**{t('label.fix', lang)}**\n\n"
+                   + "".join(f"{n}. {md(s)}\n" for n, s in enumerate(inc["remediation"], 1)))
     if inc["diagnostics"]:
-        out.append("\n**Confirm**\n\n" + fenced(inc["diagnostics"], "sh"))
+        out.append(f"\n**{t('label.confirm', lang)}**\n\n" + fenced(inc["diagnostics"], "sh"))
     if g.others:
-        out.append(f"\n**Same on** ({plural(len(g.others), 'more incident')})\n\n")
-        out += [f"- {md(', '.join(o['affected_vms']) or o['vm'] or '-')} on {md(o['host'] or '-')}, "
-                f"{format_span(o['first_seen'], o['last_seen'], tz)}\n" for o in g.others]
+        out.append("\n" + t("md.same_on_head", lang, more=tn("more_incidents", len(g.others), lang)) + "\n\n")
+        out += ["- " + t("md.same_on", lang, who=md(", ".join(o["affected_vms"]) or o["vm"] or "-"),
+                         host=md(o["host"] or "-"), span=format_span(o["first_seen"], o["last_seen"], tz)) + "\n"
+                for o in g.others]
     return "".join(out)
 
 
 def write_markdown(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-                   warnings: list[str] | None = None, tz: tzinfo | None = None) -> None:
-    groups = group_incidents(incidents)
-    out.write(summary_md(incidents, stats, warnings, tz))
+                   warnings: list[str] | None = None, tz: tzinfo | None = None, lang: str = "en") -> None:
+    groups = group_incidents(incidents, lang)
+    out.write(summary_md(incidents, stats, warnings, tz, lang))
     if groups:
-        out.write("\n" + groups_table(groups, tz))
+        out.write("\n" + groups_table(groups, tz, lang))
     for g in groups:
-        out.write(group_md(g, tz))
+        out.write(group_md(g, tz, lang))
     if unrecognised:
-        out.write("\n## Unrecognised errors\n\n| count | message shape |\n|---|---|\n")
+        out.write(f"\n## {t('report.unrecognised', lang)}\n\n{t('md.unrecognised_table', lang)}\n|---|---|\n")
         for u in unrecognised:
             out.write(f"| {u['count']} | {md(u['shape'][:150])} |\n")

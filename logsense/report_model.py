@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from logsense.i18n import t, tn, word
 from logsense.model import EPOCH, SEVERITIES
-from logsense.text import plural
 
 EVIDENCE_ROLES = ("cause", "symptom")
-TIMES_RE = re.compile(r" — \d+ times$")
+TIMES_RE = re.compile(r" — \d+ times$| —— 共 \d+ 次$")  # logsense/i18n.py's title.times, every language
 # stats keys worded in the "Read" and "Not read" lines; any other key is shown as it is
 READ_STATS = {"files_read": ("file", None), "lines_read": ("line", None)}
 NOT_READ_STATS = {"files_skipped": ("file skipped", "files skipped"),
@@ -56,14 +56,18 @@ class Summary:
     not_read: list[str]
     other_stats: list[str]
     warnings: list[str] = field(default_factory=list)
+    lang: str = "en"
 
     def headline(self) -> str:
         """'5 incidents: 3 critical, 2 major' (or 'No incidents')."""
+        lang = self.lang
         if not self.incidents:
-            return "No incidents"
-        counts = ", ".join(f"{n} {sev}" for sev, n in self.by_severity.items() if n)
-        grouped = f" in {plural(self.groups, 'group')}" if self.groups != self.incidents else ""
-        return f"{plural(self.incidents, 'incident')}{grouped}: {counts}"
+            return t("summary.none", lang)
+        counts = t("list.sep", lang).join(t("summary.count", lang, n=n, severity=word("severity", sev, lang))
+                                          for sev, n in self.by_severity.items() if n)
+        grouped = tn("summary.grouped", self.groups, lang) if self.groups != self.incidents else ""
+        return t("summary.headline", lang, incidents=tn("summary.incidents", self.incidents, lang), grouped=grouped,
+                 counts=counts)
 
 
 def title_shape(inc: dict[str, Any]) -> str:
@@ -77,7 +81,7 @@ def title_shape(inc: dict[str, Any]) -> str:
     return title
 
 
-def group_incidents(incidents: list[dict[str, Any]]) -> list[Group]:
+def group_incidents(incidents: list[dict[str, Any]], lang: str = "en") -> list[Group]:
     """Identical incidents (same root cause, category, severity, scope and title shape) as one
     group each, in the order of their first member; each group titled for all its members."""
     groups: dict[tuple, Group] = {}
@@ -85,20 +89,20 @@ def group_incidents(incidents: list[dict[str, Any]]) -> list[Group]:
         key = (inc["root_cause"], inc["category"], inc["severity"], inc["scope"], title_shape(inc))
         groups.setdefault(key, Group([])).incidents.append(inc)
     for g in groups.values():
-        g.title = g.first["title"] if len(g.incidents) == 1 else group_title(g.incidents)
+        g.title = g.first["title"] if len(g.incidents) == 1 else group_title(g.incidents, lang)
     return list(groups.values())
 
 
-def _names(values: list[str], what: str) -> str:
-    return ", ".join(values) if len(values) <= 3 else f"{len(values)} {what}"
+def _names(values: list[str], what: str, lang: str = "en") -> str:
+    return ", ".join(values) if len(values) <= 3 else t(what, lang, n=len(values))
 
 
-def group_title(incidents: list[dict[str, Any]]) -> str:
+def group_title(incidents: list[dict[str, Any]], lang: str = "en") -> str:
     shape = title_shape(incidents[0])
     vms = sorted({vm for i in incidents for vm in (i["affected_vms"] or ([i["vm"]] if i["vm"] else []))})
     hosts = sorted({i["host"] or "-" for i in incidents})
-    title = shape.replace("{vm}", _names(vms, "VMs")).replace("{host}", _names(hosts, "hosts"))
-    return f"{title} — {plural(len(incidents), 'incident')}"
+    title = shape.replace("{vm}", _names(vms, "group.vms", lang)).replace("{host}", _names(hosts, "group.hosts", lang))
+    return t("group.title", lang, title=title, incidents=tn("summary.incidents", len(incidents), lang))
 
 
 def split_evidence(inc: dict[str, Any]) -> tuple[list[dict], list[dict]]:
@@ -154,8 +158,8 @@ def _stat_value(value: Any) -> str:
     return str(value)
 
 
-def summarise(incidents: list[dict[str, Any]], stats: dict[str, Any], warnings: list[str] | None = None
-              ) -> Summary:
+def summarise(incidents: list[dict[str, Any]], stats: dict[str, Any], warnings: list[str] | None = None,
+              lang: str = "en") -> Summary:
     """The summary of a run: incidents by severity, hosts and VMs hit, the time span, what was
     read and what was not (skipped files, lines not understood, the run's warnings, and any
     stat a later stage adds, shown as it is)."""
@@ -163,17 +167,17 @@ def summarise(incidents: list[dict[str, Any]], stats: dict[str, Any], warnings: 
     by_severity = {s: sev[s] for s in SEVERITIES if sev[s]}  # most severe first
     first = min((i["first_seen"] for i in incidents), default=None, key=lambda s: parse_ts(s))
     last = max((i["last_seen"] for i in incidents), default=None, key=lambda s: parse_ts(s))
-    read = [plural(int(stats[k]), one, many) for k, (one, many) in READ_STATS.items() if k in stats]
+    read = [tn(f"stat.{k}", int(stats[k]), lang) for k in READ_STATS if k in stats]
     if "events_matched" in stats:
-        read.append(f"{plural(int(stats['events_matched']), 'event')} matched")
+        read.append(tn("stat.events_matched", int(stats["events_matched"]), lang))
     if stats.get("unrecognised_errors"):
-        read.append(f"{plural(int(stats['unrecognised_errors']), 'error line')} no pattern knows")
-    not_read = [plural(int(stats[k]), one, many) for k, (one, many) in NOT_READ_STATS.items() if stats.get(k)]
+        read.append(tn("stat.unrecognised_errors", int(stats["unrecognised_errors"]), lang))
+    not_read = [tn(f"stat.{k}", int(stats[k]), lang) for k in NOT_READ_STATS if stats.get(k)]
     other = [f"{k.replace('_', ' ')}: {_stat_value(v)}" for k, v in stats.items()
              if k not in WORDED_STATS and v not in (None, "", [], {})]
     return Summary(
-        incidents=len(incidents), groups=len(group_incidents(incidents)), by_severity=by_severity,
+        incidents=len(incidents), groups=len(group_incidents(incidents, lang)), by_severity=by_severity,
         hosts=sorted({i["host"] for i in incidents if i.get("host")}),
         vms=sorted({vm for i in incidents for vm in i.get("affected_vms", [])}),
         first_seen=first, last_seen=last, read=read, not_read=not_read, other_stats=other,
-        warnings=list(warnings or []))
+        warnings=list(warnings or []), lang=lang)

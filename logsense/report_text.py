@@ -10,12 +10,16 @@ it still pastes and runs.
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, TextIO
 
+from rich.cells import cell_len
+
 from logsense.catalogue import quote_spans
+from logsense.i18n import t, tn, word
 from logsense.report_model import (
     Group,
     Summary,
@@ -27,7 +31,7 @@ from logsense.report_model import (
     summarise,
     where,
 )
-from logsense.text import one_line, plural
+from logsense.text import one_line
 
 SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
 LABEL = 10  # width of the label column ("When", "Why", ...)
@@ -67,10 +71,56 @@ def command_words(command: str) -> list[str]:
     return words
 
 
+WIDE_RE = re.compile(r"[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6]")
+TOKEN_RE = re.compile(WIDE_RE.pattern + r"|\s+|[^\s" + WIDE_RE.pattern[1:-1] + r"]+")
+
+
+CLOSERS = "。，、；：？！）」』】》〉”’…"  # never first on a line
+OPENERS = "（「『【《〈“‘"  # never last on a line
+
+
+def label_lead(row: Row) -> str:
+    """The indent and the label padded to LABEL terminal cells (a CJK character takes two)."""
+    if not row.label:
+        return " " * row.indent
+    return " " * row.indent + row.label + " " * max(LABEL - cell_len(row.label), 1 if WIDE_RE.search(row.label) else 0)
+
+
+def wrap_cells(text: str, width: int, lead: str, hang: str) -> list[str]:
+    """Greedy wrapping by terminal cells for text with CJK characters: a line may break at a
+    space or between two CJK characters (no space is added there), a word longer than a line
+    is cut."""
+    units: list[tuple[str, bool]] = []  # (text, space before): CJK punctuation kept on its neighbour
+    space = False
+    for tok in TOKEN_RE.findall(text):
+        if tok.isspace():
+            space = True
+            continue
+        if units and not space and (tok[0] in CLOSERS or units[-1][0][-1] in OPENERS):
+            units[-1] = (units[-1][0] + tok, units[-1][1])
+        else:
+            units.append((tok, space))
+        space = False
+    lines, cur = [], lead
+    for tok, space in units:
+        piece = (" " if space and cur.strip() else "") + tok
+        if cell_len(cur) + cell_len(piece) > width and cur.strip():
+            lines.append(cur)
+            cur, piece = hang, tok
+        while cell_len(cur) + cell_len(piece) > width and cell_len(hang) + 1 < width:  # an over-long word
+            room = width - cell_len(cur)
+            cut = max(1, next((i for i in range(len(piece), 0, -1) if cell_len(piece[:i]) <= room), 1))
+            lines.append(cur + piece[:cut])
+            cur, piece = hang, piece[cut:]
+        cur += piece
+    lines.append(cur)
+    return [line.rstrip() for line in lines]
+
+
 def wrap_row(row: Row, width: int) -> list[tuple[str, str]]:
     """(text, style) lines of one row; the label is part of the first line."""
-    lead = " " * row.indent + (f"{row.label:<{LABEL}}" if row.label else "")
-    hang = " " * (row.hang if row.hang is not None else len(lead))
+    lead = label_lead(row)
+    hang = " " * (row.hang if row.hang is not None else cell_len(lead))
     if row.command and len(lead) + len(row.text) > width:
         lines, cur = [], lead
         for word in command_words(row.text):
@@ -83,31 +133,34 @@ def wrap_row(row: Row, width: int) -> list[tuple[str, str]]:
         return [(line, row.style) for line in lines]
     if row.command or not row.text:  # a command that fits stays exactly as written
         return [((lead + row.text).rstrip(), row.style)]
+    if cell_len(lead + row.text) != len(lead + row.text):  # wide characters: textwrap counts characters
+        return [(line, row.style) for line in wrap_cells(row.text, width, lead, hang)]
     wrapped = textwrap.wrap(row.text, width=width, initial_indent=lead, subsequent_indent=hang,
                             break_on_hyphens=False, drop_whitespace=True) or [lead]
     return [(line, row.style) for line in wrapped]
 
 
-def summary_rows(s: Summary, tz: tzinfo | None, root: str = "") -> list[Row]:
-    rows = [Row(f"logsense report: {s.headline()}", style="bold")]
+def summary_rows(s: Summary, tz: tzinfo | None, root: str = "", lang: str = "en") -> list[Row]:
+    sep = t("list.sep", lang)
+    rows = [Row(t("text.title", lang, headline=s.headline()), style="bold")]
     if s.hosts:
-        rows.append(Row(", ".join(one_line(h) for h in s.hosts), label="Hosts"))
+        rows.append(Row(", ".join(one_line(h) for h in s.hosts), label=t("label.hosts", lang)))
     if s.vms:
-        rows.append(Row(f"{len(s.vms)}: " + ", ".join(one_line(v) for v in s.vms), label="VMs hit"))
+        rows.append(Row(f"{len(s.vms)}: " + ", ".join(one_line(v) for v in s.vms), label=t("label.vms_hit", lang)))
     if s.first_seen and s.last_seen:
-        rows.append(Row(format_span(s.first_seen, s.last_seen, tz), label="Time span"))
+        rows.append(Row(format_span(s.first_seen, s.last_seen, tz), label=t("label.time_span", lang)))
     if s.read:
-        rows.append(Row(", ".join(s.read), label="Read"))
+        rows.append(Row(sep.join(s.read), label=t("label.read", lang)))
     if s.not_read:
-        rows.append(Row(", ".join(s.not_read), label="Not read"))
-    rows += [Row(one_line(x), label="Also") for x in s.other_stats]
+        rows.append(Row(sep.join(s.not_read), label=t("label.not_read", lang)))
+    rows += [Row(one_line(x), label=t("label.also", lang)) for x in s.other_stats]
     if root:
-        rows.append(Row(clip(root), label="Logs in"))
+        rows.append(Row(clip(root), label=t("label.logs_in", lang)))
     if s.warnings:
-        rows.append(Row(plural(len(s.warnings), "warning") + ":", label="Warnings", style="yellow"))
+        rows.append(Row(tn("warnings", len(s.warnings), lang), label=t("label.warnings", lang), style="yellow"))
         rows += [Row("- " + clip(w), indent=LABEL, hang=LABEL + 2) for w in s.warnings[:MAX_WARNINGS]]
         if len(s.warnings) > MAX_WARNINGS:
-            rows.append(Row(f"… {len(s.warnings) - MAX_WARNINGS} more", indent=LABEL))
+            rows.append(Row(t("label.more", lang, n=len(s.warnings) - MAX_WARNINGS), indent=LABEL))
     return rows
 
 
@@ -123,7 +176,8 @@ def log_root(incidents: list[dict]) -> str:
     return root.rstrip("/") + "/" if root not in ("", "/") else ""
 
 
-def event_rows(evs: list[dict[str, Any]], day: str, tz: tzinfo | None, limit: int, root: str = "") -> list[Row]:
+def event_rows(evs: list[dict[str, Any]], day: str, tz: tzinfo | None, limit: int, root: str = "",
+               lang: str = "en") -> list[Row]:
     rows = []
     for ev in evs[:limit]:
         same_day = parse_ts(ev["ts"], tz).date().isoformat() == day
@@ -134,55 +188,57 @@ def event_rows(evs: list[dict[str, Any]], day: str, tz: tzinfo | None, limit: in
         rows.append(Row(clip(place[len(root):] if root and place.startswith(root) else place),
                         indent=4 + len(ts) + 1, style="dim"))
     if len(evs) > limit:
-        rows.append(Row(f"… {len(evs) - limit} more", indent=4))
+        rows.append(Row(t("label.more", lang, n=len(evs) - limit), indent=4))
     return rows
 
 
-def group_rows(g: Group, tz: tzinfo | None, root: str = "") -> list[Row]:
+def group_rows(g: Group, tz: tzinfo | None, root: str = "", lang: str = "en") -> list[Row]:
     inc = g.first
     day = parse_ts(inc["first_seen"], tz).date().isoformat()
     vms = sorted({vm for i in g.incidents for vm in i["affected_vms"]})
-    where_line = f"{inc['scope']} on host {one_line(inc['host'] or '-')}"
+    where_line = t("scope.line", lang, scope=word("scope", inc["scope"], lang), host=one_line(inc["host"] or "-"))
     if vms:
-        where_line += "; VMs: " + ", ".join(one_line(v) for v in vms)
+        where_line += t("scope.vms", lang, vms=", ".join(one_line(v) for v in vms))
+    severity = inc["severity"].upper() if lang == "en" else word("severity", inc["severity"], lang)
+    root_cause = one_line(inc["root_cause"] or t("label.unrecognised", lang))
     rows = [
-        Row(f"{inc['severity'].upper()} {one_line(g.title)}", style=SEVERITY_STYLE.get(inc["severity"], "bold")),
-        Row(format_span(inc["first_seen"], inc["last_seen"], tz), indent=2, label="When"),
-        Row(where_line, indent=2, label="Scope"),
-        Row(f"{inc['category']}; root cause {one_line(inc['root_cause'] or 'unrecognised')}", indent=2,
-            label="Category"),
-        Row(one_line(inc["explanation"]), indent=2, label="Why"),
+        Row(f"{severity} {one_line(g.title)}", style=SEVERITY_STYLE.get(inc["severity"], "bold")),
+        Row(format_span(inc["first_seen"], inc["last_seen"], tz), indent=2, label=t("label.when", lang)),
+        Row(where_line, indent=2, label=t("label.scope", lang)),
+        Row(t("category.line", lang, category=inc["category"], root=root_cause), indent=2,
+            label=t("label.category", lang)),
+        Row(one_line(inc["explanation"]), indent=2, label=t("label.why", lang)),
     ]
     if inc["recovered_at"]:
-        rows.append(Row(format_ts(inc["recovered_at"], tz), indent=2, label="Recovered"))
+        rows.append(Row(format_ts(inc["recovered_at"], tz), indent=2, label=t("label.recovered", lang)))
     evidence, context = split_evidence(inc)
-    rows.append(Row("Evidence", indent=2, style="bold"))
-    rows += event_rows(evidence, day, tz, MAX_EVIDENCE, root)
+    rows.append(Row(t("label.evidence", lang), indent=2, style="bold"))
+    rows += event_rows(evidence, day, tz, MAX_EVIDENCE, root, lang)
     if context:
-        rows.append(Row(f"Context ({plural(len(context), 'line')} around it, not evidence)", indent=2, style="bold"))
-        rows += event_rows(context, day, tz, MAX_CONTEXT, root)
+        rows.append(Row(tn("context", len(context), lang), indent=2, style="bold"))
+        rows += event_rows(context, day, tz, MAX_CONTEXT, root, lang)
     if inc["remediation"]:
-        rows.append(Row("Fix", indent=2, style="bold"))
+        rows.append(Row(t("label.fix", lang), indent=2, style="bold"))
         rows += [Row(f"{n}. {one_line(s)}", indent=4, hang=4 + len(str(n)) + 2)
                  for n, s in enumerate(inc["remediation"], 1)]
     if inc["diagnostics"]:
-        rows.append(Row("Confirm", indent=2, style="bold"))
+        rows.append(Row(t("label.confirm", lang), indent=2, style="bold"))
         rows += [Row("$ " + one_line(s), indent=4, hang=8, command=True) for s in inc["diagnostics"]]
     if g.others:
-        rows.append(Row(f"Same on ({plural(len(g.others), 'more incident')})", indent=2, style="bold"))
+        rows.append(Row(tn("same_on", len(g.others), lang), indent=2, style="bold"))
         for o in g.others[:MAX_OTHERS]:
             who = ", ".join(one_line(v) for v in o["affected_vms"]) or one_line(o["vm"] or "-")
-            host = f"  host {one_line(o['host'])}" if o["host"] else ""
+            host = f"  {t('label.host', lang)} {one_line(o['host'])}" if o["host"] else ""
             rows.append(Row(f"{who}  {format_span(o['first_seen'], o['last_seen'], tz)}{host}", indent=4, hang=6))
         if len(g.others) > MAX_OTHERS:
-            rows.append(Row(f"… {len(g.others) - MAX_OTHERS} more", indent=4))
+            rows.append(Row(t("label.more", lang, n=len(g.others) - MAX_OTHERS), indent=4))
     return rows
 
 
-def unrecognised_rows(unrecognised: list[dict]) -> list[Row]:
+def unrecognised_rows(unrecognised: list[dict], lang: str = "en") -> list[Row]:
     if not unrecognised:
         return []
-    rows = [Row("Unrecognised errors (no pattern knows them yet)", style="bold")]
+    rows = [Row(f"{t('report.unrecognised', lang)} {t('report.unrecognised_hint', lang)}", style="bold")]
     return rows + [Row(f"{u['count']:>5} × {clip(u['shape'], 150)}", indent=2, hang=10) for u in unrecognised]
 
 
@@ -203,17 +259,17 @@ def plain_width() -> int:
 
 def write_text(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
                color: bool | None = None, warnings: list[str] | None = None, width: int | None = None,
-               tz: tzinfo | None = None) -> None:
+               tz: tzinfo | None = None, lang: str = "en") -> None:
     """The report for a person. Rich panels and colour only when drawing to a terminal (or
-    `color=True`); plain text otherwise."""
+    `color=True`); plain text otherwise. Headings and labels in `lang`."""
     tty = color if color is not None else out.isatty()
     width = max(MIN_WIDTH, min(width or (terminal_width(out) if tty else plain_width()), MAX_WIDTH))
-    groups = group_incidents(incidents)
+    groups = group_incidents(incidents, lang)
     root = log_root(incidents)
-    blocks = [(None, summary_rows(summarise(incidents, stats, warnings), tz, root))]
-    blocks += [(SEVERITY_STYLE.get(g.first["severity"], "white"), group_rows(g, tz, root)) for g in groups]
+    blocks = [(None, summary_rows(summarise(incidents, stats, warnings, lang), tz, root, lang))]
+    blocks += [(SEVERITY_STYLE.get(g.first["severity"], "white"), group_rows(g, tz, root, lang)) for g in groups]
     if unrecognised:
-        blocks.append((None, unrecognised_rows(unrecognised)))
+        blocks.append((None, unrecognised_rows(unrecognised, lang)))
     if tty:
         _draw_rich(out, blocks, width)
     else:
@@ -236,7 +292,7 @@ def _draw_rich(out: TextIO, blocks: list[tuple[str | None, list[Row]]], width: i
             if k:
                 text.append("\n")
             if row.label and n == 0:
-                lead = " " * row.indent + f"{row.label:<{LABEL}}"
+                lead = label_lead(row)
                 text.append(lead, style="bold")
                 text.append(line[len(lead):], style=row.style)
             else:

@@ -32,6 +32,8 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from logsense import __version__
+from logsense.i18n import t as tr
+from logsense.i18n import word
 from logsense.model import CATEGORIES, SEVERITY_RANK
 
 # MESSAGE_ID of logsense's journal entries (journalctl MESSAGE_ID=...), fixed forever
@@ -63,6 +65,7 @@ class Sink:
     """What every sink has: a name (its queue's key in the state), a filter, send, close."""
 
     name = "sink"
+    lang = "en"  # words of the sinks people read (email); the daemon sets its --lang
     min_severity: str | None = None
     categories: frozenset[str] | None = None
     warn: Warn = staticmethod(_quiet)
@@ -92,18 +95,24 @@ class StdoutSink(Sink):
         self.text = text  # one line a change, for a person watching a terminal
 
     def send(self, obj: dict[str, Any]) -> None:
-        sys.stdout.write((text_line(obj) if self.text else json.dumps(obj)) + "\n")
+        sys.stdout.write((text_line(obj, self.lang) if self.text else json.dumps(obj)) + "\n")
         sys.stdout.flush()
 
 
-def text_line(obj: dict[str, Any]) -> str:
+def text_line(obj: dict[str, Any], lang: str = "en") -> str:
     """An incident change (or an event) as one line: when, status, severity, where, what."""
+    from rich.cells import cell_len
+
     from logsense.text import safe
+
+    def cells(text: str, width: int = 8) -> str:  # padded by terminal cells: a CJK character takes two
+        return text + " " * max(width - cell_len(text), 0)
 
     if "title" in obj:
         when = obj.get("last_seen") or obj.get("first_seen") or ""
         where = obj.get("vm") or ", ".join(obj.get("affected_vms") or []) or obj.get("host") or "-"
-        return (f"{when[:19]} {obj.get('status', 'open'):8} {obj.get('severity', '-'):8} {safe(where)}: "
+        status, severity = word("status", obj.get("status", "open"), lang), word("severity", obj.get("severity"), lang)
+        return (f"{when[:19]} {cells(status)} {cells(severity)} {safe(where)}: "
                 f"{safe(obj['title'])}  [{obj.get('id')} v{obj.get('version')}]")
     return (f"{str(obj.get('ts', ''))[:19]} {'event':8} {obj.get('severity') or '-':8} {safe(obj.get('vm') or '-')}: "
             f"{obj.get('pattern') or '-'}  {safe(str(obj.get('message', ''))[:200])}")
@@ -353,18 +362,20 @@ def _one_line(text: str, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else " " for c in text)[:limit]
 
 
-def email_body(obj: dict[str, Any]) -> str:
-    """Plain text of an incident (or event) for a mail body."""
+def email_body(obj: dict[str, Any], lang: str = "en") -> str:
+    """Plain text of an incident (or event) for a mail body, its labels in `lang`."""
     if "title" not in obj:
         return json.dumps(obj, indent=2)
-    lines = [obj["title"], "", f"status: {obj.get('status')} (version {obj.get('version')})",
-             f"severity: {obj.get('severity')}   category: {obj.get('category')}",
-             f"host: {obj.get('host')}   VMs: {', '.join(obj.get('affected_vms') or []) or '-'}",
-             f"first seen: {obj.get('first_seen')}   last seen: {obj.get('last_seen')}", "",
-             obj.get("explanation") or "", "", "Remediation:"]
+    lines = [obj["title"], "", tr("email.status", lang, status=word("status", obj.get("status"), lang),
+                                 version=obj.get("version")),
+             tr("email.severity", lang, severity=word("severity", obj.get("severity"), lang),
+               category=obj.get("category")),
+             tr("email.host", lang, host=obj.get("host"), vms=", ".join(obj.get("affected_vms") or []) or "-"),
+             tr("email.seen", lang, first=obj.get("first_seen"), last=obj.get("last_seen")), "",
+             obj.get("explanation") or "", "", tr("email.remediation", lang)]
     lines += [f"  - {s}" for s in obj.get("remediation") or []]
-    lines += ["", "Diagnostics:"] + [f"  $ {s}" for s in obj.get("diagnostics") or []]
-    lines += ["", "Evidence:"] + [f"  {e.get('ts')} {e.get('file') or e.get('cursor') or 'journal'}:"
+    lines += ["", tr("email.diagnostics", lang)] + [f"  $ {s}" for s in obj.get("diagnostics") or []]
+    lines += ["", tr("email.evidence", lang)] + [f"  {e.get('ts')} {e.get('file') or e.get('cursor') or 'journal'}:"
                                   f"{e.get('line') or ''} {e.get('message')}" for e in obj.get("evidence") or []]
     return "\n".join(lines) + "\n"
 
@@ -389,10 +400,12 @@ class EmailSink(Sink):
     def message(self, obj: dict[str, Any]) -> EmailMessage:
         msg = EmailMessage()
         title = obj.get("title") or f"{obj.get('pattern') or 'event'}: {obj.get('message', '')}"
-        msg["Subject"] = _one_line(f"[logsense] {obj.get('status') or 'event'} {obj.get('severity') or ''}: {title}")
+        status = word("status", obj.get("status"), self.lang) if obj.get("status") else "event"
+        severity = word("severity", obj.get("severity"), self.lang) if obj.get("severity") else ""
+        msg["Subject"] = _one_line(f"[logsense] {status} {severity}: {title}")
         msg["From"], msg["To"] = self.sender, self.to
         msg["Date"], msg["Message-ID"] = formatdate(localtime=False), make_msgid(domain="logsense")
-        msg.set_content(email_body(obj))
+        msg.set_content(email_body(obj, self.lang))
         return msg
 
     def send(self, obj: dict[str, Any]) -> None:

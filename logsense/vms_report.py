@@ -11,6 +11,7 @@ import json
 from datetime import datetime
 from typing import Any, TextIO
 
+from logsense.i18n import t, word
 from logsense.lifecycle import Timeline, duration, mark_rows, run_rows, summary, timeline
 from logsense.model import Event
 from logsense.text import safe
@@ -22,27 +23,32 @@ def _short(ts: str | None) -> str:
     return ts[:19].replace("T", " ") if ts else "-"
 
 
-def _row_cells(r: dict[str, Any]) -> list[str]:
-    start = f"{_short(r['last_start'])} ({r['last_start_reason']})" if r["last_start"] else "-"
-    stop = f"{_short(r['last_stop'])} ({r['last_stop_reason']})" if r["last_stop"] else "-"
-    return [r["vm"], r["host"] or "-", r["state"], start, stop, str(r["crashes"]), str(r["failed_starts"]),
-            duration(r["downtime_seconds"])]
+def _row_cells(r: dict[str, Any], lang: str = "en") -> list[str]:
+    start = f"{_short(r['last_start'])} ({word('reason', r['last_start_reason'], lang)})" if r["last_start"] else "-"
+    stop = f"{_short(r['last_stop'])} ({word('reason', r['last_stop_reason'], lang)})" if r["last_stop"] else "-"
+    return [r["vm"], r["host"] or "-", word("state", r["state"], lang), start, stop, str(r["crashes"]),
+            str(r["failed_starts"]), duration(r["downtime_seconds"], lang)]
 
 
-HEADS = ["VM", "HOST", "STATE", "LAST START", "LAST STOP", "CRASHES", "FAILED STARTS", "DOWN"]
+def heads(lang: str = "en") -> list[str]:
+    return t("vms.heads", lang).split("|")
 
 
-def write_text(out: TextIO, tl: Timeline) -> None:
-    rows = [[safe(c) for c in _row_cells(r)] for r in summary(tl)]
+def write_text(out: TextIO, tl: Timeline, lang: str = "en") -> None:
+    from rich.cells import cell_len  # terminal cells: a CJK character takes two
+
+    rows = [[safe(c) for c in _row_cells(r, lang)] for r in summary(tl)]
     if not rows:
-        out.write("No VM starts or stops in these logs.\n")
+        out.write(t("vms.none", lang) + "\n")
         return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADS)]
-    for cells in [HEADS, *rows]:
-        out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
+    names = heads(lang)
+    widths = [max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(names)]
+    for cells in [names, *rows]:
+        out.write("  ".join(c + " " * (w - cell_len(c)) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
     for m in mark_rows(tl):
-        out.write(f"host {safe(m['host'] or '-')} {m['kind']} at {_short(m['ts'])}: {safe(m['message'][:100])}\n")
-    out.write(f"{len(rows)} VMs; window {_short(_iso(tl.first))} → {_short(_iso(tl.last))}\n")
+        out.write(t("vms.mark", lang, host=safe(m["host"] or "-"), kind=word("mark", m["kind"], lang),
+                    at=_short(m["ts"]), message=safe(m["message"][:100])) + "\n")
+    out.write(t("vms.footer", lang, n=len(rows), first=_short(_iso(tl.first)), last=_short(_iso(tl.last))) + "\n")
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -63,16 +69,19 @@ def _md(s: Any) -> str:
     return safe(str(s)).replace("|", "\\|").replace("`", "'")
 
 
-def write_markdown(out: TextIO, tl: Timeline) -> None:
+def write_markdown(out: TextIO, tl: Timeline, lang: str = "en") -> None:
     rows = summary(tl)
-    out.write(f"# VMs: {len(rows)}\n\n| {' | '.join(h.lower() for h in HEADS)} |\n|{'---|' * len(HEADS)}\n")
+    names = heads(lang)
+    out.write(f"# {t('vms.md_heading', lang, n=len(rows))}\n\n| {' | '.join(h.lower() for h in names)} |\n"
+              f"|{'---|' * len(names)}\n")
     for r in rows:
-        out.write("| " + " | ".join(_md(c) for c in _row_cells(r)) + " |\n")
+        out.write("| " + " | ".join(_md(c) for c in _row_cells(r, lang)) + " |\n")
     marks = mark_rows(tl)
     if marks:
-        out.write("\n## Host boots and shutdowns\n\n")
+        out.write(f"\n## {t('vms.md_marks', lang)}\n\n")
         for m in marks:
-            out.write(f"- {_md(m['host'] or '-')} **{m['kind']}** at {_short(m['ts'])}: `{_md(m['message'][:100])}`\n")
+            out.write("- " + t("vms.md_mark", lang, host=_md(m["host"] or "-"), kind=word("mark", m["kind"], lang),
+                               at=_short(m["ts"]), message=f"`{_md(m['message'][:100])}`") + "\n")
 
 
 def _e(s: Any) -> str:
@@ -132,19 +141,22 @@ def lifecycle_svg(tl: Timeline, incidents: list[dict] | None = None, width: int 
     return "".join(parts)
 
 
-def lifecycle_section(events: list[Event], incidents: list[dict]) -> str:
+def lifecycle_section(events: list[Event], incidents: list[dict], lang: str = "en") -> str:
     """The HTML report's "VM lifecycle" section (empty when the logs show no start or stop)."""
     tl = timeline(events)
     if not tl.runs:
         return ""
-    return "<h2>VM lifecycle</h2>" + lifecycle_svg(tl, incidents)
+    return f"<h2>{t('html.lifecycle', lang)}</h2>" + lifecycle_svg(tl, incidents)
 
 
-def write_html(out: TextIO, tl: Timeline, incidents: list[dict] | None = None) -> None:
+def write_html(out: TextIO, tl: Timeline, incidents: list[dict] | None = None, lang: str = "en") -> None:
     from logsense.report import STYLE
 
-    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in _row_cells(r)) + "</tr>" for r in summary(tl))
-    heads = "".join(f"<th>{_e(h.lower())}</th>" for h in HEADS)
-    out.write("<!DOCTYPE html><html><head><meta charset='utf-8'><title>logsense: VMs</title>"
-              f"<style>{STYLE}</style></head><body><h1>VMs</h1>{lifecycle_svg(tl, incidents)}"
-              f"<table><tr>{heads}</tr>{rows}</table></body></html>\n")
+    rows = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in _row_cells(r, lang)) + "</tr>"
+                   for r in summary(tl))
+    head_cells = "".join(f"<th>{_e(h.lower())}</th>" for h in heads(lang))
+    title = t("vms.html_title", lang)
+    html_lang = "" if lang == "en" else f" lang='{_e(lang)}'"
+    out.write(f"<!DOCTYPE html><html{html_lang}><head><meta charset='utf-8'><title>logsense: {title}</title>"
+              f"<style>{STYLE}</style></head><body><h1>{title}</h1>{lifecycle_svg(tl, incidents)}"
+              f"<table><tr>{head_cells}</tr>{rows}</table></body></html>\n")
