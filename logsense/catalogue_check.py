@@ -137,8 +137,9 @@ def check_knowledge(k: Knowledge) -> list[str]:
     problems = []
     for o in k.outcomes:
         for n, line in enumerate(o.examples, 1):
-            if (got := k.outcome([line])) != o.result:
-                problems.append(f"outcome {o.result!r}: example {n} gives {got!r}: {line[:120]}")
+            if (got := k.outcome([line])) is not o:
+                told = got.result if got else None
+                problems.append(f"outcome {o.result!r}: example {n} gives {told!r}: {line[:120]}")
     for c in k.chains:
         if c.sentence(list(c.example), c.category) is None:
             problems.append(f"chain {c.name!r}: does not hold on its own example lines")

@@ -152,7 +152,7 @@ def test_outcomes_and_chains_are_data_checked_with_the_catalogue(tmp_path: Path)
     from logsense.catalogue_check import check_catalogue
 
     k = load_catalogue().knowledge
-    assert k.outcome(["shutting down, reason=crashed"]) == "crashed"
+    assert k.outcome(["shutting down, reason=crashed"]).text("zh") == "崩溃"
     oom = next(c for c in k.chains if c.name == "oom-killed-qemu")
     assert oom.sentence(list(oom.example), "memory") == (
         "Known chain: the kernel's OOM killer killed the QEMU process to free host memory, "
