@@ -22,7 +22,8 @@ READ_STATS = {"files_read": ("file", None), "lines_read": ("line", None)}
 NOT_READ_STATS = {"files_skipped": ("file skipped", "files skipped"),
                   "unparsed_lines": ("line not understood", "lines not understood"),
                   "long_lines": ("over-long line cut", "over-long lines cut")}
-WORDED_STATS = {*READ_STATS, *NOT_READ_STATS, "events_matched", "unrecognised_errors", "seconds", "incidents"}
+WORDED_STATS = {*READ_STATS, *NOT_READ_STATS, "events_matched", "unrecognised_errors", "seconds", "incidents",
+                "sources_read", "sources_missing", "display_tz"}  # the last three: JSON's, or said elsewhere
 
 
 @dataclass
@@ -173,6 +174,7 @@ def summarise(incidents: list[dict[str, Any]], stats: dict[str, Any], warnings: 
     if stats.get("unrecognised_errors"):
         read.append(tn("stat.unrecognised_errors", int(stats["unrecognised_errors"]), lang))
     not_read = [tn(f"stat.{k}", int(stats[k]), lang) for k in NOT_READ_STATS if stats.get(k)]
+    not_read += [str(m) for m in stats.get("sources_missing") or []]  # one line each: what and why
     other = [f"{k.replace('_', ' ')}: {_stat_value(v)}" for k, v in stats.items()
              if k not in WORDED_STATS and v not in (None, "", [], {})]
     return Summary(

@@ -96,7 +96,7 @@ def test_summary_says_what_was_not_read(tmp_path):
     write_text(out, [], {"files_read": 0, "lines_read": 0, "sources_missing": ["journal: no permission",
                                                                                "/var/log/libvirt: none"]}, [])
     assert "Read      0 files, 0 lines" in out.getvalue()
-    assert "sources missing: journal: no permission, /var/log/libvirt: none" in out.getvalue()
+    assert "Not read  journal: no permission, /var/log/libvirt: none" in out.getvalue()
 
 
 def test_plurals_are_right_for_one():
