@@ -104,7 +104,7 @@ def test_the_errno_decides_between_memory_and_permission():
 
 
 def test_one_host_by_its_fqdn_and_its_short_name_is_one_host():
-    from logsense.pipeline import one_host
+    from logsense.ingest.formats import one_host
 
     assert one_host("kvm01.example.com", "kvm01") == "kvm01"
     assert one_host("kvm01", "KVM01.example.com") == "KVM01.example.com"
