@@ -14,6 +14,7 @@ from typing import Any
 
 from logsense.i18n import t, tn, word
 from logsense.model import EPOCH, SEVERITIES
+from logsense.text import one_line
 
 EVIDENCE_ROLES = ("cause", "symptom")
 TIMES_RE = re.compile(r" — \d+ times$| —— 共 \d+ 次$")  # logsense/i18n.py's title.times, every language
@@ -174,7 +175,7 @@ def summarise(incidents: list[dict[str, Any]], stats: dict[str, Any], warnings: 
     if stats.get("unrecognised_errors"):
         read.append(tn("stat.unrecognised_errors", int(stats["unrecognised_errors"]), lang))
     not_read = [tn(f"stat.{k}", int(stats[k]), lang) for k in NOT_READ_STATS if stats.get(k)]
-    not_read += [str(m) for m in stats.get("sources_missing") or []]  # one line each: what and why
+    not_read += [one_line(str(m)) for m in stats.get("sources_missing") or []]  # names from logs: escaped
     other = [f"{k.replace('_', ' ')}: {_stat_value(v)}" for k, v in stats.items()
              if k not in WORDED_STATS and v not in (None, "", [], {})]
     return Summary(
