@@ -114,7 +114,8 @@ def _kind(ev: Event) -> str | None:
 
 def boot_id(ev: Event) -> str | None:
     """The journal's boot id of an event's line (journal records carry it), else None."""
-    return ev.fields.get("boot_id") or (ev.record.extra or {}).get("_BOOT_ID")
+    boot = ev.fields.get("boot_id") or (ev.record.extra or {}).get("_BOOT_ID")
+    return boot.replace("-", "").lower() if boot else None
 
 
 class Tracker:
