@@ -627,10 +627,10 @@ class Daemon:
         return outputs
 
     def _lifecycle(self, now: datetime, ev: Event | None, changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Beside the correlator, the VMs' lives (logsense/reboot_watch.py): the reboot incidents
-        whose grace period ended by `now`, then the correlator's `changed`; `ev` joins the lives."""
-        out = self.reboots.advance(now, check_lang(self.cfg.lang)) + changed
+        """Beside the correlator, the VMs' lives (logsense/reboot_watch.py): the correlator's
+        `changed`, then the reboot incidents that opened or changed by `now`; `ev` joins the lives."""
         self.reboots.note(changed)
+        out = changed + self.reboots.advance(now, check_lang(self.cfg.lang))
         if ev is not None:
             self.reboots.feed(ev)
         return out

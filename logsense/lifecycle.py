@@ -328,6 +328,7 @@ class RebootIncident(Incident):
     missing: list[str]
     came_back: list[str]
     failed: dict[str, str | None]  # VM -> id of its failed-start incident
+    failed_runs: dict[str, Run]  # VM -> its start that failed
     grace: float
 
     @property
@@ -390,7 +391,7 @@ def decide(reboot: Reboot, tl: Timeline, others: list[dict[str, Any]], grace: fl
     everything; the daemon: what it saw by the end of the grace period); None when every VM
     that ran before came back (here, or on another host: evacuated)."""
     mark, window = reboot.mark, timedelta(seconds=grace)
-    missing, came_back, failed = [], [], {}
+    missing, came_back, failed, failed_runs = [], [], {}, {}
     for r in reboot.before:
         after = _started(tl.runs_of(r.vm, r.host), mark.ts, window) or _started(tl.runs_of(r.vm), mark.ts, window)
         if any(a.ran for a in after):
@@ -398,7 +399,7 @@ def decide(reboot: Reboot, tl: Timeline, others: list[dict[str, Any]], grace: fl
             continue
         missing.append(r.vm)
         if after:
-            failed[r.vm] = _failed_incident(others, mark.host, r.vm, after[0])
+            failed[r.vm], failed_runs[r.vm] = failed_incident(others, mark.host, r.vm, after[0]), after[0]
     if not missing:
         return None
     shutdown = reboot.shutdown
@@ -406,7 +407,7 @@ def decide(reboot: Reboot, tl: Timeline, others: list[dict[str, Any]], grace: fl
     inc = RebootIncident(id=stable_id(mark.host or "", "host", "reboot", mark.ts.isoformat()),
                          host=mark.host, scope="host", vm=None)
     inc.reboot, inc.boot, inc.crashed, inc.grace = reboot, mark, shutdown is None, grace
-    inc.missing, inc.came_back, inc.failed = missing, came_back, failed
+    inc.missing, inc.came_back, inc.failed, inc.failed_runs = missing, came_back, failed, failed_runs
     for ev in ([shutdown.event] if shutdown else []) + [mark.event]:
         inc.add(ev)
     for r in reboot.before:
@@ -425,7 +426,8 @@ def _started(runs: list[Run], boot: datetime, window: timedelta) -> list[Run]:
     return [a for a in runs if a.start is not None and boot <= a.start <= boot + window]
 
 
-def _failed_incident(others: list[dict[str, Any]], host: str | None, vm: str, run: Run) -> str | None:
+def failed_incident(others: list[dict[str, Any]], host: str | None, vm: str, run: Run) -> str | None:
+    """The id of the incident (among `others`) of the VM's start that failed, if any."""
     start = run.start or run.end
     for d in others:
         if d.get("host") == host and (d.get("vm") == vm or vm in d.get("affected_vms", [])) and start is not None:

@@ -28,12 +28,14 @@ from logsense.lifecycle import (
     Tracker,
     add_downtime,
     decide,
+    failed_incident,
     link_failed_starts,
 )
 from logsense.model import Event
 
 KEEP = SHUTDOWN_SPAN + MIGRATION_SPAN  # beyond the grace period, how long ended runs are remembered
 PRUNE_EVERY = timedelta(minutes=1)  # of event time
+AWAIT = timedelta(days=7)  # an opened incident is awaited this long for its VMs, then forgotten (left open)
 HOLD = timedelta(seconds=10)  # a start holds this long before a VM counts as back (the correlator's too)
 LINK_FIELDS = ("id", "host", "scope", "vm", "affected_vms", "first_seen", "last_seen", "explanation")
 STATE_VERSION = 1
@@ -52,47 +54,61 @@ class RebootWatch:
         self.opened: list[RebootIncident] = []  # emitted, until their VMs are back
         self.watermark: datetime | None = None
         self._pruned: datetime | None = None
+        self._recheck = False  # a VM an opened incident awaits was started: is it back (once it held)?
+        self._relink = False  # an incident came that may be a failed start an opened incident names
 
     @property
     def waiting(self) -> bool:
-        """Whether the daemon's clock must tick for it (a grace period runs, VMs are awaited)."""
-        return bool(self.tracker.reboots or self.opened)
+        """Whether the daemon's clock must tick for it: a grace period runs, or a start of a VM
+        an opened incident awaits has yet to hold (an incident whose VMs nobody starts waits for
+        the next line, not on the clock)."""
+        return bool(self.tracker.reboots) or self._recheck or self._relink
 
     def set_grace(self, grace: float) -> None:
         self.grace = grace
         self.tracker.grace = timedelta(seconds=grace)
 
     def note(self, incidents: list[dict[str, Any]]) -> None:
+        """Incidents the correlator emitted: a failed start a reboot incident links to."""
         for d in incidents:
             if "id" in d and "first_seen" in d:
                 self.seen[d["id"]] = {k: d.get(k) for k in LINK_FIELDS}
+                self._relink = self._relink or any(v is None for i in self.opened for v in i.failed.values())
 
     def feed(self, ev: Event) -> None:
         self.tracker.feed(ev)
+        if ev.vm is not None and any(ev.vm in inc.missing for inc in self.opened):
+            self._recheck = True
 
     def advance(self, now: datetime, lang: str = "en") -> list[dict[str, Any]]:
-        """The reboot incidents whose grace period ended by `now` (opened), and those whose VMs
-        are all running again (resolved), as incident dicts in `lang`."""
+        """The reboot incidents whose VMs are all running again (resolved), and those whose grace
+        period ended by `now` (opened), as incident dicts in `lang`."""
         if self.watermark is not None and now <= self.watermark:
             return []
         self.watermark = now
         out: list[dict[str, Any]] = []
+        if self._recheck:
+            self._recheck = False
+            for inc in list(self.opened):
+                back, holding = self._all_back(inc, now)
+                self._recheck = self._recheck or holding
+                if back is not None:
+                    inc.recovered_at, inc.closed, inc.status = back, True, "resolved"
+                    inc.version += 1
+                    self.opened.remove(inc)
+                    out.append(self._dict(inc, lang))
+        if self._relink:
+            self._relink = False
+            out += [self._updated(inc, lang) for inc in self.opened if self._link(inc)]
         grace = timedelta(seconds=self.grace)
         due = [r for r in self.tracker.reboots if r.mark.ts + grace <= now]
         if due:
             self.tracker.reboots = [r for r in self.tracker.reboots if r.mark.ts + grace > now]
-            self.opened = [i for i in self.opened if i.host not in {r.mark.host for r in due}]  # superseded
             for r in due:
                 if (inc := decide(r, self.tracker.timeline(), list(self.seen.values()), self.grace)) is not None:
                     inc.recovered_at, inc.closed, inc.status, inc.version = None, False, "open", 1
                     self.opened.append(inc)
                     out.append(self._dict(inc, lang))
-        for inc in list(self.opened):
-            if (back := self._all_back(inc, now)) is not None:
-                inc.recovered_at, inc.closed, inc.status = back, True, "resolved"
-                inc.version += 1
-                self.opened.remove(inc)
-                out.append(self._dict(inc, lang))
         self._prune(now)
         return out
 
@@ -103,21 +119,38 @@ class RebootWatch:
         link_failed_starts(inc, d, {i: dict(v) for i, v in self.seen.items()}, lang)
         return d
 
-    def _all_back(self, inc: RebootIncident, now: datetime) -> datetime | None:
-        """When the last of its VMs was running again (a start that has held), or None."""
-        backs = []
+    def _link(self, inc: RebootIncident) -> bool:
+        """Whether a failed start's incident, emitted after the reboot incident opened, is now
+        named in it."""
+        found = False
+        for vm, other in inc.failed.items():
+            if other is None and (other := failed_incident(list(self.seen.values()), inc.host, vm,
+                                                           inc.failed_runs[vm])) is not None:
+                inc.failed[vm], found = other, True
+        return found
+
+    def _updated(self, inc: RebootIncident, lang: str) -> dict[str, Any]:
+        inc.version, inc.status = inc.version + 1, "updated"
+        return self._dict(inc, lang)
+
+    def _all_back(self, inc: RebootIncident, now: datetime) -> tuple[datetime | None, bool]:
+        """When the last of its VMs was running again (starts that have held), or None; and
+        whether a start is still to hold."""
+        backs, holding = [], False
         for vm in inc.missing:
             starts = [r.start for runs in self.tracker.open.values() if (r := runs.get(vm)) is not None
-                      and r.start is not None and inc.boot.ts <= r.start <= now - HOLD]
-            if not starts:
-                return None
-            backs.append(min(starts))
-        return max(backs, default=None)
+                      and r.start is not None and inc.boot.ts <= r.start]
+            holding = holding or any(s > now - HOLD for s in starts)
+            backs.append(min((s for s in starts if s <= now - HOLD), default=None))
+        if backs and all(b is not None for b in backs):
+            return max(b for b in backs if b is not None), holding
+        return None, holding
 
     def _prune(self, now: datetime) -> None:
         if self._pruned is not None and now - self._pruned < PRUNE_EVERY:
             return
         self._pruned = now
+        self.opened = [i for i in self.opened if now - i.boot.ts <= AWAIT]
         horizon = now - timedelta(seconds=self.grace) - KEEP
         keep = {id(r) for reboot in self._reboots() for r in reboot.before}
         self.tracker.prune(horizon, keep)
@@ -213,6 +246,7 @@ class RebootWatch:
             if (r := reboot(x)) is not None and (inc := decide(r, timeline, list(w.seen.values()), grace)):
                 inc.recovered_at, inc.closed, inc.status, inc.version = None, False, "open", int(x["version"])
                 w.opened.append(inc)
+        w._recheck = w._relink = bool(w.opened)
         return w
 
 

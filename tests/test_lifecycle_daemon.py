@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import FIXTURES, logsense
 from test_daemon_helpers import Watch, append, syslog_line
 
@@ -29,9 +30,24 @@ KERNEL_BOOT = ("[    0.000000] Linux version 6.1.0-18-amd64 (debian-kernel@lists
                "(2024-02-01)")  # fixtures/lifecycle/reboot-50's syslog, from a Debian 12 host
 
 
+STARTED: list[Watch] = []
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left():
+    """A test that fails while waiting leaves no daemon behind."""
+    yield
+    while STARTED:
+        w = STARTED.pop()
+        if w.proc.poll() is None:
+            w.kill()
+
+
 def watch(root: Path, *extra: str) -> Watch:
-    return Watch(str(root / "log"), "--no-journal", "--state-dir", str(root / "state"), "--host", "kvm01",
-                 "--tz", "UTC", *extra).ready()
+    w = Watch(str(root / "log"), "--no-journal", "--state-dir", str(root / "state"), "--host", "kvm01",
+              "--tz", "UTC", *extra)
+    STARTED.append(w)
+    return w.ready()
 
 
 def analyze(root: Path, grace: str) -> list[dict]:
@@ -68,11 +84,12 @@ def test_vms_not_back_after_a_host_reboot_open_one_incident_when_the_grace_perio
     lab-restart-auto back, fails for lab-restart-broken, ignores lab-restart-manual), its lines
     stamped now, with the host's reboot lines (`System is rebooting.`, the kernel's first line)
     where libvirtd went down and came up. 3 s of grace: the incident opens on the daemon's clock
-    after the last line, names the two VMs not back, links the failed autostart, and is what
-    `analyze --reboot-grace 3` says of the same files."""
+    after the last line and names the two VMs not back; it names the failed autostart's incident
+    (at once, or in an update when that incident comes after it: its cause line waits to be
+    attached), and is then what `analyze --reboot-grace 3` says of the same files."""
     (tmp_path / "log" / "qemu").mkdir(parents=True)
     (tmp_path / "state").mkdir()
-    w = watch(tmp_path, "--reboot-grace", "3", "--settle", "0.2")
+    w = watch(tmp_path, "--reboot-grace", "3")
     lab_last = datetime(2026, 11, 26, 15, 9, 42, 623000, tzinfo=UTC)  # the failed autostart
     shift = datetime.now(UTC) - lab_last
     files = {"libvirtd.log": LAB / "libvirt" / "libvirtd.log"}
@@ -80,25 +97,38 @@ def test_vms_not_back_after_a_host_reboot_open_one_incident_when_the_grace_perio
     lines = [(ts, name, line) for name, src in files.items() for ts, line in restamped(src, shift, lab_last)]
     host_lines = [(datetime(2026, 11, 26, 15, 9, 39, tzinfo=UTC), "syslog", "System is rebooting.", "systemd-logind"),
                   (datetime(2026, 11, 26, 15, 9, 40, tzinfo=UTC), "syslog", KERNEL_BOOT, "kernel")]
-    lines += [(ts, name, syslog_line(msg, prog=prog, ts=ts + shift)) for ts, name, msg, prog in host_lines]
+    # Debian 12's rsyslog writes RFC 3339 stamps, to the microsecond (a boot 2.6 s before the
+    # failed autostart stays 2.6 s before it)
+    lines += [(ts, name, f"{(ts + shift).isoformat(timespec='microseconds')} kvm01 {prog}: {msg}\n")
+              for ts, name, msg, prog in host_lines]
     for _, name, line in sorted(lines, key=lambda x: x[0]):
         append(tmp_path / "log" / name, line)
     t_written = time.monotonic()
-    reboot = w.wait(is_reboot, timeout=20)
+    opened = w.wait(is_reboot, timeout=20)
     waited = time.monotonic() - t_written
+    assert (opened["status"], opened["version"]) == ("open", 1)
+    reboot = w.wait(lambda o: is_reboot(o) and o.get("related_incidents"), timeout=20)
+    assert reboot["id"] == opened["id"] and reboot["status"] in ("open", "updated")
     assert reboot["affected_vms"] == ["lab-restart-broken", "lab-restart-manual"]
-    assert (reboot["status"], reboot["version"]) == ("open", 1)
     assert reboot["title"].startswith("host kvm01 rebooted at ")
     assert "3 VM(s) were running before; 1 were started again within 0.05 min" in reboot["explanation"]
-    failed = next(o for o in w.out if o.get("vm") == "lab-restart-broken" and o["category"] == "disk_image")
-    assert reboot["related_incidents"] == [failed["id"]]
+    (failed,) = {o["id"]: o for o in w.out if o["id"] in reboot["related_incidents"]}.values()
+    assert "lab-restart-broken" in failed["affected_vms"]
     assert f"lab-restart-broken was started but failed to start (incident {failed['id']})" in reboot["explanation"]
     assert waited >= 0.3  # the last line was 2.6 s after the boot: the grace ended on the daemon's clock
     assert w.stop() == 0
-    assert len([o for o in w.out if is_reboot(o)]) == 1
+    assert [o["version"] for o in w.out if is_reboot(o)] == list(range(1, reboot["version"] + 1))
     batch = [i for i in analyze(tmp_path, "3") if is_reboot(i)]
     assert len(batch) == 1
-    assert {k: reboot.get(k) for k in SAME} == {k: batch[0].get(k) for k in SAME}
+    # the failed start's incident may have another id live: libvirtd.log and the VM's log stamp the
+    # failure the same millisecond, and the daemon reads the two files in either order
+    assert reboot["id"] == batch[0]["id"]
+    assert {k: same_ids(reboot.get(k)) for k in SAME} == {k: same_ids(batch[0].get(k)) for k in SAME}
+
+
+def same_ids(value):
+    """Incident ids named in a value, as one placeholder."""
+    return json.loads(re.sub(r"\b[0-9a-f]{16}\b", "ID", json.dumps(value)))
 
 
 def test_the_50_vm_host_gives_live_what_analyze_gives(tmp_path: Path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import logsense
 from test_daemon_helpers import Watch
-from test_lifecycle_daemon import wait_for_state
+from test_lifecycle_daemon import STARTED, no_daemon_left, wait_for_state  # noqa: F401 - the fixture
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 BOOT_A, BOOT_B = "5b1c7d2a4e6f4a0b9c8d7e6f5a4b3c2d", "9e8d7c6b5a4f4e3d8c2b1a0f9e8d7c6b"
@@ -129,13 +129,17 @@ def test_the_daemon_sees_the_boot_id_change_across_its_own_restart(tmp_path: Pat
     jdir = journal / "var" / "log" / "journal" / MACHINE
     args = [str(tmp_path / "log"), "--state-dir", str(tmp_path / "state"), "--host", "kvm01",
             "--journal-dir", str(jdir), "--reboot-grace", "32", "--settle", "0"]
-    first = Watch(*args, "--from-start").ready()
+    first = Watch(*args, "--from-start")
+    STARTED.append(first)
+    first.ready()
     wait_for_state(tmp_path / "state" / "state.json",
                    lambda s: s["journal"].get("cursor") and len(s["lifecycle"]["open"]) == 3)
     assert first.stop() == 0
     assert not first.out
     write_journal(journal, [e for e in ENTRIES if e[0] == BOOT_B and e[2] != "kernel"], tmp_path)
-    second = Watch(*args).ready()
+    second = Watch(*args)
+    STARTED.append(second)
+    second.ready()
     reboot = second.wait(lambda o: "rebooted" in o.get("title", ""), timeout=20)
     assert second.stop() == 0
     assert reboot["affected_vms"] == ["app01", "db01"] and reboot["root_cause"] == "host.host.journal-boot"
