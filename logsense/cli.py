@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -102,6 +103,15 @@ class NothingRead(Exception):
     """No input could be read at all: exit 3, never a report of "no incidents"."""
 
 
+def require(module: str, what: str, package: str) -> None:
+    """An optional dependency `what` needs, imported before any reading: missing, it is one
+    line (exit 2) at once, not a traceback after the whole archive was read."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{what} needs {module.partition('.')[0]} (pip install {package})") from None
+
+
 def check_read(run: Run) -> None:
     """Before any output: reading nothing is an error that says what was not read."""
     if run.nothing_read:
@@ -194,6 +204,10 @@ def events(paths: PathsArg = None,
            min_severity: MinSeverityOpt = None, lang: LangOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
     lang = pick_lang(lang, config)
+    if fmt == EventsFormat.parquet:
+        if not output:
+            raise InputError("--format parquet needs -o FILE")
+        require("pyarrow", "--format parquet", "pyarrow")
     opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.events(paths or [])
@@ -207,8 +221,6 @@ def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | No
                  lang: str = "en") -> None:
     if fmt == EventsFormat.parquet:
         from logsense.frame import events_frame
-        if not output:
-            raise InputError("--format parquet needs -o FILE")
         events_frame(evs).to_parquet(output)
         return
     out = open_output(output)
@@ -336,6 +348,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
     if jobs is not None and jobs < 1:
         raise InputError("--jobs must be at least 1")
     if fleet:
+        require("dask.distributed", "--fleet", "'dask[distributed]'")
         run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs)
         return
     if scheduler:
