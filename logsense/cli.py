@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import UTC, tzinfo
 from enum import StrEnum
@@ -210,24 +211,25 @@ def events(paths: PathsArg = None,
         require("pyarrow", "--format parquet", "pyarrow")
     opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
     reader = Reader(opts, warn=stderr_warn)
-    evs = reader.events(paths or [])
+    evs = reader.iter_events(paths or [])
     check_read(reader.run)
     shown = make_filters(vm, category, min_severity, host)
-    write_events([e for e in evs if shown.event(e)], reader.run, fmt, output, opts.display_tz, lang)
+    write_events((e for e in evs if shown.event(e)), reader.run, fmt, output, opts.display_tz, lang)
     check_strict(reader.run, strict)
 
 
-def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None,
+def write_events(evs: Iterable[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None,
                  lang: str = "en") -> None:
+    """Each event written as it comes (memory stays flat however many lines were read)."""
     if fmt == EventsFormat.parquet:
-        from logsense.frame import events_frame
-        events_frame(evs).to_parquet(output)
+        from logsense.frame import write_events_parquet_batches
+        write_events_parquet_batches(evs, output)
         return
     out = open_output(output)
     try:
         if fmt == EventsFormat.json:
-            json.dump({"events": [e.to_dict() for e in evs], "stats": run.stats}, out, indent=2)
-            out.write("\n")
+            from logsense.report import write_json_object
+            write_json_object(out, {"events": (e.to_dict() for e in evs), "stats": run.stats})
         elif fmt == EventsFormat.jsonl:
             for e in evs:
                 out.write(json.dumps(e.to_dict()) + "\n")
