@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 import sys
+from collections.abc import Iterable
 from contextlib import contextmanager
 from datetime import UTC, tzinfo
 from enum import StrEnum
@@ -103,6 +105,15 @@ class NothingRead(Exception):
     """No input could be read at all: exit 3, never a report of "no incidents"."""
 
 
+def require(module: str, what: str, package: str) -> None:
+    """An optional dependency `what` needs, imported before any reading: missing, it is one
+    line (exit 2) at once, not a traceback after the whole archive was read."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{what} needs {module.partition('.')[0]} (pip install {package})") from None
+
+
 def check_read(run: Run) -> None:
     """Before any output: reading nothing is an error that says what was not read."""
     if run.nothing_read:
@@ -195,28 +206,31 @@ def events(paths: PathsArg = None,
            min_severity: MinSeverityOpt = None, lang: LangOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
     lang = pick_lang(lang, config)
+    if fmt == EventsFormat.parquet:
+        if not output:
+            raise InputError("--format parquet needs -o FILE")
+        require("pyarrow", "--format parquet", "pyarrow")
     opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
     reader = Reader(opts, warn=stderr_warn)
-    evs = reader.events(paths or [])
+    evs = reader.iter_events(paths or [])
     check_read(reader.run)
     shown = make_filters(vm, category, min_severity, host)
-    write_events([e for e in evs if shown.event(e)], reader.run, fmt, output, opts.display_tz, lang)
+    write_events((e for e in evs if shown.event(e)), reader.run, fmt, output, opts.display_tz, lang)
     check_strict(reader.run, strict)
 
 
-def write_events(evs: list[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None,
+def write_events(evs: Iterable[Event], run: Run, fmt: EventsFormat, output: str | None, zone: tzinfo | None,
                  lang: str = "en") -> None:
+    """Each event written as it comes (memory stays flat however many lines were read)."""
     if fmt == EventsFormat.parquet:
-        from logsense.frame import events_frame
-        if not output:
-            raise InputError("--format parquet needs -o FILE")
-        events_frame(evs).to_parquet(output)
+        from logsense.frame import write_events_parquet_batches
+        write_events_parquet_batches(evs, output)
         return
     out = open_output(output)
     try:
         if fmt == EventsFormat.json:
-            json.dump({"events": [e.to_dict() for e in evs], "stats": run.stats}, out, indent=2)
-            out.write("\n")
+            from logsense.report import write_json_object
+            write_json_object(out, {"events": (e.to_dict() for e in evs), "stats": run.stats})
         elif fmt == EventsFormat.jsonl:
             for e in evs:
                 out.write(json.dumps(e.to_dict()) + "\n")
@@ -346,6 +360,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
     if jobs is not None and jobs < 1:
         raise InputError("--jobs must be at least 1")
     if fleet:
+        require("dask.distributed", "--fleet", "'dask[distributed]'")
         run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs)
         return
     if scheduler:

@@ -55,12 +55,11 @@ from logsense.sinks import QUEUE_MAX, Delivery, SinkError, make_sink, parse_sink
 from logsense.state import (
     STATE_FILE,
     Relinker,
+    StateFile,
     catalogue_digest,
     entities_from_json,
     entities_to_json,
     event_to_json,
-    read_state,
-    write_atomic,
 )
 from logsense.text import one_line
 
@@ -244,6 +243,7 @@ class Daemon:
         self.max_open = MAX_OPEN_FILES
         self.deliveries: list[Delivery] = []
         self.state_path = Path(cfg.state_dir) / STATE_FILE
+        self.state_file = StateFile(self.state_path, warn)
         self.journal_q: queue.Queue[Record] = queue.Queue(maxsize=4 * JOURNAL_BATCH)
         self.journal: JournalFollower | None = None
         self.journal_cursor: str | None = None
@@ -270,7 +270,10 @@ class Daemon:
             raise InputError(f"{self.cfg.state_dir}: cannot create state directory: {exc.strerror or exc}") from exc
         if not os.access(self.cfg.state_dir, os.W_OK):
             raise InputError(f"{self.cfg.state_dir}: state directory is not writable")
-        state = read_state(self.state_path, warn)
+        loaded = self.state_file.load()
+        state = loaded.state
+        if state is None and loaded.ran_before:
+            warn(f"{self.state_path}: state unusable ({loaded.why or 'no state file'}); starting afresh")
         if state is None:
             return None
         same = state.get("catalogue") == catalogue_digest(self.cat)
@@ -667,7 +670,7 @@ class Daemon:
             "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
         }
         try:
-            write_atomic(self.state_path, data)
+            self.state_file.save(data)
         except OSError as exc:
             warn(f"{self.state_path}: cannot save state: {exc.strerror or exc}")
             return

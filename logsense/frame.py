@@ -29,6 +29,7 @@ same frame except that each `fields` value is a list of (key, value) pairs (`dic
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,8 @@ INCIDENT_COLUMNS = ["id", "host", "scope", "vm", "affected_vms", "category", "ro
 SEVERITY_ORDER = list(reversed(SEVERITIES))  # minor < major < critical, so `>= "major"` works
 TS = "datetime64[ns, UTC]"
 TEXT: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object  # pandas 3's string dtype
+SEEN_COLUMNS = ("host", "vm", "pattern")  # categories: the values seen, sorted
+PARQUET_BATCH = 50_000  # events a row group of `events --format parquet` holds
 FIELDS_TYPE = None  # pyarrow.map_(string, string), made when pyarrow is first needed
 
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike] | None
@@ -374,17 +377,54 @@ def _fields_type():
     return FIELDS_TYPE
 
 
+def _events_table(df: pd.DataFrame, index: bool | None = None):
+    """The frame as an Arrow table, `fields` as MAP<string, string> (module docstring)."""
+    import pyarrow as pa
+
+    rest = pd.DataFrame(df).drop(columns="fields")
+    table = pa.Table.from_pandas(rest, preserve_index=index)
+    fields = pa.array([{str(k): None if v is None else str(v) for k, v in f.items()} if isinstance(f, dict) else None
+                       for f in df["fields"]], type=_fields_type())
+    return table.add_column(list(df.columns).index("fields"), pa.field("fields", _fields_type()), fields)
+
+
 def write_events_parquet(df: pd.DataFrame, path: str | os.PathLike, **kwargs: Any) -> None:
     """The frame as Parquet, `fields` as MAP<string, string> (module docstring)."""
+    import pyarrow.parquet as pq
+
+    table = _events_table(df, kwargs.pop("index", None))
+    pq.write_table(table, os.fspath(path) if isinstance(path, os.PathLike) else path, **kwargs)
+
+
+def write_events_parquet_batches(evs: Iterable[Event], path: str | os.PathLike, batch: int = PARQUET_BATCH) -> None:
+    """Events to Parquet, one row group per `batch` events, never more of them in memory
+    (`logsense events --format parquet`). Each row group carries the dictionary of the values
+    it holds, so `read_events_parquet` sorts the categories seen back into their order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rest = pd.DataFrame(df).drop(columns="fields")
-    table = pa.Table.from_pandas(rest, preserve_index=kwargs.pop("index", None))
-    fields = pa.array([{str(k): None if v is None else str(v) for k, v in f.items()} if isinstance(f, dict) else None
-                       for f in df["fields"]], type=_fields_type())
-    table = table.add_column(list(df.columns).index("fields"), pa.field("fields", _fields_type()), fields)
-    pq.write_table(table, os.fspath(path) if isinstance(path, os.PathLike) else path, **kwargs)
+    writer = None
+    try:
+        for rows in batched(evs, batch):
+            table = _events_table(events_frame(rows), index=False)
+            if writer is None:  # dictionary indices as wide as any row group needs
+                schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type.value_type, f.type.ordered))
+                                    if pa.types.is_dictionary(f.type) else f for f in table.schema],
+                                   metadata=table.schema.metadata)
+                writer = pq.ParquetWriter(os.fspath(path), schema)
+            writer.write_table(table.cast(schema))
+        if writer is None:
+            write_events_parquet(events_frame([]), path)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def batched(items: Iterable[Any], n: int) -> Iterator[tuple[Any, ...]]:
+    """Tuples of `n` items (itertools.batched, which Python 3.11 lacks)."""
+    it = iter(items)
+    while rows := tuple(itertools.islice(it, n)):
+        yield rows
 
 
 def read_events_parquet(path: str | os.PathLike) -> EventFrame:
@@ -397,6 +437,9 @@ def read_events_parquet(path: str | os.PathLike) -> EventFrame:
         df = pq.read_table(path).to_pandas(maps_as_pydicts="strict")
     if "fields" in df.columns:
         df["fields"] = [f if isinstance(f, dict) else {} for f in df["fields"]]
+    for col in SEEN_COLUMNS:  # row groups written apart list their values in the order met
+        if col in df.columns and isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = df[col].cat.reorder_categories(sorted(df[col].cat.categories))
     return EventFrame(df)
 
 

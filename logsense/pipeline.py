@@ -23,6 +23,7 @@ from logsense.ingest.log import warn as log_warn
 from logsense.model import SOURCES, Event, Record
 from logsense.parsers import MAX_LINE
 from logsense.sources import LIVE_PATHS, STDIN, TAR_RE, Collection, LogFile, Workspace, discover, live_paths
+from logsense.spill import SortedRuns
 from logsense.text import one_line
 from logsense.timespec import TimeSpecError, local_zone, parse_when
 
@@ -111,11 +112,21 @@ class Reader:
 
     def events(self, paths: list[str]) -> list[Event]:
         """All events, VMs resolved, in time order (stable: ties keep reading order)."""
+        return list(self.iter_events(paths))
+
+    def iter_events(self, paths: list[str]) -> Iterator[Event]:
+        """The events of `events()`, in the same order, never all in memory: everything is read
+        (and `run` complete) before this returns; the events then come from sorted runs on disk
+        (logsense/spill.py), each VM resolved as it leaves."""
         t0 = time.perf_counter()
-        out = [self.core.resolve(ev) for ev in list(self._events(paths))]
-        out.sort(key=lambda e: e.record.ts)
-        self.run.stats["events_matched"] = sum(1 for e in out if e.pattern is not None)
-        self.run.stats["unrecognised_errors"] = sum(1 for e in out if e.shape is not None)
+        runs = SortedRuns()
+        matched = unrecognised = 0
+        for ev in self._events(paths):
+            matched += ev.pattern is not None
+            unrecognised += ev.shape is not None
+            runs.add(ev)
+        self.run.stats["events_matched"] = matched
+        self.run.stats["unrecognised_errors"] = unrecognised
         self.run.stats["duplicates"] = self.core.duplicates.dropped
         self.run.stats["seconds"] = round(time.perf_counter() - t0, 3)
         self.run.stats["sources_read"] = list(self.run.read)
@@ -125,7 +136,7 @@ class Reader:
             worst, n = timeouts.most_common(1)[0]
             self.warn(f"{sum(timeouts.values())} line(s) were left unmatched because a pattern took longer than "
                       f"{REGEX_TIMEOUT * 1000:.0f} ms on them (most: {worst}, {n})")
-        return out
+        return (self.core.resolve(ev) for ev in runs.merged())
 
     def _events(self, paths: list[str]) -> Iterator[Event]:
         live = not paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from logsense.model import Event
@@ -19,7 +20,8 @@ from logsense.report_model import summarise
 from logsense.report_text import SEVERITY_STYLE, write_text
 
 __all__ = ["CATEGORY_COLOURS", "SEVERITY_STYLE", "STYLE", "incident_html", "timeline_svg", "unrecognised_summary",
-           "summary_json", "write_html", "write_json", "write_jsonl", "write_markdown", "write_text"]
+           "summary_json", "write_html", "write_json", "write_json_object", "write_jsonl", "write_markdown",
+           "write_text"]
 
 
 def unrecognised_summary(events: list[Event], limit: int = 20) -> list[dict[str, Any]]:
@@ -49,6 +51,23 @@ def write_json(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
     json.dump({"summary": summary_json(incidents, stats, warnings), "incidents": incidents, "stats": stats,
                "unrecognised_errors": unrecognised}, out, indent=2)
     out.write("\n")
+
+
+def write_json_object(out: TextIO, parts: dict[str, Any]) -> None:
+    """`json.dump(parts, out, indent=2)` and a newline, byte for byte, except that an iterator
+    among the values is written item by item as a list, never held whole."""
+    out.write("{")
+    for n, (key, value) in enumerate(parts.items()):
+        out.write(("," if n else "") + "\n  " + json.dumps(key) + ": ")
+        if not isinstance(value, Iterator):
+            out.write(json.dumps(value, indent=2).replace("\n", "\n  "))
+            continue
+        empty = True
+        for item in value:
+            out.write(("[\n    " if empty else ",\n    ") + json.dumps(item, indent=2).replace("\n", "\n    "))
+            empty = False
+        out.write("[]" if empty else "\n  ]")
+    out.write("\n}\n" if parts else "}\n")
 
 
 def write_jsonl(out: TextIO, incidents: list[dict]) -> None:

@@ -1,0 +1,86 @@
+"""Events leave the reader in time order without all being held: runs sorted and spilled to disk,
+then merged, give exactly what sorting everything in memory gave, on every fixture tree; and the
+writers of `logsense events` write what they are given as it comes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import FIXTURES, logsense
+from test_ingest_modes import fixture_trees
+
+import logsense as api
+from logsense import spill
+from logsense.frame import events_frame, write_events_parquet_batches
+from logsense.pipeline import Options, Reader, parse_zone
+from logsense.report import write_json_object
+
+SAMPLE = FIXTURES / "sample-outage"
+
+
+def event_dicts(tree: Path, all_lines: bool = True) -> list[dict]:
+    reader = Reader(Options(tz=parse_zone("UTC"), year=2026, all_lines=all_lines))
+    return [e.to_dict() for e in reader.iter_events([str(tree)])]
+
+
+@pytest.mark.parametrize("tree", fixture_trees(), ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_runs_spilled_to_disk_give_the_order_of_one_sort_in_memory(tree: Path, monkeypatch) -> None:
+    whole = event_dicts(tree)
+    monkeypatch.setattr(spill, "RUN_SIZE", 3)  # a run every three events: ties cross runs
+    assert event_dicts(tree) == whole
+
+
+def test_spilled_runs_leave_no_file_behind(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(spill.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(spill, "RUN_SIZE", 5)
+    reader = Reader(Options(tz=parse_zone("UTC"), all_lines=True))
+    evs = reader.iter_events([str(SAMPLE)])
+    assert len(list(tmp_path.iterdir())) == 1  # read: the runs wait on disk
+    assert sum(1 for _ in evs) > 5 * 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_stats_are_complete_before_the_first_event_is_taken() -> None:
+    reader = Reader(Options(tz=parse_zone("UTC")))
+    evs = reader.iter_events([str(SAMPLE)])
+    matched = reader.run.stats["events_matched"]
+    assert matched > 0 and reader.run.read
+    assert matched == sum(1 for e in evs if e.pattern is not None)
+
+
+@pytest.mark.parametrize("value", [[], [{"a": [1, {"b": None}]}, "x\ny", 3.5], [{}]])
+def test_json_object_streamed_is_json_dump_byte_for_byte(value: list) -> None:
+    parts = {"events": value, "stats": {"n": 1, "l": ["é", {}], "e": []}, "more": []}
+    out = io.StringIO()
+    write_json_object(out, {**parts, "events": iter(value)})
+    expected = io.StringIO()
+    json.dump(parts, expected, indent=2)
+    assert out.getvalue() == expected.getvalue() + "\n"
+
+
+def test_parquet_in_many_row_groups_reads_back_as_the_frame(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    evs = Reader(Options(tz=parse_zone("UTC"), all_lines=True)).events([str(SAMPLE)])
+    out = tmp_path / "events.parquet"
+    write_events_parquet_batches(iter(evs), out, batch=7)
+    assert pq.ParquetFile(out).num_row_groups == -(-len(evs) // 7)
+    pd.testing.assert_frame_equal(pd.DataFrame(api.read_events_parquet(out)), pd.DataFrame(events_frame(evs)))
+
+
+def test_parquet_of_no_event_is_the_empty_frame_written_whole(tmp_path: Path) -> None:
+    write_events_parquet_batches(iter([]), tmp_path / "none.parquet")
+    events_frame([]).to_parquet(tmp_path / "whole.parquet")
+    pd.testing.assert_frame_equal(api.read_events_parquet(tmp_path / "none.parquet"),
+                                  api.read_events_parquet(tmp_path / "whole.parquet"))
+
+
+def test_events_all_json_from_the_command_line_is_the_jsonl_events_with_stats(tmp_path: Path) -> None:
+    whole = json.loads(logsense("events", "--all", "--tz", "UTC", "--format", "json", str(SAMPLE)).stdout)
+    lines = logsense("events", "--all", "--tz", "UTC", "--format", "jsonl", str(SAMPLE)).stdout.splitlines()
+    assert whole["events"] == [json.loads(x) for x in lines]
+    assert len(lines) > whole["stats"]["events_matched"] > 0
