@@ -201,50 +201,69 @@ class RebootWatch:
 
     @classmethod
     def from_state(cls, d: dict[str, Any], event_from_json: EventFromJson, grace: float) -> RebootWatch:
-        """The watch `to_state` saved, with the caller's grace period. Raises KeyError,
-        TypeError, ValueError or IndexError on a state it cannot use."""
+        """The watch `to_state` saved, with the caller's grace period. Every value is checked
+        (a damaged state must not fail later, in the loop): raises KeyError, TypeError,
+        ValueError or IndexError on a state it cannot use."""
         if not isinstance(d, dict) or d.get("version") != STATE_VERSION:
             raise ValueError(f"lifecycle state version {d.get('version') if isinstance(d, dict) else d!r:.20}")
         w = cls(grace)
         t = w.tracker
-        runs = [_run_from_json(x, event_from_json) for x in d["runs"]]
+
+        def event(x: Any) -> Event | None:
+            ev = event_from_json(x)
+            if ev is not None:
+                _moment(ev.record.ts)
+                _name(ev.record.host)
+            return ev
+
+        runs = [_run_from_json(x, event) for x in _list(d["runs"])]
         marks: list[HostMark | None] = []
-        for x in d["marks"]:
-            ev = event_from_json(x["event"])
-            ts = datetime_or_none(x["ts"])
-            marks.append(HostMark(x["host"], ts, str(x["kind"]), ev, x.get("boot_id"))
-                         if ev is not None and ts is not None else None)
-        t.runs = [runs[i] for i in d["listed_runs"]]
-        t.marks = [m for i in d["listed_marks"] if (m := marks[i]) is not None]
-        t.first, t.last = datetime_or_none(d["first"]), datetime_or_none(d["last"])
-        w.watermark = datetime_or_none(d["watermark"])
-        for h, vm, i in d["open"]:
-            t.open.setdefault(h, {})[vm] = runs[i]
-        for h, vm, i in d["last_closed"]:
-            t.last_closed.setdefault(h, {})[vm] = runs[i]
+        for x in _list(d["marks"]):
+            ev, kind = event(x["event"]), x["kind"]
+            if kind not in ("boot", "shutdown"):
+                raise ValueError(f"mark kind {kind!r:.20}")
+            marks.append(HostMark(_name(x["host"]), _moment(x["ts"]), kind, ev, _name(x.get("boot_id")))
+                         if ev is not None else None)
+
+        def run_at(i: Any) -> Run:
+            return runs[_index(i, runs)]
+
+        def mark_at(i: Any) -> HostMark | None:
+            return marks[_index(i, marks)]
+
+        t.runs = [run_at(i) for i in _list(d["listed_runs"])]
+        t.marks = [m for i in _list(d["listed_marks"]) if (m := mark_at(i)) is not None]
+        t.first, t.last = _moment(d["first"], True), _moment(d["last"], True)
+        w.watermark = _moment(d["watermark"], True)
+        for key, runs_of in (("open", t.open), ("last_closed", t.last_closed)):
+            for h, vm, i in _list(d[key]):
+                runs_of.setdefault(_name(h), {})[_text(vm)] = run_at(i)
         for key, into in (("boot_at", t.boot_at), ("shutdown_at", t.shutdown_at)):
-            for h, i in d[key]:
-                if marks[i] is not None:
-                    into[h] = marks[i]
+            for h, i in _list(d[key]):
+                if (m := mark_at(i)) is not None:
+                    into[_name(h)] = m
         for key, times in (("last_ts", t.last_ts), ("daemon_at", t.daemon_at)):
-            for h, ts in d[key]:
-                if (value := datetime_or_none(ts)) is not None:
-                    times[h] = value
+            for h, ts in _list(d[key]):
+                times[_name(h)] = _moment(ts)
         for key, sets in (("found_dead", t.found_dead), ("started_since_boot", t.started_since_boot)):
-            for h, vms in d[key]:
-                sets[h] = {str(v) for v in vms}
-        w.seen = {x["id"]: x for x in d["seen"] if isinstance(x, dict) and "id" in x}
+            for h, vms in _list(d[key]):
+                sets[_name(h)] = {_text(v) for v in _list(vms)}
+        w.seen = {}
+        for x in _list(d["seen"]):
+            _moment(x["first_seen"]), _moment(x["last_seen"]), _name(x["host"]), _name(x["vm"])
+            w.seen[_text(x["id"])] = {**x, "affected_vms": [_text(v) for v in _list(x["affected_vms"])],
+                                      "explanation": _text(x["explanation"])}
 
         def reboot(x: dict[str, Any]) -> Reboot | None:
-            mark = marks[x["mark"]]
-            shutdown = marks[x["shutdown"]] if x["shutdown"] is not None else None
-            return Reboot(mark, [runs[i] for i in x["before"]], shutdown) if mark is not None else None
+            mark = mark_at(x["mark"])
+            shutdown = mark_at(x["shutdown"]) if x["shutdown"] is not None else None
+            return Reboot(mark, [run_at(i) for i in _list(x["before"])], shutdown) if mark is not None else None
 
-        t.reboots = [r for x in d["reboots"] if (r := reboot(x)) is not None]
+        t.reboots = [r for x in _list(d["reboots"]) if (r := reboot(x)) is not None]
         timeline = t.timeline()
-        for x in d["opened"]:
+        for x in _list(d["opened"]):
             if (r := reboot(x)) is not None and (inc := decide(r, timeline, list(w.seen.values()), grace)):
-                inc.recovered_at, inc.closed, inc.status, inc.version = None, False, "open", int(x["version"])
+                inc.recovered_at, inc.closed, inc.status, inc.version = None, False, "open", _index(x["version"])
                 w.opened.append(inc)
         w._recheck = w._relink = bool(w.opened)
         return w
@@ -256,7 +275,40 @@ def _run_to_json(r: Run, event_to_json: EventToJson) -> dict[str, Any]:
             "end_seen": r.end_seen, "events": [event_to_json(e) for e in r.events]}
 
 
-def _run_from_json(x: dict[str, Any], event_from_json: EventFromJson) -> Run:
-    return Run(str(x["vm"]), x["host"], datetime_or_none(x["start"]), datetime_or_none(x["end"]),
-               str(x["start_reason"]), str(x["end_reason"]), x.get("stop_detail"), bool(x.get("end_seen")),
-               [e for e in (event_from_json(y) for y in x["events"]) if e is not None])
+def _run_from_json(x: dict[str, Any], event: Callable[[Any], Event | None]) -> Run:
+    return Run(_text(x["vm"]), _name(x["host"]), _moment(x["start"], True), _moment(x["end"], True),
+               _text(x["start_reason"]), _text(x["end_reason"]), _name(x.get("stop_detail")), x.get("end_seen") is True,
+               [e for e in (event(y) for y in _list(x["events"])) if e is not None])
+
+
+# -- checks of restored values: each returns the value or raises TypeError / ValueError / IndexError
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"{type(v).__name__}, not a string")
+    return v
+
+
+def _name(v: Any) -> str | None:
+    return None if v is None else _text(v)
+
+
+def _list(v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise TypeError(f"{type(v).__name__}, not a list")
+    return v
+
+
+def _index(v: Any, within: list[Any] | None = None) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0 or within is not None and v >= len(within):
+        raise IndexError(f"{v!r:.20} is no index here")
+    return v
+
+
+def _moment(v: Any, optional: bool = False) -> Any:
+    """An aware datetime (or its ISO text); None only when `optional`."""
+    if v is None and optional:
+        return None
+    ts = datetime.fromisoformat(_text(v)) if not isinstance(v, datetime) else v
+    if ts.tzinfo is None:
+        raise ValueError(f"{v!r:.40} has no zone")
+    return ts

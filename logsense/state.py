@@ -376,6 +376,8 @@ def check_state(data: Any) -> tuple[dict[str, Any] | None, list[str], set[str]]:
         out["settling"] = parts.listed("settling", data["settling"], EVENT)
     if "sinks" in data:
         out["sinks"] = parts.mapped("sinks", data["sinks"], items(OUTPUT))
+    if (lives := parts.section("lifecycle", data.get("lifecycle"))) is not None:
+        out["lifecycle"] = lives  # the VMs' lives: checked whole when restored (logsense/reboot_watch.py)
     return out, parts.problems, dropped
 
 
