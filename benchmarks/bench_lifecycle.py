@@ -3,7 +3,8 @@
 Not a test: it prints figures. It reads fixtures/lifecycle/reboot-50 (50 VMs, a host reboot)
 once, copies its events onto N hosts (names changed, times shifted a day per copy), then times
 on one core `correlator.correlate` alone and `lifecycle.analyse` (correlate + timeline + reboot
-incidents + downtime in every incident).
+incidents + downtime in every incident), and the daemon's `RebootWatch` fed the same events one by
+one (what `logsense watch` adds per event), with the most runs it held at once.
 
     .venv/bin/python benchmarks/bench_lifecycle.py [--hosts 200]
 """
@@ -23,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from logsense import lifecycle  # noqa: E402
 from logsense.correlator import correlate  # noqa: E402
 from logsense.pipeline import Options, Reader  # noqa: E402
+from logsense.reboot_watch import RebootWatch  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +49,23 @@ def main() -> None:
     print(f"correlate:          {t1 - t0:.3f} s, {len(plain)} incidents")
     print(f"lifecycle.analyse:  {t2 - t1:.3f} s, {len(pairs)} incidents ({reboots} reboot incidents)")
     print(f"lifecycle's share:  {(t2 - t1) - (t1 - t0):.3f} s (analyse minus correlate)")
+    live("live, these hosts", events)
+    one = [replace(e, record=replace(e.record, host="kvm0000")) for e in events]  # one host, a reboot a day
+    live("live, one host   ", one)
 
+
+def live(what: str, events: list) -> None:
+    """The daemon's RebootWatch fed the events one by one, as `logsense watch` feeds it."""
+    watch, opened, held = RebootWatch(), 0, 0
+    t0 = time.perf_counter()
+    for n, ev in enumerate(events):
+        opened += sum(1 for d in watch.advance(ev.ts) if d["status"] == "open")
+        watch.feed(ev)
+        if n % 1000 == 0:
+            held = max(held, len(watch.tracker.runs))
+    t1 = time.perf_counter()
+    print(f"{what}: {t1 - t0:.3f} s, {(t1 - t0) / len(events) * 1e6:.1f} us/event, {opened} reboot incidents "
+          f"opened, at most {held} runs held (batch keeps {len(lifecycle.timeline(events).runs)})")
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,8 @@ The lines that matter carry a `lifecycle` field in the catalogue (patterns/READM
 `vm-start` (QEMU's `starting up` header, systemd-machined's `New machine`, libvirt's debug start
 line), `vm-stop` (QEMU's `shutting down, reason=R`: the `reason` group; machined's `terminated`),
 `vm-start-failed` (`Failed to autostart VM`), `migrate-in` (the `-incoming` command line),
-`host-boot` (the kernel's `Linux version` line), `host-shutdown` (`System is rebooting`,
+`host-boot` (the kernel's `Linux version` line; journalctl's `-- Boot ID --` line, which the journal
+readers give where a host's boot id changes: one boot with the kernel's line), `host-shutdown` (`System is rebooting`,
 systemd-shutdown, the shutdown target) and `daemon-start` (libvirtd's `libvirt version:` line).
 One start or stop shows in several files (QEMU's log, libvirtd's, the journal) within seconds:
 those lines are one start or stop.
@@ -108,7 +109,8 @@ class Timeline:
         return self.by_vm.get(vm, []) if host is None else self.by_vm_host.get((vm, host), [])
 
 
-def _kind(ev: Event) -> str | None:
+def kind_of(ev: Event) -> str | None:
+    """What the event's line says of a VM's or the host's life (the pattern's `lifecycle`)."""
     return getattr(ev.pattern, "lifecycle", None) if ev.pattern is not None else None
 
 
@@ -140,7 +142,7 @@ class Tracker:
         self.started_since_boot: dict[str | None, set[str]] = {}  # ... or since that daemon start
 
     def feed(self, ev: Event) -> None:
-        host, kind = ev.record.host, _kind(ev)
+        host, kind = ev.record.host, kind_of(ev)
         self.first = ev.ts if self.first is None else self.first
         self.last = ev.ts
         if kind == "host-boot":

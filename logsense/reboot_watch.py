@@ -25,16 +25,18 @@ from logsense.lifecycle import (
     Reboot,
     RebootIncident,
     Run,
+    Timeline,
     Tracker,
     add_downtime,
     decide,
     failed_incident,
+    kind_of,
     link_failed_starts,
 )
 from logsense.model import Event
 
 KEEP = SHUTDOWN_SPAN + MIGRATION_SPAN  # beyond the grace period, how long ended runs are remembered
-PRUNE_EVERY = timedelta(minutes=1)  # of event time
+PRUNE_AT = 1000  # runs and marks kept beyond those of the last prune before the next (amortised)
 AWAIT = timedelta(days=7)  # an opened incident is awaited this long for its VMs, then forgotten (left open)
 HOLD = timedelta(seconds=10)  # a start holds this long before a VM counts as back (the correlator's too)
 LINK_FIELDS = ("id", "host", "scope", "vm", "affected_vms", "first_seen", "last_seen", "explanation")
@@ -53,7 +55,7 @@ class RebootWatch:
         self.seen: dict[str, dict[str, Any]] = {}  # recent incidents: a VM's failed start to link to
         self.opened: list[RebootIncident] = []  # emitted, until their VMs are back
         self.watermark: datetime | None = None
-        self._pruned: datetime | None = None
+        self._prune_at = PRUNE_AT  # the tracker's runs and marks when it is pruned next
         self._recheck = False  # a VM an opened incident awaits was started: is it back (once it held)?
         self._relink = False  # an incident came that may be a failed start an opened incident names
 
@@ -77,7 +79,7 @@ class RebootWatch:
 
     def feed(self, ev: Event) -> None:
         self.tracker.feed(ev)
-        if ev.vm is not None and any(ev.vm in inc.missing for inc in self.opened):
+        if self.opened and kind_of(ev) in ("vm-start", "migrate-in") and any(ev.vm in i.missing for i in self.opened):
             self._recheck = True
 
     def advance(self, now: datetime, lang: str = "en") -> list[dict[str, Any]]:
@@ -105,17 +107,18 @@ class RebootWatch:
         if due:
             self.tracker.reboots = [r for r in self.tracker.reboots if r.mark.ts + grace > now]
             for r in due:
-                if (inc := decide(r, self.tracker.timeline(), list(self.seen.values()), self.grace)) is not None:
+                tl = self._timeline(r)
+                if (inc := decide(r, tl, list(self.seen.values()), self.grace)) is not None:
                     inc.recovered_at, inc.closed, inc.status, inc.version = None, False, "open", 1
                     self.opened.append(inc)
-                    out.append(self._dict(inc, lang))
+                    out.append(self._dict(inc, lang, tl))
         self._prune(now)
         return out
 
-    def _dict(self, inc: RebootIncident, lang: str) -> dict[str, Any]:
+    def _dict(self, inc: RebootIncident, lang: str, tl: Timeline | None = None) -> dict[str, Any]:
         """As `analyze` gives it: downtime added, the failed-start incidents named."""
         d = inc.to_dict(lang)
-        add_downtime(self.tracker.timeline(), d, lang)
+        add_downtime(tl or self._timeline(inc.reboot), d, lang)
         link_failed_starts(inc, d, {i: dict(v) for i, v in self.seen.items()}, lang)
         return d
 
@@ -146,16 +149,29 @@ class RebootWatch:
             return max(b for b in backs if b is not None), holding
         return None, holding
 
+    def _timeline(self, reboot: Reboot) -> Timeline:
+        """The part of the tracker's timeline a reboot's decision and its downtime look at: the
+        runs of its VMs on its host since they went down, and on any host since the boot."""
+        vms = {r.vm for r in reboot.before}
+        since = min((r.end for r in reboot.before if r.end is not None), default=reboot.mark.ts)
+        host, boot = reboot.mark.host, reboot.mark.ts
+        t = self.tracker
+        runs = [r for r in t.runs if r.vm in vms and (r.host == host and (r.end is None or r.end >= since)
+                                                     or r.start is not None and r.start >= boot)]
+        return Timeline(runs, t.marks, t.first, t.last)
+
     def _prune(self, now: datetime) -> None:
-        if self._pruned is not None and now - self._pruned < PRUNE_EVERY:
+        """Forget what is old, once the tracker holds PRUNE_AT more runs and marks than after the
+        last prune: amortised, each run costs the same whatever the fleet."""
+        if len(self.tracker.runs) + len(self.tracker.marks) < self._prune_at:
             return
-        self._pruned = now
         self.opened = [i for i in self.opened if now - i.boot.ts <= AWAIT]
         horizon = now - timedelta(seconds=self.grace) - KEEP
         keep = {id(r) for reboot in self._reboots() for r in reboot.before}
         self.tracker.prune(horizon, keep)
         oldest = now - timedelta(seconds=self.grace) - MIGRATION_SPAN
         self.seen = {i: d for i, d in self.seen.items() if (datetime_or_none(d.get("last_seen")) or now) >= oldest}
+        self._prune_at = len(self.tracker.runs) + len(self.tracker.marks) + PRUNE_AT
 
     def _reboots(self) -> list[Reboot]:
         """The reboots still needed: waiting for their grace period, or opened and awaiting VMs."""
