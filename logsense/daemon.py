@@ -304,6 +304,7 @@ class Daemon:
         relink = Relinker(self.cat, state.get("catalogue") == catalogue_digest(self.cat))
         try:
             self.reboots = RebootWatch.from_state(state["lifecycle"], relink.event, self.cfg.reboot_grace)
+            self.max_ts = self.max_ts or self.reboots.watermark  # a grace period runs on from where it was
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             warn(f"{self.state_path}: VMs' lifecycle state unusable ({exc}); discarded")
 
