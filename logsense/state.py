@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -155,8 +156,11 @@ def _read_json(path: Path) -> tuple[Any, str, float | None]:
     """(the parsed file, why it cannot be (empty: it can), its mtime or None when there is no
     such file)."""
     try:
-        with open(path, "rb") as f:
-            mtime = os.fstat(f.fileno()).st_mtime
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:  # a FIFO must not hang
+            st = os.fstat(f.fileno())
+            mtime = st.st_mtime
+            if not stat.S_ISREG(st.st_mode):
+                return None, "state is not a regular file", mtime
             raw = f.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None, "missing", None
@@ -264,7 +268,7 @@ def mapping(check: Check) -> Check:
     def each(v: Any) -> str | None:
         if p := is_object(v):
             return p
-        return next((f"[{k[:60]!r}]: {p}" for k, x in v.items() if (p := check(x))), None)
+        return next((f"[{k[:200]!r}]: {p}" for k, x in v.items() if (p := check(x))), None)
     return each
 
 
@@ -342,7 +346,7 @@ class _Parts:
     def mapped(self, where: str, v: Any, check: Check) -> dict[str, Any]:
         if v is None or not self.keep(where, v, is_object):
             return {}
-        return {k: x for k, x in v.items() if self.keep(f"{where}[{k[:60]!r}]", x, check)}
+        return {k: x for k, x in v.items() if self.keep(f"{where}[{k[:200]!r}]", x, check)}
 
     def section(self, where: str, v: Any) -> dict[str, Any] | None:
         if v is None or not self.keep(where, v, is_object):

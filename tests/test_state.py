@@ -4,6 +4,7 @@ and every way a state file can be damaged is one warning line, never a crash."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,16 @@ def test_both_unusable_is_no_state_but_known_to_have_run_before(tmp_path: Path):
     loaded = state_file(tmp_path)[0].load()
     assert loaded.state is None and loaded.ran_before and loaded.saved_at is not None
     assert loaded.why == "state.json: state is empty; state.json.bak: state is not valid JSON (truncated?)"
+
+
+def test_a_fifo_for_a_state_file_does_not_hang_the_start(tmp_path: Path):
+    sf, _ = state_file(tmp_path)
+    for n in (1, 2):
+        sf.save(a_state(n))
+    sf.path.unlink()
+    os.mkfifo(sf.path)  # no writer: opening it to read in blocking mode would wait for ever
+    sf, said = state_file(tmp_path)
+    assert sf.load().state == a_state(1)
+    assert said == [f"{sf.path}: state is not a regular file; using state.json.bak, the state saved before it"]
+    sf.save(a_state(3))  # the FIFO is replaced by a state file
+    assert json.loads(sf.path.read_text()) == a_state(3)
