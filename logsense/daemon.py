@@ -662,10 +662,7 @@ class Daemon:
             "settling": [event_to_json(e) for e in self.settling.held],
             "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
         }
-        try:
-            self.state_file.save(data)
-        except OSError as exc:
-            warn(f"{self.state_path}: cannot save state: {exc.strerror or exc}")
+        if not self.state_file.save(data):  # said by state_file, rate-limited
             return
         self.last_save = time.monotonic()
         self.save_cost = self.last_save - t0

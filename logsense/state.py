@@ -33,6 +33,7 @@ from logsense.model import ROLE_RANK, SEVERITY_RANK, Event, Record
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
+SAY_SAVE_FAILURES_EVERY = 60.0  # seconds between warnings while saving fails
 MAX_STATE_BYTES = 1 << 30  # a state file larger than this is not read (a full disk's junk, not a state)
 Warn = Callable[[str], None]
 
@@ -103,16 +104,43 @@ class StateFile:
     good state as the backup first; loading takes the newest one that can be used and says in
     one line which and why."""
 
-    def __init__(self, path: Path, warn: Warn) -> None:
+    def __init__(self, path: Path, warn: Warn, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.backup = path.with_name(path.name + ".bak")
         self.warn = warn
+        self.clock = clock
         self.good = False  # `path` holds a state this process loaded whole or saved
+        self.failures = 0  # saves failed since the last one that worked
+        self.unsaid = 0  # of those, since the last warning
+        self.said_at = 0.0
 
-    def save(self, data: dict[str, Any]) -> None:
-        """Raises OSError when the state cannot be written."""
-        write_atomic(self.path, data, keep=self.backup if self.good else None)
+    def save(self, data: dict[str, Any]) -> bool:
+        """Whether the state was written. A failure (a full or read-only disk) is said once,
+        then at most once a minute with the count of failed saves, and the recovery too: a
+        daemon saving every second must not say it every second."""
+        try:
+            write_atomic(self.path, data, keep=self.backup if self.good else None)
+        except OSError as exc:
+            self._failed(exc.strerror or str(exc))
+            return False
         self.good = True
+        if self.failures:
+            self.warn(f"{self.path}: state saved again, after {self.failures} failed save(s)")
+            self.failures = 0
+        return True
+
+    def _failed(self, why: str) -> None:
+        now = self.clock()
+        self.failures += 1
+        self.unsaid += 1
+        if self.failures == 1:
+            self.warn(f"{self.path}: cannot save state: {why}; retrying (said again at most once a minute)")
+        elif now - self.said_at >= SAY_SAVE_FAILURES_EVERY:
+            self.warn(f"{self.path}: still cannot save state: {why} ({self.unsaid} failed save(s) since the "
+                      "last warning)")
+        else:
+            return
+        self.said_at, self.unsaid = now, 0
 
     def load(self) -> Loaded:
         found = [(p, *_read_json(p)) for p in (self.path, self.backup)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -155,3 +156,39 @@ def test_with_no_usable_state_the_journal_is_read_from_the_state_files_time(host
     assert [o["message"] for o in w.out + w2.out] == \
         [f"internal error: End of file from monitor seq={i}" for i in (3, 4)]
     assert any("re-reading the last 1 MiB of each file and the journal since" in line for line in w2.err)
+
+
+def in_tiny_tmpfs(state_dir: Path) -> list[str]:
+    """A command prefix: the command in a private mount namespace where `state_dir` is a 256 KiB
+    tmpfs (nothing outside the namespace sees it; it goes with the process)."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o size=256k logsense-test "$0" && exec "$@"', str(state_dir)]
+
+
+def in_namespace_of(pid: int, script: str) -> None:
+    subprocess.run(["nsenter", "-t", str(pid), "-m", "sh", "-c", script], check=False, timeout=30,
+                   stderr=subprocess.DEVNULL)
+
+
+def test_a_full_state_disk_is_said_once_and_its_recovery_once(host: Path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs in a private mount namespace needs root")
+    state = host / "state"
+    log = host / "log" / "libvirtd.log"
+    log.write_text("")
+    w = watch(host, "--emit", "events", "--all", "--settle", "0", wrapper=in_tiny_tmpfs(state))
+    in_namespace_of(w.proc.pid, f"cat /dev/zero > {state}/fill")  # ENOSPC: the disk is full
+    for i in range(40):  # a line every 0.15 s (saves are at most 0.1 s apart): each a save that fails
+        append(log, numbered(i, i + 1))
+        w.wait(lambda o, i=i: o["message"].endswith(f"seq={i}"))
+        time.sleep(0.15)  # the pace of the writer, not a wait for the daemon
+    in_namespace_of(w.proc.pid, f"rm {state}/fill")
+    append(log, numbered(40, 41))
+    w.wait(lambda o: o["message"].endswith("seq=40"))
+    recovered = w.wait_err(lambda line: "state saved again" in line)
+    assert w.stop() == 0
+    failed = int(recovered.split("after ")[1].split(" failed")[0])
+    assert failed >= 40
+    said = [line for line in w.err if "save state" in line]
+    assert len(said) == 1 and "cannot save state: No space left on device" in said[0], w.err
+    assert not list(state.iterdir())  # all of it happened in the namespace's tmpfs
