@@ -278,15 +278,15 @@ class Daemon:
         if not os.access(self.cfg.state_dir, os.W_OK):
             raise InputError(f"{self.cfg.state_dir}: state directory is not writable")
         loaded = self.state_file.load()
-        state, self.state_mtime, self.look_back_at = loaded.state, loaded.saved_at, loaded.dropped_files
+        state, self.state_mtime, self.look_back_at = loaded.state, loaded.written_at, loaded.dropped_files
         if state is None and loaded.ran_before:  # not a first start: what came while stopped is read
             self.look_back = True
             journal = self.cfg.journal and self.state_mtime is not None
             if journal:
                 self.journal_since = self.state_mtime
-            warn(f"{self.state_path}: state unusable ({loaded.why or 'only a temporary file left'}); re-reading "
-                 f"the last {size_text(self.cfg.lookback)} of each file"
-                 + (f" and the journal since {self.state_mtime:%Y-%m-%d %H:%M:%S %z}" if journal else ""))
+            warn(one_line(f"{self.state_path}: state unusable ({loaded.why or 'only a temporary file left'}); "
+                          f"re-reading the last {size_text(self.cfg.lookback)} of each file"
+                          + (f" and the journal since {self.state_mtime:%Y-%m-%d %H:%M:%S %z}" if journal else "")))
         if state is None:
             return None
         same = state.get("catalogue") == catalogue_digest(self.cat)

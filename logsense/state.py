@@ -6,6 +6,10 @@ values, and events are re-linked to the loaded catalogue by pattern id. State wr
 another catalogue is migrated (an event whose pattern is gone is classified again, or
 dropped); state from another version keeps what can be trusted and drops the rest, with a
 warning, never a crash.
+
+Every save keeps the state it replaces as `state.json.bak`; loading checks every field's type
+(`check_state`: a bad part is dropped, the rest kept) and falls back to the backup. When
+neither can be used, the daemon reads a bounded look-back instead of skipping to the end.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from logsense.correlator import datetime_or_none, iso_or_none
 from logsense.follow import FP_BYTES
 from logsense.ingest.classify import classify
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event, Record
+from logsense.text import one_line
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
 SAY_SAVE_FAILURES_EVERY = 60.0  # seconds between warnings while saving fails
-MAX_STATE_BYTES = 1 << 30  # a state file larger than this is not read (a full disk's junk, not a state)
+MAX_STATE_BYTES = 256 << 20  # a state file larger than this is not read (a full disk's junk, not a state)
 Warn = Callable[[str], None]
 
 
@@ -94,7 +99,7 @@ class Loaded:
 
     state: dict[str, Any] | None = None
     ran_before: bool = False
-    saved_at: datetime | None = None  # mtime of the newest state file found, usable or not
+    written_at: datetime | None = None  # mtime of the newest state file found, usable or not (not in the future)
     why: str = ""  # why no state is usable
     dropped_files: set[str] = field(default_factory=set)  # paths whose saved position was unusable
 
@@ -114,6 +119,9 @@ class StateFile:
         self.unsaid = 0  # of those, since the last warning
         self.said_at = 0.0
 
+    def _say(self, message: str) -> None:
+        self.warn(one_line(message))  # names and values from a state file that may have been tampered with
+
     def save(self, data: dict[str, Any]) -> bool:
         """Whether the state was written. A failure (a full or read-only disk) is said once,
         then at most once a minute with the count of failed saves, and the recovery too: a
@@ -125,7 +133,7 @@ class StateFile:
             return False
         self.good = True
         if self.failures:
-            self.warn(f"{self.path}: state saved again, after {self.failures} failed save(s)")
+            self._say(f"{self.path}: state saved again, after {self.failures} failed save(s)")
             self.failures = 0
         return True
 
@@ -134,9 +142,9 @@ class StateFile:
         self.failures += 1
         self.unsaid += 1
         if self.failures == 1:
-            self.warn(f"{self.path}: cannot save state: {why}; retrying (said again at most once a minute)")
+            self._say(f"{self.path}: cannot save state: {why}; retrying (said again at most once a minute)")
         elif now - self.said_at >= SAY_SAVE_FAILURES_EVERY:
-            self.warn(f"{self.path}: still cannot save state: {why} ({self.unsaid} failed save(s) since the "
+            self._say(f"{self.path}: still cannot save state: {why} ({self.unsaid} failed save(s) since the "
                       "last warning)")
         else:
             return
@@ -146,7 +154,7 @@ class StateFile:
         found = [(p, *_read_json(p)) for p in (self.path, self.backup)]
         mtimes = [m for _, _, _, m in found if m is not None]
         out = Loaded(ran_before=bool(mtimes) or _tmp_files_left(self.path),
-                     saved_at=datetime.fromtimestamp(max(mtimes)).astimezone() if mtimes else None)
+                     written_at=_moment(min(max(mtimes), time.time())) if mtimes else None)
         checked = []
         for p, data, why, _ in found:
             state, problems, dropped = check_state(data) if not why else (None, [why], set())
@@ -164,7 +172,7 @@ class StateFile:
         if problems:
             said.append(f"{_said(problems)}; the rest is used")
         if said:
-            self.warn(f"{self.path}: {'; '.join(said)}")
+            self._say(f"{self.path}: {'; '.join(said)}")
         self.good = p == self.path and not problems
         return out
 
@@ -173,6 +181,13 @@ def _said(problems: list[str]) -> str:
     if len(problems) == 1:
         return problems[0]
     return f"{len(problems)} parts unusable, dropped (first: {problems[0]})"
+
+
+def _moment(timestamp: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(timestamp).astimezone()
+    except (ValueError, OverflowError, OSError):  # an mtime set to before year 1
+        return None
 
 
 def _tmp_files_left(path: Path) -> bool:
@@ -189,6 +204,8 @@ def _read_json(path: Path) -> tuple[Any, str, float | None]:
             mtime = st.st_mtime
             if not stat.S_ISREG(st.st_mode):
                 return None, "state is not a regular file", mtime
+            if st.st_size > MAX_STATE_BYTES:
+                return None, f"state is larger than {MAX_STATE_BYTES >> 20} MiB", mtime
             raw = f.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None, "missing", None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_both_unusable_is_no_state_but_known_to_have_run_before(tmp_path: Path):
     sf.path.write_bytes(b"")
     sf.backup.write_bytes(b"{\"version\": 1, \"fi")
     loaded = state_file(tmp_path)[0].load()
-    assert loaded.state is None and loaded.ran_before and loaded.saved_at is not None
+    assert loaded.state is None and loaded.ran_before and loaded.written_at is not None
     assert loaded.why == "state.json: state is empty; state.json.bak: state is not valid JSON (truncated?)"
 
 
@@ -131,3 +132,13 @@ def test_failing_saves_are_said_once_then_once_a_minute_with_a_count_and_the_rec
     assert said[3:] == [f"{sf.path}: state saved again, after 1000 failed save(s)"]
     assert sf.save(a_state(3)) and len(said) == 4
     assert json.loads(sf.backup.read_text()) == a_state(2)
+
+
+@pytest.mark.parametrize("mtime", [4e10, -6.3e10])  # the year 3237; before the year 1
+def test_a_state_file_time_out_of_range_is_not_trusted(tmp_path: Path, mtime: float):
+    sf, _ = state_file(tmp_path)
+    sf.path.write_bytes(b"")
+    os.utime(sf.path, (mtime, mtime))
+    loaded = state_file(tmp_path)[0].load()
+    assert loaded.state is None and loaded.ran_before
+    assert loaded.written_at is None or loaded.written_at <= datetime.now().astimezone()  # journal since then
