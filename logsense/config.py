@@ -35,6 +35,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "emit": ("incidents", "watch: incidents or events"),
     "all_lines": (False, "watch: with emit = events, every line"),
     "format": ("json", "watch: json (one object a line) or text (for a person at a terminal)"),
+    "lookback": (1 << 20, "watch: bytes of each file read again when its saved position is lost (a damaged state)"),
     "sink": ([{"type": "stdout"}], "watch: [[sink]] tables: stdout, file, journal, command"),
 }
 

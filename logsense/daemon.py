@@ -117,6 +117,7 @@ class Config:
     metrics_textfile: str | None = None  # node-exporter textfile collector file
     lang: str | None = None  # language of titles and explanations (en, zh); None: the locale's
     disable: list[str] = field(default_factory=list)
+    lookback: int = 1 << 20  # bytes of each file read again when its saved position is lost (state unusable)
     format: str = "json"  # of the stdout sink: json lines, or text for a person at a terminal
     reboot_grace: float = DEFAULT_GRACE  # seconds after a host boot for VMs to run again (logsense/reboot_watch.py)
 
@@ -152,6 +153,8 @@ class Config:
             raise InputError("settle must be a number of seconds from 0 to 60")
         if not math.isfinite(self.reboot_grace) or not 0 <= self.reboot_grace <= MAX_WINDOW:
             raise InputError(f"reboot_grace must be a number of seconds from 0 to {MAX_WINDOW:.0f}")
+        if not isinstance(self.lookback, int) or isinstance(self.lookback, bool) or self.lookback < 0:
+            raise InputError("lookback must be a whole number of bytes, 0 or more")
         if self.format not in ("json", "text"):
             raise InputError("format must be 'json' or 'text'")
         if self.emit not in ("incidents", "events"):
@@ -212,6 +215,13 @@ def rotated_grace() -> float:
     return grace
 
 
+def size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
 def say(message: str) -> None:
     sys.stderr.write(f"logsense: {one_line(message)}\n")  # may name files: untrusted text
     sys.stderr.flush()
@@ -248,6 +258,9 @@ class Daemon:
         self.journal: JournalFollower | None = None
         self.journal_cursor: str | None = None
         self.journal_since: datetime | None = None  # with state but no cursor: the last save
+        self.state_mtime: datetime | None = None  # when the newest state file was written
+        self.look_back = False  # no usable state though a daemon ran here: every file is read from `lookback`
+        self.look_back_at: set[str] = set()  # the paths whose saved position was unusable: likewise
         self.max_ts: datetime | None = None
         self.max_mono = time.monotonic()
         self.journal_lines = 0
@@ -271,9 +284,15 @@ class Daemon:
         if not os.access(self.cfg.state_dir, os.W_OK):
             raise InputError(f"{self.cfg.state_dir}: state directory is not writable")
         loaded = self.state_file.load()
-        state = loaded.state
-        if state is None and loaded.ran_before:
-            warn(f"{self.state_path}: state unusable ({loaded.why or 'no state file'}); starting afresh")
+        state, self.state_mtime, self.look_back_at = loaded.state, loaded.written_at, loaded.dropped_files
+        if state is None and loaded.ran_before:  # not a first start: what came while stopped is read
+            self.look_back = True
+            journal = self.cfg.journal and self.state_mtime is not None
+            if journal:
+                self.journal_since = self.state_mtime
+            warn(one_line(f"{self.state_path}: state unusable ({loaded.why or 'only a temporary file left'}); "
+                          f"re-reading the last {size_text(self.cfg.lookback)} of each file"
+                          + (f" and the journal since {self.state_mtime:%Y-%m-%d %H:%M:%S %z}" if journal else "")))
         if state is None:
             return None
         same = state.get("catalogue") == catalogue_digest(self.cat)
@@ -312,8 +331,9 @@ class Daemon:
         try:
             saved = datetime.fromisoformat(state["saved_at"])
         except (KeyError, TypeError, ValueError):
-            warn(f"{self.state_path}: no usable saved_at; the journal is followed from its end")
-            return None
+            if self.state_mtime is None:
+                warn(f"{self.state_path}: no usable saved_at; the journal is followed from its end")
+            return self.state_mtime  # the state file's own time: when it was saved
         return saved if saved.tzinfo is not None else saved.astimezone()
 
     def _learn_domain_xml(self) -> None:
@@ -328,7 +348,7 @@ class Daemon:
     def _start_files(self, state: dict[str, Any] | None) -> None:
         self._learn_domain_xml()
         saved_files = (state or {}).get("files") or {}
-        first_start = state is None
+        first_start = state is None and not self.look_back
         for spec in self.specs:
             for path in spec.files():
                 if path in self.tailers:
@@ -336,6 +356,8 @@ class Daemon:
                 t = Tailer(path, self._file_options(), warn)
                 if path in saved_files:
                     t.resume(saved_files[path])
+                elif self.look_back or path in self.look_back_at:  # its saved position is lost
+                    t.open_back(self.cfg.lookback)
                 else:
                     t.open(at_end=first_start and not self.cfg.from_start)
                 self.tailers[path] = t
@@ -670,10 +692,7 @@ class Daemon:
             "settling": [event_to_json(e) for e in self.settling.held],
             "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
         }
-        try:
-            self.state_file.save(data)
-        except OSError as exc:
-            warn(f"{self.state_path}: cannot save state: {exc.strerror or exc}")
+        if not self.state_file.save(data):  # said by state_file, rate-limited
             return
         self.last_save = time.monotonic()
         self.save_cost = self.last_save - t0

@@ -389,6 +389,31 @@ class Tailer:
             start = max(0, last_nl - PRIME_BYTES)
             self.reader.prime(os.pread(self.fd, last_nl - start, start))
 
+    def open_back(self, nbytes: int) -> bool:
+        """Open the file `nbytes` before its end, at the start of a line: a restart whose saved
+        position is lost reads the recent past again (what was written while it was stopped is
+        in it) instead of skipping to the end."""
+        fd = self._open_fd(self.path)
+        if fd is None:
+            return False
+        self._attach(fd)
+        size = os.fstat(fd).st_size
+        start = max(0, size - nbytes)
+        if start:  # the first line that begins at or after `start`
+            pos = start - 1
+            while (block := os.pread(fd, READ_BYTES, pos)) and (nl := block.find(b"\n")) < 0:
+                pos += len(block)
+            start = pos + nl + 1 if block else size
+        lines, pos = 0, 0
+        while pos < start and (block := os.pread(fd, min(READ_BYTES, start - pos), pos)):
+            lines += block.count(b"\n")
+            pos += len(block)
+        self.reader = LineReader(offset=start, lineno=lines + 1)
+        if self._detect() and start:
+            before = max(0, start - PRIME_BYTES)
+            self.reader.prime(os.pread(fd, start - before, before))
+        return True
+
     def _detect(self) -> bool:
         """Pick the format once the file has content; False while it cannot be told yet."""
         if self.fmt is not None:

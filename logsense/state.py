@@ -6,6 +6,10 @@ values, and events are re-linked to the loaded catalogue by pattern id. State wr
 another catalogue is migrated (an event whose pattern is gone is classified again, or
 dropped); state from another version keeps what can be trusted and drops the rest, with a
 warning, never a crash.
+
+Every save keeps the state it replaces as `state.json.bak`; loading checks every field's type
+(`check_state`: a bad part is dropped, the rest kept) and falls back to the backup. When
+neither can be used, the daemon reads a bounded look-back instead of skipping to the end.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,10 +34,12 @@ from logsense.correlator import datetime_or_none, iso_or_none
 from logsense.follow import FP_BYTES
 from logsense.ingest.classify import classify
 from logsense.model import ROLE_RANK, SEVERITY_RANK, Event, Record
+from logsense.text import one_line
 
 STATE_VERSION = 1
 STATE_FILE = "state.json"
-MAX_STATE_BYTES = 1 << 30  # a state file larger than this is not read (a full disk's junk, not a state)
+SAY_SAVE_FAILURES_EVERY = 60.0  # seconds between warnings while saving fails
+MAX_STATE_BYTES = 256 << 20  # a state file larger than this is not read (a full disk's junk, not a state)
 Warn = Callable[[str], None]
 
 
@@ -92,7 +99,7 @@ class Loaded:
 
     state: dict[str, Any] | None = None
     ran_before: bool = False
-    saved_at: datetime | None = None  # mtime of the newest state file found, usable or not
+    written_at: datetime | None = None  # mtime of the newest state file found, usable or not (not in the future)
     why: str = ""  # why no state is usable
     dropped_files: set[str] = field(default_factory=set)  # paths whose saved position was unusable
 
@@ -102,22 +109,52 @@ class StateFile:
     good state as the backup first; loading takes the newest one that can be used and says in
     one line which and why."""
 
-    def __init__(self, path: Path, warn: Warn) -> None:
+    def __init__(self, path: Path, warn: Warn, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.backup = path.with_name(path.name + ".bak")
         self.warn = warn
+        self.clock = clock
         self.good = False  # `path` holds a state this process loaded whole or saved
+        self.failures = 0  # saves failed since the last one that worked
+        self.unsaid = 0  # of those, since the last warning
+        self.said_at = 0.0
 
-    def save(self, data: dict[str, Any]) -> None:
-        """Raises OSError when the state cannot be written."""
-        write_atomic(self.path, data, keep=self.backup if self.good else None)
+    def _say(self, message: str) -> None:
+        self.warn(one_line(message))  # names and values from a state file that may have been tampered with
+
+    def save(self, data: dict[str, Any]) -> bool:
+        """Whether the state was written. A failure (a full or read-only disk) is said once,
+        then at most once a minute with the count of failed saves, and the recovery too: a
+        daemon saving every second must not say it every second."""
+        try:
+            write_atomic(self.path, data, keep=self.backup if self.good else None)
+        except OSError as exc:
+            self._failed(exc.strerror or str(exc))
+            return False
         self.good = True
+        if self.failures:
+            self._say(f"{self.path}: state saved again, after {self.failures} failed save(s)")
+            self.failures = 0
+        return True
+
+    def _failed(self, why: str) -> None:
+        now = self.clock()
+        self.failures += 1
+        self.unsaid += 1
+        if self.failures == 1:
+            self._say(f"{self.path}: cannot save state: {why}; retrying (said again at most once a minute)")
+        elif now - self.said_at >= SAY_SAVE_FAILURES_EVERY:
+            self._say(f"{self.path}: still cannot save state: {why} ({self.unsaid} failed save(s) since the "
+                      "last warning)")
+        else:
+            return
+        self.said_at, self.unsaid = now, 0
 
     def load(self) -> Loaded:
         found = [(p, *_read_json(p)) for p in (self.path, self.backup)]
         mtimes = [m for _, _, _, m in found if m is not None]
         out = Loaded(ran_before=bool(mtimes) or _tmp_files_left(self.path),
-                     saved_at=datetime.fromtimestamp(max(mtimes)).astimezone() if mtimes else None)
+                     written_at=_moment(min(max(mtimes), time.time())) if mtimes else None)
         checked = []
         for p, data, why, _ in found:
             state, problems, dropped = check_state(data) if not why else (None, [why], set())
@@ -135,7 +172,7 @@ class StateFile:
         if problems:
             said.append(f"{_said(problems)}; the rest is used")
         if said:
-            self.warn(f"{self.path}: {'; '.join(said)}")
+            self._say(f"{self.path}: {'; '.join(said)}")
         self.good = p == self.path and not problems
         return out
 
@@ -144,6 +181,13 @@ def _said(problems: list[str]) -> str:
     if len(problems) == 1:
         return problems[0]
     return f"{len(problems)} parts unusable, dropped (first: {problems[0]})"
+
+
+def _moment(timestamp: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(timestamp).astimezone()
+    except (ValueError, OverflowError, OSError):  # an mtime set to before year 1
+        return None
 
 
 def _tmp_files_left(path: Path) -> bool:
@@ -155,8 +199,13 @@ def _read_json(path: Path) -> tuple[Any, str, float | None]:
     """(the parsed file, why it cannot be (empty: it can), its mtime or None when there is no
     such file)."""
     try:
-        with open(path, "rb") as f:
-            mtime = os.fstat(f.fileno()).st_mtime
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:  # a FIFO must not hang
+            st = os.fstat(f.fileno())
+            mtime = st.st_mtime
+            if not stat.S_ISREG(st.st_mode):
+                return None, "state is not a regular file", mtime
+            if st.st_size > MAX_STATE_BYTES:
+                return None, f"state is larger than {MAX_STATE_BYTES >> 20} MiB", mtime
             raw = f.read(MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None, "missing", None
@@ -264,7 +313,7 @@ def mapping(check: Check) -> Check:
     def each(v: Any) -> str | None:
         if p := is_object(v):
             return p
-        return next((f"[{k[:60]!r}]: {p}" for k, x in v.items() if (p := check(x))), None)
+        return next((f"[{k[:200]!r}]: {p}" for k, x in v.items() if (p := check(x))), None)
     return each
 
 
@@ -342,7 +391,7 @@ class _Parts:
     def mapped(self, where: str, v: Any, check: Check) -> dict[str, Any]:
         if v is None or not self.keep(where, v, is_object):
             return {}
-        return {k: x for k, x in v.items() if self.keep(f"{where}[{k[:60]!r}]", x, check)}
+        return {k: x for k, x in v.items() if self.keep(f"{where}[{k[:200]!r}]", x, check)}
 
     def section(self, where: str, v: Any) -> dict[str, Any] | None:
         if v is None or not self.keep(where, v, is_object):

@@ -4,6 +4,8 @@ and every way a state file can be damaged is one warning line, never a crash."""
 from __future__ import annotations
 
 import json
+import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -94,5 +96,49 @@ def test_both_unusable_is_no_state_but_known_to_have_run_before(tmp_path: Path):
     sf.path.write_bytes(b"")
     sf.backup.write_bytes(b"{\"version\": 1, \"fi")
     loaded = state_file(tmp_path)[0].load()
-    assert loaded.state is None and loaded.ran_before and loaded.saved_at is not None
+    assert loaded.state is None and loaded.ran_before and loaded.written_at is not None
     assert loaded.why == "state.json: state is empty; state.json.bak: state is not valid JSON (truncated?)"
+
+
+def test_a_fifo_for_a_state_file_does_not_hang_the_start(tmp_path: Path):
+    sf, _ = state_file(tmp_path)
+    for n in (1, 2):
+        sf.save(a_state(n))
+    sf.path.unlink()
+    os.mkfifo(sf.path)  # no writer: opening it to read in blocking mode would wait for ever
+    sf, said = state_file(tmp_path)
+    assert sf.load().state == a_state(1)
+    assert said == [f"{sf.path}: state is not a regular file; using state.json.bak, the state saved before it"]
+    sf.save(a_state(3))  # the FIFO is replaced by a state file
+    assert json.loads(sf.path.read_text()) == a_state(3)
+
+
+def test_failing_saves_are_said_once_then_once_a_minute_with_a_count_and_the_recovery(tmp_path: Path):
+    now = [1000.0]
+    said: list[str] = []
+    state_dir = tmp_path / "state"
+    sf = StateFile(state_dir / STATE_FILE, said.append, clock=lambda: now[0])
+    state_dir.write_text("a file where the state directory should be")  # every save fails for real
+    for _ in range(1000):  # eight saves a second for 125 seconds
+        assert not sf.save(a_state(1))
+        now[0] += 0.125
+    assert len(said) == 3, said  # at 0 s, 60 s and 120 s
+    assert said[0].startswith(f"{sf.path}: cannot save state: ") and "at most once a minute" in said[0]
+    for line in said[1:]:
+        assert line.startswith(f"{sf.path}: still cannot save state: ")
+        assert line.endswith("(480 failed save(s) since the last warning)")
+    state_dir.unlink()
+    assert sf.save(a_state(2))
+    assert said[3:] == [f"{sf.path}: state saved again, after 1000 failed save(s)"]
+    assert sf.save(a_state(3)) and len(said) == 4
+    assert json.loads(sf.backup.read_text()) == a_state(2)
+
+
+@pytest.mark.parametrize("mtime", [4e10, -6.3e10])  # the year 3237; before the year 1
+def test_a_state_file_time_out_of_range_is_not_trusted(tmp_path: Path, mtime: float):
+    sf, _ = state_file(tmp_path)
+    sf.path.write_bytes(b"")
+    os.utime(sf.path, (mtime, mtime))
+    loaded = state_file(tmp_path)[0].load()
+    assert loaded.state is None and loaded.ran_before
+    assert loaded.written_at is None or loaded.written_at <= datetime.now().astimezone()  # journal since then

@@ -79,9 +79,16 @@ def build_state(root: Path) -> dict[str, Any]:
     d._save()
     data = json.loads((root / "state" / STATE_FILE).read_text())
     data["sinks"] = {f"file:{root / 'out.jsonl'}": [inc.to_dict() for inc in d.corr.open.values()]}
+    close(d)
+    return data
+
+
+def close(d: Daemon) -> None:
+    """What run() would let go of at exit: thousands of daemons in one test must not leak."""
     for t in d.tailers.values():
         t.close()
-    return data
+    os.close(d.wake.r)
+    os.close(d.wake.w)
 
 
 def restore(root: Path, state_dir: Path) -> dict[str, Any]:
@@ -109,8 +116,7 @@ def restore(root: Path, state_dir: Path) -> dict[str, Any]:
     finally:
         for dl in d.deliveries:
             dl.stop()
-        for t in d.tailers.values():
-            t.close()
+        close(d)
         os.truncate(vm, size)  # the next case finds the logs as saved
     return started
 
