@@ -79,6 +79,7 @@ def build_state(root: Path) -> dict[str, Any]:
     d._save()
     data = json.loads((root / "state" / STATE_FILE).read_text())
     data["sinks"] = {f"file:{root / 'out.jsonl'}": [inc.to_dict() for inc in d.corr.open.values()]}
+    (root / "out.jsonl").mkdir()  # the sink cannot deliver: what a restore queued stays queued to be seen
     close(d)
     return data
 
