@@ -276,8 +276,9 @@ def batch_gc() -> None:
 def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
                  fail_on: Severity | None, show_entities: bool, strict: bool = False,
                  shown: Filters | None = None, grace: float = 600.0, lang: str = "en") -> None:
-    from logsense import report
-    from logsense.lifecycle import analyse
+    """Events stream from the reader through the correlator; incidents wait on disk for the
+    report (logsense/batch.py): memory follows the open windows, not the archive."""
+    from logsense import batch, report
     from logsense.model import SEVERITY_RANK
 
     check_window(window)
@@ -286,41 +287,45 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
         raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
-        evs = reader.events(paths)
+        evs = reader.iter_events(paths)
     check_read(reader.run)
-    incidents = [d for _, d in analyse(evs, gap=window, grace=grace, lang=lang)]  # + reboot incidents, downtime
-    if shown is not None:
-        incidents = [i for i in incidents if shown.incident(i)]
+    found = batch.analyse(evs, gap=window, grace=grace, lang=lang, keep_events=fmt == AnalyzeFormat.html)
+    entries = [e for e in found.entries if shown is None or shown.incident(e.light)]
+    lights = [e.light for e in entries]
     stats = dict(reader.run.stats)
-    stats["incidents"] = len(incidents)
+    stats["incidents"] = len(entries)
     stats["display_tz"] = zone_name(opts.display_tz or local_zone())  # the zone reports print times in
-    unrec = report.unrecognised_summary(evs)
+    unrec = found.unrecognised
     out = open_output(output)
     warnings, zone = reader.run.warnings, opts.display_tz or local_zone()
     try:
         if fmt == AnalyzeFormat.json:
-            report.write_json(out, incidents, stats, unrec, warnings=warnings)
+            report.write_json(out, lights, stats, unrec, warnings=warnings, whole=found.incidents(entries))
         elif fmt == AnalyzeFormat.jsonl:
-            report.write_jsonl(out, incidents)
-        elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
-        elif fmt == AnalyzeFormat.html:
-            report.write_html(out, incidents, stats, unrec, evs, warnings=warnings, tz=zone, lang=lang)
-        elif fmt == AnalyzeFormat.record:
-            from logsense.record import write_records
-            write_records(out, incidents, opts.catalogue_dirs, lang)
-        elif fmt == AnalyzeFormat.text:
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False,
-                              warnings=warnings, tz=zone, lang=lang)
+            report.write_jsonl(out, found.incidents(entries))
+        else:
+            incidents = list(found.incidents(entries))
+            if fmt == AnalyzeFormat.markdown:
+                report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
+            elif fmt == AnalyzeFormat.html:
+                report.write_html(out, incidents, stats, unrec, found.events or [], warnings=warnings, tz=zone,
+                                  lang=lang)
+            elif fmt == AnalyzeFormat.record:
+                from logsense.record import write_records
+                write_records(out, incidents, opts.catalogue_dirs, lang)
+            elif fmt == AnalyzeFormat.text:
+                report.write_text(out, incidents, stats, unrec, color=None if not output else False,
+                                  warnings=warnings, tz=zone, lang=lang)
         if show_entities:
             print("Attribution (why events got their VM):", file=sys.stderr)
             for kind, key, vm, why in reader.run.entities.table():
                 print(f"  {kind:6} {safe(key)} -> {safe(vm)}  ({safe(why)})", file=sys.stderr)
     finally:
+        found.close()
         if output:
             out.close()
     check_strict(reader.run, strict)
-    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
+    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in lights):
         raise typer.Exit(1)
 
 

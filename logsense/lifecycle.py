@@ -466,6 +466,12 @@ def duration(seconds: float | None, lang: str = "en") -> str:
     return t("dur.hm", lang, h=h, m=f"{m:02d}") if h else t("dur.ms", lang, m=m, s=f"{sec:02d}")
 
 
+def reboot_links(inc: RebootIncident, rid: str, lang: str = "en") -> list[tuple[str | None, str]]:
+    """(id of the failed-start incident, what its explanation gains) for each VM the reboot
+    incident `rid` found failing to start again."""
+    return [(other, t("reboot.related", lang, vm=vm, host=inc.host or "", id=rid)) for vm, other in inc.failed.items()]
+
+
 def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"
             ) -> list[tuple[Incident, dict[str, Any]]]:
     """The correlator's incidents plus the reboot incidents, each with its dict (downtime added,
@@ -477,10 +483,9 @@ def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAUL
     for inc, d in pairs:
         add_downtime(tl, d, lang)
         if isinstance(inc, RebootIncident):
-            for vm, other in inc.failed.items():
+            for other, said in reboot_links(inc, d["id"], lang):
                 if other in by_id:
-                    by_id[other]["explanation"] += t("reboot.related", lang, vm=vm, host=inc.host or "",
-                                                     id=d["id"])
+                    by_id[other]["explanation"] += said
                     by_id[other].setdefault("related_incidents", []).append(d["id"])
                     d.setdefault("related_incidents", []).append(other)
     pairs.sort(key=lambda p: (-SEVERITY_RANK[p[1]["severity"]], p[1]["first_seen"], p[1]["id"]))
