@@ -29,7 +29,6 @@ same frame except that each `fields` value is a list of (key, value) pairs (`dic
 
 from __future__ import annotations
 
-import itertools
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -45,6 +44,7 @@ from logsense.correlator import DEFAULT_GAP
 from logsense.lifecycle import DEFAULT_GRACE, analyse, run_rows, timeline
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES, Event, Record
 from logsense.pipeline import Options, Reader, parse_time, parse_zone
+from logsense.spill import batched
 
 EVENT_COLUMNS = ["ts", "host", "source", "file", "line", "cursor", "vm", "pattern", "category", "severity",
                  "role", "message", "fields"]
@@ -55,7 +55,7 @@ SEVERITY_ORDER = list(reversed(SEVERITIES))  # minor < major < critical, so `>= 
 TS = "datetime64[ns, UTC]"
 TEXT: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object  # pandas 3's string dtype
 SEEN_COLUMNS = ("host", "vm", "pattern")  # categories: the values seen, sorted
-PARQUET_BATCH = 50_000  # events a row group of `events --format parquet` holds
+PARQUET_BATCH = 16_384  # events a row group of `events --format parquet` holds
 FIELDS_TYPE = None  # pyarrow.map_(string, string), made when pyarrow is first needed
 
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike] | None
@@ -418,13 +418,6 @@ def write_events_parquet_batches(evs: Iterable[Event], path: str | os.PathLike, 
     finally:
         if writer is not None:
             writer.close()
-
-
-def batched(items: Iterable[Any], n: int) -> Iterator[tuple[Any, ...]]:
-    """Tuples of `n` items (itertools.batched, which Python 3.11 lacks)."""
-    it = iter(items)
-    while rows := tuple(itertools.islice(it, n)):
-        yield rows
 
 
 def read_events_parquet(path: str | os.PathLike) -> EventFrame:

@@ -34,6 +34,14 @@ def test_runs_spilled_to_disk_give_the_order_of_one_sort_in_memory(tree: Path, m
     assert event_dicts(tree) == whole
 
 
+@pytest.mark.parametrize("tree", [SAMPLE, FIXTURES / "formats"], ids=["sample", "formats"])
+def test_runs_merged_early_to_bound_open_files_keep_the_order(tree: Path, monkeypatch) -> None:
+    whole = event_dicts(tree)
+    monkeypatch.setattr(spill, "RUN_SIZE", 2)
+    monkeypatch.setattr(spill, "MAX_RUNS", 3)  # every third run, the runs so far become one
+    assert event_dicts(tree) == whole
+
+
 def test_spilled_runs_leave_no_file_behind(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(spill.tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(spill, "RUN_SIZE", 5)
