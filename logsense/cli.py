@@ -356,7 +356,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
         raise InputError("--jobs must be at least 1")
     if fleet:
         require("dask.distributed", "--fleet", "'dask[distributed]'")
-        run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs)
+        run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs, lang)
         return
     if scheduler:
         raise InputError("--scheduler needs --fleet")
@@ -365,7 +365,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
 
 
 def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
-                       fail_on: Severity | None, scheduler: str | None, jobs: int | None) -> None:
+                       fail_on: Severity | None, scheduler: str | None, jobs: int | None, lang: str = "en") -> None:
     """`analyze --fleet`: one Dask task per host, then fleet incidents; the fleet summary first."""
     from logsense import fleet, report
     from logsense.model import SEVERITY_RANK
@@ -373,7 +373,7 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
     if not paths:
         raise InputError("--fleet needs one path per host")
     check_window(window)
-    rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs)
+    rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs, lang)
     for r in rep.results:
         for w in r.warnings:
             stderr_warn(f"{r.host}: {w}")
@@ -393,10 +393,10 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
         elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec)
+            report.write_markdown(out, incidents, stats, unrec, lang=lang)
         elif fmt == AnalyzeFormat.text:
-            fleet.write_summary(out, rep)
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+            fleet.write_summary(out, rep, lang)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False, lang=lang)
         else:
             raise InputError(f"analyze --fleet does not write {fmt.value}")
     finally:
