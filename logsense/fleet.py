@@ -308,15 +308,8 @@ def write_summary(out: TextIO, rep: FleetReport, lang: str = "en") -> None:
 
 
 def events(paths: list[str], **kwargs: Any):
-    """A fleet's events as one DataFrame (a `host` column, filled from the folder name where a
-    host's logs carry none), for Jupyter: `logsense.fleet.events([...])`."""
-    import pandas as pd
+    """A fleet's events as one pandas DataFrame (`logsense.read_fleet`, which also gives a dask
+    DataFrame for a fleet too large for memory)."""
+    from logsense.frame import read_fleet
 
-    from logsense.frame import events as host_events
-
-    frames = []
-    for p in paths:
-        df = host_events(p, **kwargs)
-        df["host"] = df["host"].astype(object).where(df["host"].notna(), host_label(p))
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else host_events([], **kwargs)
+    return read_fleet(paths, dask=False, **kwargs)

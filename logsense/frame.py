@@ -56,6 +56,7 @@ TS = "datetime64[ns, UTC]"
 TEXT: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object  # pandas 3's string dtype
 SEEN_COLUMNS = ("host", "vm", "pattern")  # categories: the values seen, sorted
 PARQUET_BATCH = 16_384  # events a row group of `events --format parquet` holds
+FLEET_IN_MEMORY = 2 << 30  # bytes of logs a fleet may have for `read_fleet` to give a pandas frame
 FIELDS_TYPE = None  # pyarrow.map_(string, string), made when pyarrow is first needed
 
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike] | None
@@ -172,6 +173,51 @@ def events(paths: PathsLike, *, since: str | datetime | None = None, until: str 
         warnings.warn(f"logsense: {first}" + (f" (and {more} more in df.attrs['warnings'])" if more else ""),
                       stacklevel=2)
     return df
+
+
+def host_events(path: str | os.PathLike, **kwargs: Any) -> EventFrame:
+    """One host's events (a folder, sosreport or tarball), `host` filled from its folder or
+    archive name where its logs carry none (options as `events`)."""
+    from logsense.fleet import host_label
+
+    df = events(path, **kwargs)
+    df["host"] = df["host"].astype(object).where(df["host"].notna(), host_label(os.fspath(path)))
+    return df
+
+
+def read_fleet(paths: Iterable[str | os.PathLike], *, dask: bool | None = None,
+               memory_bytes: int = FLEET_IN_MEMORY, **kwargs: Any) -> Any:
+    """A fleet's events, one path (folder, sosreport or tarball) per host, as one frame with a
+    `host` column: pandas when it fits, else (or with `dask=True`) a dask DataFrame with one
+    partition per host, each read by a task when computed — on the cluster of the current
+    `dask.distributed.Client` if there is one. "Fits": the hosts' files together are smaller
+    than `memory_bytes`. Options as `events`."""
+    paths = [os.fspath(p) for p in paths]
+    if dask is None:
+        dask = sum(_size(p) for p in paths) > memory_bytes
+    if not dask:
+        frames = [host_events(p, **kwargs) for p in paths]
+        return pd.concat(frames, ignore_index=True) if frames else _fleet_meta()
+    import dask as dk
+    import dask.dataframe as dd
+
+    parts = [dk.delayed(host_events, pure=True)(p, **kwargs) for p in paths]
+    with dk.config.set({"dataframe.convert-string": False}):  # the columns' dtypes as in pandas
+        return dd.from_delayed(parts, meta=_fleet_meta(), verify_meta=False)
+
+
+def _fleet_meta() -> pd.DataFrame:
+    """The empty fleet frame: its categories unknown, as each host has its own."""
+    meta = frame_from_dicts([])
+    meta["host"] = meta["host"].astype(object)
+    return meta
+
+
+def _size(path: str) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def expand_fields(df: pd.DataFrame, prefix: str = "field_", keep: bool = False) -> pd.DataFrame:
