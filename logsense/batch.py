@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from logsense.correlator import DEFAULT_GAP, FinalIncidents, Incident
-from logsense.lifecycle import DEFAULT_GRACE, Timeline, add_downtime, reboot_incidents, reboot_links, timeline
+from logsense.lifecycle import DEFAULT_GRACE, Timeline, add_downtime, link_failed_starts, reboot_incidents, timeline
 from logsense.model import SEVERITY_RANK, Event
 from logsense.report import UnrecognisedCounter
 
@@ -65,7 +65,8 @@ class Analysis:
     unrecognised: list[dict[str, Any]]
     events: list[Event] | None = None  # kept only when asked (the HTML report draws them)
     lang: str = "en"
-    related: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # id -> (sentence, reboot id)
+    # what reboot incidents add to the failed starts on disk: id -> {"explanation": words, "related_incidents": ids}
+    related: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def incidents(self, entries: list[Entry] | None = None) -> Iterator[dict[str, Any]]:
         """Each incident object whole, one at a time."""
@@ -75,9 +76,9 @@ class Analysis:
     def _load(self, e: Entry) -> dict[str, Any]:
         d = self.store.load(e.offset)
         add_downtime(self.timeline, d, self.lang)
-        for said, rid in self.related.get(d["id"], ()):
-            d["explanation"] += said
-            d.setdefault("related_incidents", []).append(rid)
+        if (more := self.related.get(d["id"])) is not None and more.get("related_incidents"):
+            d["explanation"] += more["explanation"]
+            d.setdefault("related_incidents", []).extend(more["related_incidents"])
         return d
 
     def close(self) -> None:
@@ -114,13 +115,10 @@ def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DE
     settle(final.flush())
     entries.sort(key=lambda e: (-SEVERITY_RANK[e.light["severity"]], e.first, e.light["id"]))  # correlate's order
     found = Analysis(entries, tl, store, unrecognised.summary(), kept, lang)
-    ids = {e.light["id"] for e in entries}
+    found.related = {e.light["id"]: {"explanation": ""} for e in entries}  # what a link adds, collected
     for inc in reboot_incidents(tl, [e.light for e in entries], grace):
         d = add_downtime(tl, inc.to_dict(lang), lang)
-        for other, said in reboot_links(inc, d["id"], lang):
-            if other in ids:
-                found.related.setdefault(other, []).append((said, d["id"]))
-                d.setdefault("related_incidents", []).append(other)
+        link_failed_starts(inc, d, found.related, lang)
         entries.append(Entry(light(d), inc.first_seen, whole=d))
     entries.sort(key=lambda e: (-SEVERITY_RANK[e.light["severity"]], e.light["first_seen"], e.light["id"]))
     return found

@@ -21,6 +21,7 @@ from logsense.config import read_settings
 from logsense.correlator import DEFAULT_GAP, MAX_WINDOW
 from logsense.filters import Filters
 from logsense.i18n import check_lang, t
+from logsense.lifecycle import DEFAULT_GRACE
 from logsense.model import CATEGORIES, Event, Record
 from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
 from logsense.text import one_line, safe
@@ -244,9 +245,18 @@ def write_events(evs: Iterable[Event], run: Run, fmt: EventsFormat, output: str 
 WindowOpt = Annotated[float | None, typer.Option("--window", metavar="SECONDS", show_default=False,
                                                  help="Seconds of quiet that close an incident (default: 120).")]
 FailOpt = Annotated[Severity | None, typer.Option("--fail-on", help="Exit 1 if an incident this severe or worse.")]
-GraceOpt = Annotated[float, typer.Option("--reboot-grace", metavar="SECONDS",
-                                         help="Seconds after a host boot within which a VM that ran before must "
-                                              "be running again.")]
+GraceOpt = Annotated[float | None, typer.Option("--reboot-grace", metavar="SECONDS", show_default=False,
+                                                help="Seconds after a host boot within which a VM that ran before "
+                                                     "must be running again (default: 600).")]
+
+
+def reboot_grace_of(grace: float | None, config: str | None = None) -> float:
+    """--reboot-grace, else the `reboot_grace` setting, else 600 s."""
+    if grace is None:
+        grace = float(read_settings(config).get("reboot_grace", DEFAULT_GRACE))
+    if not math.isfinite(grace) or grace < 0:
+        raise InputError("--reboot-grace must be zero or more seconds")
+    return grace
 
 
 @contextmanager
@@ -336,7 +346,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
             show_entities: Annotated[bool, typer.Option("--show-entities", help="Print the VM map on stderr.")
                                      ] = False,
             strict: StrictOpt = False, utc: UtcOpt = False, config: ConfigOpt = None, vm: VmOpt = None,
-            category: CategoryOpt = None, min_severity: MinSeverityOpt = None, reboot_grace: GraceOpt = 600.0,
+            category: CategoryOpt = None, min_severity: MinSeverityOpt = None, reboot_grace: GraceOpt = None,
             fleet: Annotated[bool, typer.Option("--fleet", help="Each path is one host (folder, sosreport or "
                                                 "tarball), analysed as a task on Dask; adds fleet incidents.")
                              ] = False,
@@ -361,7 +371,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
     if scheduler:
         raise InputError("--scheduler needs --fleet")
     run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict,
-                 make_filters(vm, category, min_severity, host), reboot_grace, lang)
+                 make_filters(vm, category, min_severity, host), reboot_grace_of(reboot_grace, config), lang)
 
 
 def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
@@ -425,7 +435,7 @@ def site_catalogue(catalogue: list[str] | None, config: str | None) -> Catalogue
 @app.command()
 def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: OutputOpt = None,
         since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = 600.0, lang: LangOpt = None) -> None:
+        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = None, lang: LangOpt = None) -> None:
     """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
     failed starts, downtime (json: every running interval and the host's boots and shutdowns)."""
     from logsense import vms_report
@@ -433,8 +443,7 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
 
     lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
-    if reboot_grace < 0:
-        raise InputError("--reboot-grace must be zero or more seconds")
+    reboot_grace = reboot_grace_of(reboot_grace)
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.events(paths or [])
@@ -579,6 +588,7 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
           host: Annotated[str | None, typer.Option(metavar="NAME", help="Host name for sources that carry none.")
                           ] = None,
           catalogue: CatOpt = None,
+          reboot_grace: GraceOpt = None,
           fmt: Annotated[WatchFormat | None, typer.Option(
               "--format", "-f", help="Of the stdout sink: json, one object a line (default), or text, one line "
                                      "a change for a person watching a terminal.")] = None,
@@ -592,7 +602,8 @@ def watch(paths: Annotated[list[str] | None, typer.Argument(
                  "journal_dir": journal_dir, "from_start": True if from_start else None, "window": window,
                  "emit": emit.value if emit else None, "all_lines": True if all_lines else None, "tz": tz,
                  "host": host, "catalogue": catalogue or None, "metrics": metrics, "metrics_textfile": metrics_textfile,
-                 "format": fmt.value if fmt else None, "settle": settle, "lang": lang}
+                 "format": fmt.value if fmt else None, "settle": settle, "lang": lang,
+                 "reboot_grace": reboot_grace}
     raise typer.Exit(run_watch(config, overrides, sink))
 
 

@@ -25,6 +25,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "tz": (None, "zone of syslog lines that carry none (default: the machine's)"),
     "host": (None, "host name for sources that carry none"),
     "window": (120, "seconds of quiet that close an incident"),
+    "reboot_grace": (600, "seconds after a host boot within which a VM that ran before must run again"),
     "lang": (None, "language of titles, explanations and headings: en or zh (default: from the locale)"),
     "paths": ([], "watch: files, folders or globs (default: /var/log/libvirt, messages or syslog)"),
     "journal": (True, "watch: follow the journal"),

@@ -46,19 +46,20 @@ from logsense.i18n import check_lang
 from logsense.ingest.classify import Classifier, Settle
 from logsense.ingest.formats import HostOf, is_domain_xml
 from logsense.ingest.log import warn
+from logsense.lifecycle import DEFAULT_GRACE
 from logsense.metrics import Metrics, parse_listen
 from logsense.model import Event, Record
 from logsense.pipeline import InputError, parse_zone
+from logsense.reboot_watch import RebootWatch
 from logsense.sinks import QUEUE_MAX, Delivery, SinkError, make_sink, parse_sink_flag
 from logsense.state import (
     STATE_FILE,
     Relinker,
+    StateFile,
     catalogue_digest,
     entities_from_json,
     entities_to_json,
     event_to_json,
-    read_state,
-    write_atomic,
 )
 from logsense.text import one_line
 
@@ -117,6 +118,7 @@ class Config:
     lang: str | None = None  # language of titles and explanations (en, zh); None: the locale's
     disable: list[str] = field(default_factory=list)
     format: str = "json"  # of the stdout sink: json lines, or text for a person at a terminal
+    reboot_grace: float = DEFAULT_GRACE  # seconds after a host boot for VMs to run again (logsense/reboot_watch.py)
 
     @classmethod
     def load(cls, path: str | None, overrides: dict[str, Any]) -> Config:
@@ -148,6 +150,8 @@ class Config:
             raise InputError(f"window must be a number of seconds between 0 and {MAX_WINDOW:.0f}")
         if not isinstance(self.settle, int | float) or not 0 <= self.settle <= 60:
             raise InputError("settle must be a number of seconds from 0 to 60")
+        if not math.isfinite(self.reboot_grace) or not 0 <= self.reboot_grace <= MAX_WINDOW:
+            raise InputError(f"reboot_grace must be a number of seconds from 0 to {MAX_WINDOW:.0f}")
         if self.format not in ("json", "text"):
             raise InputError("format must be 'json' or 'text'")
         if self.emit not in ("incidents", "events"):
@@ -226,6 +230,7 @@ class Daemon:
         self.rotated_grace = rotated_grace()
         self.cat: Catalogue = load_catalogue(cfg.catalogue, cfg.disable)
         self.corr = Correlator(cfg.window)
+        self.reboots = RebootWatch(cfg.reboot_grace)  # the VMs' lives: the host-reboot incident
         self.entities = EntityMap()
         self.core = Classifier(self.cat, self.entities, cfg.all_lines)
         self.settling = Settle(self.core, cfg.settle)
@@ -238,6 +243,7 @@ class Daemon:
         self.max_open = MAX_OPEN_FILES
         self.deliveries: list[Delivery] = []
         self.state_path = Path(cfg.state_dir) / STATE_FILE
+        self.state_file = StateFile(self.state_path, warn)
         self.journal_q: queue.Queue[Record] = queue.Queue(maxsize=4 * JOURNAL_BATCH)
         self.journal: JournalFollower | None = None
         self.journal_cursor: str | None = None
@@ -264,7 +270,10 @@ class Daemon:
             raise InputError(f"{self.cfg.state_dir}: cannot create state directory: {exc.strerror or exc}") from exc
         if not os.access(self.cfg.state_dir, os.W_OK):
             raise InputError(f"{self.cfg.state_dir}: state directory is not writable")
-        state = read_state(self.state_path, warn)
+        loaded = self.state_file.load()
+        state = loaded.state
+        if state is None and loaded.ran_before:
+            warn(f"{self.state_path}: state unusable ({loaded.why or 'no state file'}); starting afresh")
         if state is None:
             return None
         same = state.get("catalogue") == catalogue_digest(self.cat)
@@ -282,10 +291,21 @@ class Daemon:
                 warn(f"{self.state_path}: saved with another catalogue: open windows migrated "
                      f"({relink.reclassified} event(s) reclassified, {relink.dropped} dropped)")
             self.max_ts = self.corr.watermark
+        self._restore_lifecycle(state)
         self.journal_cursor = (state.get("journal") or {}).get("cursor")
         if self.cfg.journal and not self.journal_cursor:
             self.journal_since = self._saved_at(state)
         return state
+
+    def _restore_lifecycle(self, state: dict[str, Any]) -> None:
+        """The VMs' lives as saved (key `lifecycle`); missing or unusable: started afresh."""
+        if "lifecycle" not in state:
+            return
+        relink = Relinker(self.cat, state.get("catalogue") == catalogue_digest(self.cat))
+        try:
+            self.reboots = RebootWatch.from_state(state["lifecycle"], relink.event, self.cfg.reboot_grace)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            warn(f"{self.state_path}: VMs' lifecycle state unusable ({exc}); discarded")
 
     def _saved_at(self, state: dict[str, Any]) -> datetime | None:
         try:
@@ -425,7 +445,7 @@ class Daemon:
         waits = [SAFETY_POLL, STATUS_EVERY]
         if watchdog_every:
             waits.append(watchdog_every)
-        if self.corr.open or self.corr.pending:
+        if self.corr.open or self.corr.pending or self.reboots.waiting:
             waits.append(TICK)
         if (settle_due := self.settling.due()) is not None:
             waits.append(max(0.0, settle_due - time.monotonic()))
@@ -605,18 +625,29 @@ class Daemon:
             if self.max_ts is None or ev.ts > self.max_ts:
                 self.max_ts = ev.ts
             self.max_mono = time.monotonic()
-            outputs.extend(inc.to_dict(check_lang(self.cfg.lang)) for inc in self.corr.feed(ev))
+            changed = [inc.to_dict(check_lang(self.cfg.lang)) for inc in self.corr.feed(ev)]
+            outputs.extend(self._lifecycle(ev.ts, ev, changed))
         return outputs
+
+    def _lifecycle(self, now: datetime, ev: Event | None, changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Beside the correlator, the VMs' lives (logsense/reboot_watch.py): the reboot incidents
+        whose grace period ended by `now`, then the correlator's `changed`; `ev` joins the lives."""
+        out = self.reboots.advance(now, check_lang(self.cfg.lang)) + changed
+        self.reboots.note(changed)
+        if ev is not None:
+            self.reboots.feed(ev)
+        return out
 
     def _tick(self) -> list[dict[str, Any]]:
         """While the logs are idle, event time moves on with the wall clock."""
-        if self.max_ts is None or not (self.corr.open or self.corr.pending):
+        if self.max_ts is None or not (self.corr.open or self.corr.pending or self.reboots.waiting):
             return []
         idle = time.monotonic() - self.max_mono - LAG
         if idle <= 0:
             return []
         lang = check_lang(self.cfg.lang)
-        return [inc.to_dict(lang) for inc in self.corr.advance(self.max_ts + timedelta(seconds=idle))]
+        now = self.max_ts + timedelta(seconds=idle)
+        return self._lifecycle(now, None, [inc.to_dict(lang) for inc in self.corr.advance(now)])
 
     # -- state ------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -633,12 +664,13 @@ class Daemon:
             "files": files,
             "journal": {"cursor": self.journal_cursor} if self.journal_cursor else {},
             "correlator": self.corr.to_state(event_to_json),
+            "lifecycle": self.reboots.to_state(event_to_json),
             "entities": entities_to_json(self.entities),
             "settling": [event_to_json(e) for e in self.settling.held],
             "sinks": {d.name: d.pending() for d in self.deliveries if d.pending()},
         }
         try:
-            write_atomic(self.state_path, data)
+            self.state_file.save(data)
         except OSError as exc:
             warn(f"{self.state_path}: cannot save state: {exc.strerror or exc}")
             return
@@ -678,6 +710,7 @@ class Daemon:
         self.core.all_lines = cfg.all_lines
         self.settling.settle = cfg.settle
         self.corr.set_gap(cfg.window)
+        self.reboots.set_grace(cfg.reboot_grace)
         known = {s.text for s in self.specs}
         self.specs = cfg.specs()
         self.watcher.watch(self.specs)

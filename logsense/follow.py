@@ -726,6 +726,7 @@ class JournalFollower(threading.Thread):
         self.stopping = threading.Event()
         self.ready = threading.Event()
         self.failed = False
+        self.boots = journal.BootMarks()  # a new boot id is a boot of the host
 
     def _open(self):
         return journal.open_reader(directory=self.directory)
@@ -733,7 +734,7 @@ class JournalFollower(threading.Thread):
     def _position(self, reader) -> None:
         if self.cursor:
             try:
-                journal.seek_after(reader, self.cursor)
+                self.boots.seed(journal.seek_after(reader, self.cursor), self.host)  # the boot read last
                 return
             except OSError as exc:
                 where = "its start" if self.from_start else "the last save" if self.since else "its end"
@@ -789,6 +790,8 @@ class JournalFollower(threading.Thread):
             if not entry:
                 break
             if (rec := journal.record_or_skip(entry, self.directory, self.host, self.warn)) is not None:
+                if (mark := self.boots.before(rec)) is not None:
+                    self.out.put(mark)
                 self.out.put(rec)
             self.cursor = entry.get("__CURSOR") or self.cursor  # where a restart goes on
             n += 1

@@ -3,7 +3,9 @@
 
 An entry keeps what the catalogue and attribution use: MESSAGE, the time, _HOSTNAME, _PID,
 PRIORITY, SYSLOG_IDENTIFIER, _SYSTEMD_UNIT, and libvirt's own fields (LIBVIRT_SOURCE,
-CODE_FUNC, LIBVIRT_CODE, LIBVIRT_DOMAIN), and its cursor.
+CODE_FUNC, LIBVIRT_CODE, LIBVIRT_DOMAIN), and its cursor. Where a host's boot id changes, a
+record of journalctl's own `-- Boot ID --` line goes before the first entry of the new boot
+(`BootMarks`): the catalogue's `host.host.journal-boot` makes it a boot of the host.
 """
 
 from __future__ import annotations
@@ -24,6 +26,52 @@ LEVELS = {0: "error", 1: "error", 2: "error", 3: "error", 4: "warning", 5: "info
 MAX_FIELD = 1 << 20  # bytes of one field kept, like the 1 MiB line cap of log files
 CHUNK = 1 << 16
 Warn = Callable[[str], None]
+
+
+class BootMarks:
+    """A change of _BOOT_ID in a host's journal is a boot. `before(record)` gives, for the first
+    entry of a new boot, the line journalctl prints between two boots (`-- Boot ID --`), at that
+    entry's time; entries of the boot seen first are no change (the journal may start anywhere),
+    unless `seed` said which boot came before (the entry a saved cursor names)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str | None, str] = {}  # per machine (or host), the boot of its last entry
+
+    @staticmethod
+    def _key(rec: Record) -> str | None:
+        return rec.extra.get("_MACHINE_ID") or rec.host
+
+    def seed(self, entry: Mapping[str, Any] | None, host: str | None) -> None:
+        if entry and (rec := record_or_skip(entry, None, host, None)) is not None and (boot := boot_of(rec)):
+            self.last[self._key(rec)] = boot
+
+    def before(self, rec: Record) -> Record | None:
+        boot = boot_of(rec)
+        if boot is None:
+            return None
+        key = self._key(rec)
+        previous, self.last[key] = self.last.get(key), boot
+        if previous is None or previous == boot:
+            return None
+        message = f"-- Boot {boot} --"
+        extra = {k: rec.extra[k] for k in ("_BOOT_ID", "_MACHINE_ID") if k in rec.extra}
+        return Record(ts=rec.ts, source="journal", message=message, raw=message, file=rec.file, host=rec.host,
+                      extra=extra)
+
+
+def boot_of(rec: Record) -> str | None:
+    """The record's boot id as journalctl writes it (32 hex digits: systemd.journal gives a UUID)."""
+    boot = rec.extra.get("_BOOT_ID")
+    return boot.replace("-", "").lower() if boot else None
+
+
+def with_boot_marks(records: Iterable[Record]) -> Iterator[Record]:
+    """The records, each boot's first one preceded by its boot mark (`BootMarks`)."""
+    marks = BootMarks()
+    for rec in records:
+        if (mark := marks.before(rec)) is not None:
+            yield mark
+        yield rec
 
 
 class BadEntry(ValueError):
@@ -95,13 +143,16 @@ def open_reader(files: Iterable[Path | str] | None = None, directory: str | None
     return journal.Reader(path=directory) if directory else journal.Reader()
 
 
-def seek_after(reader, cursor: str) -> None:
-    """Go on after the entry a cursor names; if that entry is gone (vacuumed), at the first
-    entry after where it was, so its successor is not skipped. OSError: unusable cursor."""
+def seek_after(reader, cursor: str) -> Mapping[str, Any] | None:
+    """Go on after the entry a cursor names, and return it; if that entry is gone (vacuumed), at
+    the first entry after where it was, so its successor is not skipped (None then). OSError:
+    unusable cursor."""
     reader.seek_cursor(cursor)
     entry = reader.get_next()
     if entry and entry.get("__CURSOR") != cursor:
         reader.get_previous()
+        return None
+    return entry or None
 
 
 def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | None = None,
@@ -114,9 +165,8 @@ def read_journal_files(files: Iterable[Path], host: str | None, cursor: str | No
         if cursor:
             seek_after(reader, cursor)
         name = name or (files[0] if len(files) == 1 else str(Path(files[0]).parent))
-        for entry in reader:
-            if (rec := record_or_skip(entry, name, host, warn)) is not None:
-                yield rec
+        entries = (record_or_skip(entry, name, host, warn) for entry in reader)
+        yield from with_boot_marks(rec for rec in entries if rec is not None)
     finally:
         reader.close()
 
@@ -131,6 +181,11 @@ def record_or_skip(entry: Mapping[str, Any], file: str | None, host: str | None,
 
 
 def read_export(stream: BinaryIO, file: str, host: str | None, warn: Warn | None = None) -> Iterator[Record]:
+    """`journalctl -o export`, boot marks included (`BootMarks`)."""
+    return with_boot_marks(_read_export(stream, file, host, warn))
+
+
+def _read_export(stream: BinaryIO, file: str, host: str | None, warn: Warn | None = None) -> Iterator[Record]:
     """`journalctl -o export`: KEY=value lines, binary values length-prefixed, blank line ends
     an entry. A field is kept up to MAX_FIELD bytes, whatever size it claims."""
     entry: dict[str, Any] = {}
@@ -177,6 +232,11 @@ def _skip_bytes(stream: BinaryIO, n: int) -> bool:
 
 
 def read_json(stream: BinaryIO, file: str, host: str | None, warn: Warn) -> Iterator[Record]:
+    """`journalctl -o json`, boot marks included (`BootMarks`)."""
+    return with_boot_marks(_read_json(stream, file, host, warn))
+
+
+def _read_json(stream: BinaryIO, file: str, host: str | None, warn: Warn) -> Iterator[Record]:
     """`journalctl -o json`: one object a line. A line over MAX_FIELD bytes, or one that is not a
     journal object (bad JSON, absurd nesting), is skipped with a warning."""
     n = 0

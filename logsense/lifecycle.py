@@ -74,6 +74,17 @@ class HostMark:
     ts: datetime
     kind: str  # "boot" or "shutdown"
     event: Event
+    boot_id: str | None = None  # the journal's _BOOT_ID of the boot, when known
+
+
+@dataclass
+class Reboot:
+    """A host boot after which VMs that ran before it may not run again: what the reboot
+    incident decides on once the grace period has passed."""
+
+    mark: HostMark
+    before: list[Run]  # the runs its host's going down ended (host-down)
+    shutdown: HostMark | None  # None: no shutdown line (a crash or a power loss)
 
 
 @dataclass
@@ -82,6 +93,7 @@ class Timeline:
     marks: list[HostMark]
     first: datetime | None  # the window the logs cover
     last: datetime | None
+    reboots: list[Reboot] = field(default_factory=list)
 
     by_vm: dict[str, list[Run]] = field(default_factory=dict)
     by_vm_host: dict[tuple[str, str | None], list[Run]] = field(default_factory=dict)
@@ -100,11 +112,21 @@ def _kind(ev: Event) -> str | None:
     return getattr(ev.pattern, "lifecycle", None) if ev.pattern is not None else None
 
 
-class _Builder:
-    """Walks the events in time order, one open run per (host, VM)."""
+def boot_id(ev: Event) -> str | None:
+    """The journal's boot id of an event's line (journal records carry it), else None."""
+    boot = ev.fields.get("boot_id") or (ev.record.extra or {}).get("_BOOT_ID")
+    return boot.replace("-", "").lower() if boot else None
+
+
+class Tracker:
+    """Walks the events in time order, one open run per (host, VM): `timeline` feeds it a whole
+    archive, the daemon (logsense/reboot_watch.py) the live events, pruning what is old."""
 
     def __init__(self, grace: timedelta) -> None:
         self.grace = grace
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.reboots: list[Reboot] = []
         self.runs: list[Run] = []
         # per host, per VM (a host's boot touches only its own VMs)
         self.open: dict[str | None, dict[str, Run]] = {}
@@ -119,6 +141,8 @@ class _Builder:
 
     def feed(self, ev: Event) -> None:
         host, kind = ev.record.host, _kind(ev)
+        self.first = ev.ts if self.first is None else self.first
+        self.last = ev.ts
         if kind == "host-boot":
             self._boot(host, ev)
         elif kind == "host-shutdown":
@@ -134,24 +158,39 @@ class _Builder:
             self._vm(host, ev.vm, kind, ev)
         self.last_ts[host] = ev.ts
 
+    def _same_boot(self, host: str | None, ev: Event) -> bool:
+        """A line of the boot already marked: its journal boot id, or (no boot id to tell) a line
+        within seconds of the mark with no shutdown in between (the journal's and syslog's)."""
+        prev, this = self.boot_at.get(host), boot_id(ev)
+        if prev is None:
+            return False
+        if this is not None and prev.boot_id is not None:
+            return this == prev.boot_id
+        return host not in self.shutdown_at and abs(ev.ts - prev.ts) <= SAME_LINE_SPAN
+
     def _boot(self, host: str | None, ev: Event) -> None:
-        prev = self.boot_at.get(host)
-        if prev is not None and host not in self.shutdown_at and ev.ts - prev.ts <= SAME_LINE_SPAN:
-            return  # the same boot, from the journal and from syslog
+        if self._same_boot(host, ev):
+            prev = self.boot_at[host]
+            prev.boot_id = prev.boot_id or boot_id(ev)
+            return
         down = self.shutdown_at.get(host)
         down_ts = down.ts if down is not None else self.last_ts.get(host, ev.ts)
-        for vm, run in list(self.open.get(host, {}).items()):
-            self._close(host, vm, run, min(down_ts, ev.ts), "host-down")
+        before = list(self.open.get(host, {}).values())
+        for run in before:
+            self._close(host, run.vm, run, min(down_ts, ev.ts), "host-down")
         if down is not None:  # runs that ended while the host was going down: it ended them
             for run in self.last_closed.get(host, {}).values():
                 if run.end is not None and down.ts <= run.end <= down.ts + SHUTDOWN_SPAN and run.end_reason not in (
                         "failed", "migrated-out", "host-down"):
                     run.stop_detail, run.end_reason = run.end_reason, "host-down"
-        mark = HostMark(host, ev.ts, "boot", ev)
+                    before.append(run)
+        mark = HostMark(host, ev.ts, "boot", ev, boot_id(ev))
         self.marks.append(mark)
         self.boot_at[host] = mark
         self.shutdown_at.pop(host, None)
         self.started_since_boot.pop(host, None)
+        if before:
+            self.reboots.append(Reboot(mark, sorted(before, key=lambda r: (r.end, r.vm)), down))
 
     def _vm(self, host: str | None, vm: str, kind: str, ev: Event) -> None:
         run = self.open.get(host, {}).get(vm)
@@ -219,7 +258,16 @@ class _Builder:
 
     def _cancel_shutdown(self, host: str | None) -> None:
         mark = self.shutdown_at.pop(host)
-        self.marks.remove(mark)
+        if mark in self.marks:  # the daemon may have pruned it
+            self.marks.remove(mark)
+
+    def prune(self, before: datetime, keep: set[int]) -> None:
+        """Forget runs that ended and marks made before `before` (the daemon's memory stays
+        bounded), except what the open runs, the last ones and `keep` (ids of runs) still need."""
+        needed = keep | {id(r) for runs in (*self.open.values(), *self.last_closed.values()) for r in runs.values()}
+        self.runs = [r for r in self.runs if r.end is None or r.end >= before or id(r) in needed]
+        current = {id(m) for m in (*self.boot_at.values(), *self.shutdown_at.values())}
+        self.marks = [m for m in self.marks if m.ts >= before or id(m) in current]
 
     def _start_reason(self, host: str | None, vm: str, ts: datetime) -> str:
         """Autostart: the first start of a VM within the grace period after its host booted, or
@@ -234,6 +282,9 @@ class _Builder:
             return "autostart"
         return "manual"
 
+    def timeline(self) -> Timeline:
+        return Timeline(list(self.runs), list(self.marks), self.first, self.last, list(self.reboots))
+
     def _close(self, host: str | None, vm: str, run: Run, ts: datetime, reason: str, ev: Event | None = None
                ) -> None:
         run.end, run.end_reason = ts, reason
@@ -246,14 +297,11 @@ class _Builder:
 
 def timeline(events: Iterable[Event], grace: float = DEFAULT_GRACE) -> Timeline:
     """The runs of every VM and the host marks, from events in time order."""
-    b = _Builder(timedelta(seconds=grace))
-    first = last = None
+    b = Tracker(timedelta(seconds=grace))
     for ev in events:
-        first = ev.ts if first is None else first
-        last = ev.ts
         b.feed(ev)
     _match_migrations(b.runs)
-    return Timeline(b.runs, b.marks, first, last)
+    return b.timeline()
 
 
 def _match_migrations(runs: list[Run]) -> None:
@@ -274,6 +322,7 @@ def _match_migrations(runs: list[Run]) -> None:
 class RebootIncident(Incident):
     """A host booted again and VMs that ran before it were not running after the grace period."""
 
+    reboot: Reboot
     boot: HostMark
     crashed: bool
     missing: list[str]
@@ -333,60 +382,47 @@ def _names(vms: list[str], lang: str = "en") -> str:
 def reboot_incidents(tl: Timeline, others: list[dict[str, Any]], grace: float = DEFAULT_GRACE) -> list[RebootIncident]:
     """One host incident per boot after which VMs that ran before it were not running again
     within `grace` seconds. `others` (incident dicts) give the ids of failed-start incidents."""
-    out = []
-    window = timedelta(seconds=grace)
-    downs: dict[str | None, list[Run]] = {}
-    for r in tl.runs:
-        if r.end_reason == "host-down" and r.end is not None:
-            downs.setdefault(r.host, []).append(r)
-    boots = [m for m in tl.marks if m.kind == "boot"]
-    for n, mark in enumerate(boots):
-        previous = next((b.ts for b in reversed(boots[:n]) if b.host == mark.host), None)
-        # the runs its going down ended: after the host's previous boot, before this one
-        before = [r for r in downs.get(mark.host, []) if r.end is not None and r.end <= mark.ts
-                  and (previous is None or r.end >= previous)]
-        if not before:
+    return [inc for r in tl.reboots if (inc := decide(r, tl, others, grace)) is not None]
+
+
+def decide(reboot: Reboot, tl: Timeline, others: list[dict[str, Any]], grace: float) -> RebootIncident | None:
+    """The incident of one reboot, from what `tl` knows of the grace period after it (batch:
+    everything; the daemon: what it saw by the end of the grace period); None when every VM
+    that ran before came back (here, or on another host: evacuated)."""
+    mark, window = reboot.mark, timedelta(seconds=grace)
+    missing, came_back, failed = [], [], {}
+    for r in reboot.before:
+        after = _started(tl.runs_of(r.vm, r.host), mark.ts, window) or _started(tl.runs_of(r.vm), mark.ts, window)
+        if any(a.ran for a in after):
+            came_back.append(r.vm)
             continue
-        missing, came_back, failed = [], [], {}
-        for r in before:
-            # started again here, or else (evacuated) on another host
-            after = _started(tl.runs_of(r.vm, r.host), mark.ts, window) or _started(tl.runs_of(r.vm), mark.ts, window)
-            if any(a.ran for a in after):
-                came_back.append(r.vm)
-                continue
-            missing.append(r.vm)
-            if after:
-                failed[r.vm] = _failed_incident(others, mark.host, r.vm, after[0])
-        if not missing:
-            continue
-        shutdown = next((m for m in reversed(tl.marks) if m.host == mark.host and m.kind == "shutdown"
-                         and m.ts <= mark.ts and not _boot_between(tl, mark.host, m.ts, mark.ts)), None)
-        down_at = min(r.end for r in before if r.end is not None)
-        inc = RebootIncident(id=stable_id(mark.host or "", "host", "reboot", mark.ts.isoformat()),
-                             host=mark.host, scope="host", vm=None)
-        inc.boot, inc.crashed, inc.grace = mark, shutdown is None, grace
-        inc.missing, inc.came_back, inc.failed = missing, came_back, failed
-        for ev in ([shutdown.event] if shutdown else []) + [mark.event]:
-            inc.add(ev)
-        for r in before:
-            if r.vm in missing and r.events:
-                inc.add(r.events[-1])
-        inc.affected = set(missing)
-        backs = [_back_at(tl, vm, mark.ts) for vm in missing]
-        if backs and all(b is not None for b in backs):
-            inc.recovered_at = max(b for b in backs if b is not None)
-        inc.first_ts = shutdown.ts if shutdown is not None else down_at
-        inc.closed, inc.status, inc.version = True, "resolved", 1
-        out.append(inc)
-    return out
+        missing.append(r.vm)
+        if after:
+            failed[r.vm] = _failed_incident(others, mark.host, r.vm, after[0])
+    if not missing:
+        return None
+    shutdown = reboot.shutdown
+    down_at = min(r.end for r in reboot.before if r.end is not None)
+    inc = RebootIncident(id=stable_id(mark.host or "", "host", "reboot", mark.ts.isoformat()),
+                         host=mark.host, scope="host", vm=None)
+    inc.reboot, inc.boot, inc.crashed, inc.grace = reboot, mark, shutdown is None, grace
+    inc.missing, inc.came_back, inc.failed = missing, came_back, failed
+    for ev in ([shutdown.event] if shutdown else []) + [mark.event]:
+        inc.add(ev)
+    for r in reboot.before:
+        if r.vm in missing and r.events:
+            inc.add(r.events[-1])
+    inc.affected = set(missing)
+    backs = [_back_at(tl, vm, mark.ts) for vm in missing]
+    if backs and all(b is not None for b in backs):
+        inc.recovered_at = max(b for b in backs if b is not None)
+    inc.first_ts = shutdown.ts if shutdown is not None else down_at
+    inc.closed, inc.status, inc.version = True, "resolved", 1
+    return inc
 
 
 def _started(runs: list[Run], boot: datetime, window: timedelta) -> list[Run]:
     return [a for a in runs if a.start is not None and boot <= a.start <= boot + window]
-
-
-def _boot_between(tl: Timeline, host: str | None, a: datetime, b: datetime) -> bool:
-    return any(m.kind == "boot" and m.host == host and a < m.ts < b for m in tl.marks)
 
 
 def _failed_incident(others: list[dict[str, Any]], host: str | None, vm: str, run: Run) -> str | None:
@@ -466,12 +502,6 @@ def duration(seconds: float | None, lang: str = "en") -> str:
     return t("dur.hm", lang, h=h, m=f"{m:02d}") if h else t("dur.ms", lang, m=m, s=f"{sec:02d}")
 
 
-def reboot_links(inc: RebootIncident, rid: str, lang: str = "en") -> list[tuple[str | None, str]]:
-    """(id of the failed-start incident, what its explanation gains) for each VM the reboot
-    incident `rid` found failing to start again."""
-    return [(other, t("reboot.related", lang, vm=vm, host=inc.host or "", id=rid)) for vm, other in inc.failed.items()]
-
-
 def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"
             ) -> list[tuple[Incident, dict[str, Any]]]:
     """The correlator's incidents plus the reboot incidents, each with its dict (downtime added,
@@ -483,13 +513,20 @@ def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAUL
     for inc, d in pairs:
         add_downtime(tl, d, lang)
         if isinstance(inc, RebootIncident):
-            for other, said in reboot_links(inc, d["id"], lang):
-                if other in by_id:
-                    by_id[other]["explanation"] += said
-                    by_id[other].setdefault("related_incidents", []).append(d["id"])
-                    d.setdefault("related_incidents", []).append(other)
+            link_failed_starts(inc, d, by_id, lang)
     pairs.sort(key=lambda p: (-SEVERITY_RANK[p[1]["severity"]], p[1]["first_seen"], p[1]["id"]))
     return pairs
+
+
+def link_failed_starts(inc: RebootIncident, d: dict[str, Any], by_id: dict[str, dict[str, Any]], lang: str = "en"
+                       ) -> None:
+    """The reboot incident's dict `d` and the failed-start incidents (in `by_id`) of the VMs that
+    were started again and failed name each other (`related_incidents`, and in words)."""
+    for vm, other in inc.failed.items():
+        if other in by_id:
+            by_id[other]["explanation"] += t("reboot.related", lang, vm=vm, host=inc.host or "", id=d["id"])
+            by_id[other].setdefault("related_incidents", []).append(d["id"])
+            d.setdefault("related_incidents", []).append(other)
 
 
 # -- per VM, for `logsense vms` -------------------------------------------------------------------

@@ -220,7 +220,7 @@ class Metrics:
             st = os.fstat(fd)
         except OSError:
             return None
-        if tailer.reader.offset >= st.st_size:
+        if tailer.offset >= st.st_size:
             self.caught_up[path] = st.st_mtime
             return 0.0
         since = self.caught_up.setdefault(path, min(st.st_mtime, wall))

@@ -21,6 +21,7 @@ import os
 import queue
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,13 @@ from logsense.correlator import correlate
 from logsense.daemon import Config, Daemon
 from logsense.follow import FileOptions, JournalFollower, Tailer, Waker
 from logsense.ingest import formats
+from logsense.lifecycle import RebootIncident, analyse, timeline
 from logsense.model import Event
 from logsense.pipeline import parse_zone
 from logsense.sources import Workspace, discover
 
 HOST = "kvm-test"
+BOOT_PATTERNS = ("host.host.kernel-boot", "host.host.journal-boot")  # the root of a reboot incident
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 YEAR = 2026
 
@@ -62,9 +65,17 @@ def incident_key(inc: dict) -> dict:
     return d
 
 
-def batch(tree: Path) -> tuple[list[dict], list[dict]]:
+def reboot_key(inc: dict) -> dict:
+    """A reboot incident as `analyze` and the daemon give it (the daemon opens it, analyze
+    reports its final state)."""
+    return {k: v for k, v in incident_key(inc).items() if k not in ("recovered_at",)}
+
+
+def batch(tree: Path) -> tuple[list[dict], list[dict], list[dict]]:
     evs, _ = read_events([tree], tz="UTC", year=YEAR, host=HOST)
-    return [e.to_dict() for e in evs], [incident_key(i.to_dict()) for i in correlate(evs)]
+    reboots = [reboot_key(d) for inc, d in analyse(evs) if isinstance(inc, RebootIncident)] \
+        if timeline(evs).reboots else []
+    return [e.to_dict() for e in evs], [incident_key(i.to_dict()) for i in correlate(evs)], reboots
 
 
 class LiveReplay:
@@ -115,12 +126,21 @@ class LiveReplay:
         reader.close()
         self._take([q.get_nowait() for _ in range(q.qsize())])
 
-    def finish(self) -> tuple[list[dict], list[dict]]:
+    def finish(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """Events and incidents; the reboot incidents apart (those the daemon's lifecycle hook
+        gave, the idle clock run on past every grace period)."""
         self.events += self.daemon._ingest([], force=True)
-        for inc in self.daemon._emit(self.events) + [i.to_dict() for i in self.daemon.corr.flush()]:
+        outputs = self.daemon._emit(self.events) + [i.to_dict() for i in self.daemon.corr.flush()]
+        if self.events:
+            end = max(e.ts for e in self.events) + timedelta(seconds=self.daemon.cfg.reboot_grace + 1)
+            reboots = self.daemon._lifecycle(end, None, [])
+            outputs += reboots
+        for inc in outputs:
             self.incidents[inc["id"]] = inc
-        incs = sorted(self.incidents.values(), key=lambda i: i["id"])
-        return [e.to_dict() for e in self.events], [incident_key(i) for i in incs]
+        reboot_ids = {i["id"] for i in outputs if i.get("root_cause") in BOOT_PATTERNS and "downtime" in i}
+        incs = sorted((i for i in self.incidents.values() if i["id"] not in reboot_ids), key=lambda i: i["id"])
+        reboots = sorted((self.incidents[i] for i in reboot_ids), key=lambda i: i["id"])
+        return [e.to_dict() for e in self.events], [incident_key(i) for i in incs], [reboot_key(i) for i in reboots]
 
 
 def journal_dir_of(data: bytes, fmt: str, directory: Path) -> Path:
@@ -139,7 +159,7 @@ def journal_dir_of(data: bytes, fmt: str, directory: Path) -> Path:
     return directory
 
 
-def live(tree: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
+def live(tree: Path, tmp: Path) -> tuple[list[dict], list[dict], list[dict]]:
     replay = LiveReplay(tmp)
     logs = tmp / "logs"
     ws = Workspace()
@@ -177,9 +197,24 @@ def live(tree: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
 
 @pytest.mark.parametrize("tree", fixture_trees(), ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_batch_and_live_give_the_same_events_and_incidents(tree: Path, tmp_path: Path) -> None:
-    b_events, b_incidents = batch(tree)
-    l_events, l_incidents = live(tree, tmp_path)
+    b_events, b_incidents, b_reboots = batch(tree)
+    l_events, l_incidents, l_reboots = live(tree, tmp_path)
     assert [event_key(e) for e in l_events] == [event_key(e) for e in b_events]
     assert [e["vm"] for e in l_events] == [e["vm"] for e in b_events]
     assert sorted(l_incidents, key=lambda i: i["id"]) == sorted(b_incidents, key=lambda i: i["id"])
+    assert l_reboots == sorted(b_reboots, key=lambda i: i["id"])  # the host-reboot incidents, when any
+
+
+LIFECYCLE_TREES = [d for s in sorted((FIXTURES / "lifecycle").iterdir()) if s.is_dir() for d in sorted(s.iterdir())]
+
+
+@pytest.mark.parametrize("tree", LIFECYCLE_TREES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_batch_and_live_give_the_same_reboot_incidents(tree: Path, tmp_path: Path) -> None:
+    """fixtures/lifecycle: VMs' lives, a host reboot among them (the lines that make them are
+    compared in the test above, for the trees whose events both modes shape alike)."""
+    _, _, b_reboots = batch(tree)
+    _, _, l_reboots = live(tree, tmp_path)
+    assert l_reboots == sorted(b_reboots, key=lambda i: i["id"])
+    if "reboot-50" in str(tree):
+        assert [i["affected_vms"] for i in l_reboots] == [["vm07", "vm23", "vm41"]]
 

@@ -357,3 +357,16 @@ def test_a_pattern_lifecycle_value_is_checked():
     assert parse_pattern({**base, "lifecycle": "vm-launch"}, "f.toml", problems) is None
     assert problems == ["f.toml: x.host.y: lifecycle 'vm-launch' is not one of vm-start, vm-stop, "
                         "vm-start-failed, migrate-in, host-boot, host-shutdown, daemon-start"]
+
+
+def test_the_grace_period_is_a_setting_too(tmp_path):
+    """`reboot_grace` in the settings file: analyze and watch read it; a bad value is a usage error."""
+    conf = tmp_path / "logsense.toml"
+    conf.write_text("reboot_grace = 30\n")
+    incs = json.loads(logsense("analyze", str(REBOOT), "--format", "json", "--config", str(conf)).stdout)["incidents"]
+    assert len(next(i for i in incs if i["scope"] == "host")["affected_vms"]) == 41
+    conf.write_text("reboot_grace = -5\n")
+    bad = logsense("watch", str(REBOOT), "--no-journal", "--state-dir", str(tmp_path / "state"), "--config", str(conf),
+                   check=False)
+    assert bad.returncode == 2 and "reboot_grace must be a number of seconds" in bad.stderr
+    assert "Traceback" not in bad.stderr
