@@ -33,7 +33,7 @@ CONTRIB = bundled("contrib", "contrib")
 
 _FRAME_API = ("events", "incidents", "evidence", "cooccurrence", "expand_fields", "events_frame",
               "frame_from_dicts", "read_events_parquet", "write_events_parquet", "read_events_jsonl",
-              "EventFrame", "IncidentFrame", "lifecycle")
+              "EventFrame", "IncidentFrame", "lifecycle", "read_fleet")
 __all__ = ["SAMPLE", "CONTRIB", "__version__", "plot", *_FRAME_API]
 
 

@@ -286,8 +286,9 @@ def batch_gc() -> None:
 def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
                  fail_on: Severity | None, show_entities: bool, strict: bool = False,
                  shown: Filters | None = None, grace: float = 600.0, lang: str = "en") -> None:
-    from logsense import report
-    from logsense.lifecycle import analyse
+    """Events stream from the reader through the correlator; incidents wait on disk for the
+    report (logsense/batch.py): memory follows the open windows, not the archive."""
+    from logsense import batch, report
     from logsense.model import SEVERITY_RANK
 
     check_window(window)
@@ -296,41 +297,45 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
         raise InputError("--reboot-grace must be zero or more seconds")
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
-        evs = reader.events(paths)
+        evs = reader.iter_events(paths)
     check_read(reader.run)
-    incidents = [d for _, d in analyse(evs, gap=window, grace=grace, lang=lang)]  # + reboot incidents, downtime
-    if shown is not None:
-        incidents = [i for i in incidents if shown.incident(i)]
+    found = batch.analyse(evs, gap=window, grace=grace, lang=lang, keep_events=fmt == AnalyzeFormat.html)
+    entries = [e for e in found.entries if shown is None or shown.incident(e.light)]
+    lights = [e.light for e in entries]
     stats = dict(reader.run.stats)
-    stats["incidents"] = len(incidents)
+    stats["incidents"] = len(entries)
     stats["display_tz"] = zone_name(opts.display_tz or local_zone())  # the zone reports print times in
-    unrec = report.unrecognised_summary(evs)
+    unrec = found.unrecognised
     out = open_output(output)
     warnings, zone = reader.run.warnings, opts.display_tz or local_zone()
     try:
         if fmt == AnalyzeFormat.json:
-            report.write_json(out, incidents, stats, unrec, warnings=warnings)
+            report.write_json(out, lights, stats, unrec, warnings=warnings, whole=found.incidents(entries))
         elif fmt == AnalyzeFormat.jsonl:
-            report.write_jsonl(out, incidents)
-        elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
-        elif fmt == AnalyzeFormat.html:
-            report.write_html(out, incidents, stats, unrec, evs, warnings=warnings, tz=zone, lang=lang)
-        elif fmt == AnalyzeFormat.record:
-            from logsense.record import write_records
-            write_records(out, incidents, opts.catalogue_dirs, lang)
-        elif fmt == AnalyzeFormat.text:
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False,
-                              warnings=warnings, tz=zone, lang=lang)
+            report.write_jsonl(out, found.incidents(entries))
+        else:
+            incidents = list(found.incidents(entries))
+            if fmt == AnalyzeFormat.markdown:
+                report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
+            elif fmt == AnalyzeFormat.html:
+                report.write_html(out, incidents, stats, unrec, found.events or [], warnings=warnings, tz=zone,
+                                  lang=lang)
+            elif fmt == AnalyzeFormat.record:
+                from logsense.record import write_records
+                write_records(out, incidents, opts.catalogue_dirs, lang)
+            elif fmt == AnalyzeFormat.text:
+                report.write_text(out, incidents, stats, unrec, color=None if not output else False,
+                                  warnings=warnings, tz=zone, lang=lang)
         if show_entities:
             print("Attribution (why events got their VM):", file=sys.stderr)
             for kind, key, vm, why in reader.run.entities.table():
                 print(f"  {kind:6} {safe(key)} -> {safe(vm)}  ({safe(why)})", file=sys.stderr)
     finally:
+        found.close()
         if output:
             out.close()
     check_strict(reader.run, strict)
-    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in incidents):
+    if fail_on is not None and any(SEVERITY_RANK[i["severity"]] >= SEVERITY_RANK[fail_on] for i in lights):
         raise typer.Exit(1)
 
 
@@ -361,7 +366,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
         raise InputError("--jobs must be at least 1")
     if fleet:
         require("dask.distributed", "--fleet", "'dask[distributed]'")
-        run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs)
+        run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs, lang)
         return
     if scheduler:
         raise InputError("--scheduler needs --fleet")
@@ -370,7 +375,7 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
 
 
 def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: str | None, window: float,
-                       fail_on: Severity | None, scheduler: str | None, jobs: int | None) -> None:
+                       fail_on: Severity | None, scheduler: str | None, jobs: int | None, lang: str = "en") -> None:
     """`analyze --fleet`: one Dask task per host, then fleet incidents; the fleet summary first."""
     from logsense import fleet, report
     from logsense.model import SEVERITY_RANK
@@ -378,7 +383,7 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
     if not paths:
         raise InputError("--fleet needs one path per host")
     check_window(window)
-    rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs)
+    rep = fleet.analyze_fleet(paths, opts, window, scheduler, jobs, lang)
     for r in rep.results:
         for w in r.warnings:
             stderr_warn(f"{r.host}: {w}")
@@ -398,10 +403,10 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
         elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec)
+            report.write_markdown(out, incidents, stats, unrec, lang=lang)
         elif fmt == AnalyzeFormat.text:
-            fleet.write_summary(out, rep)
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False)
+            fleet.write_summary(out, rep, lang)
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False, lang=lang)
         else:
             raise InputError(f"analyze --fleet does not write {fmt.value}")
     finally:

@@ -767,3 +767,44 @@ def correlate(events: Iterable[Event], gap: float = DEFAULT_GAP) -> list[Inciden
     for inc in c.flush():
         final[inc.id] = inc
     return sorted(final.values(), key=lambda i: (-SEVERITY_RANK[i.severity()], i.first_seen, i.id))
+
+
+class FinalIncidents:
+    """Batch in bounded memory: the incidents of `correlate`, each handed out once it can no
+    longer change (closed, and out of the correlator's `recent`, so no later start recovers it)
+    instead of all at the end; unsorted. Feed events in time order, then `flush`."""
+
+    def __init__(self, gap: float = DEFAULT_GAP) -> None:
+        self.c = Correlator(gap)
+        self.waiting: dict[str, Incident] = {}  # emitted, still able to change
+        self._closed: list[tuple[datetime, int, str]] = []  # (last event, arrival, id) of closed ones
+        self._seq = itertools.count()
+
+    def feed(self, ev: Event) -> list[Incident]:
+        for inc in self.c.feed(ev):
+            self.waiting[inc.id] = inc
+            if inc.closed:
+                heapq.heappush(self._closed, (inc.last_seen, next(self._seq), inc.id))
+        return self._final()
+
+    def flush(self) -> list[Incident]:
+        for inc in self.c.flush():
+            self.waiting[inc.id] = inc
+        out, self.waiting, self._closed = list(self.waiting.values()), {}, []
+        return out
+
+    def _final(self) -> list[Incident]:
+        wm, out = self.c.watermark, []
+        alive: set[int] | None = None
+        while self._closed and wm - self._closed[0][0] > RECOVERY_HORIZON:
+            _, _, iid = heapq.heappop(self._closed)
+            inc = self.waiting.get(iid)
+            if inc is None:
+                continue
+            if alive is None:
+                alive = {id(i) for i in self.c.recent}
+            if wm - inc.last_seen > RECOVERY_HORIZON and id(inc) not in alive:
+                out.append(self.waiting.pop(iid))
+            else:  # recovered since (a later last event), or still listed as recent
+                heapq.heappush(self._closed, (max(inc.last_seen, wm - RECOVERY_HORIZON), next(self._seq), iid))
+        return out

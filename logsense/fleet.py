@@ -20,20 +20,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from logsense.correlator import stable_id
+from logsense.i18n import t
 from logsense.lifecycle import analyse
 from logsense.model import SEVERITY_RANK
 from logsense.pipeline import InputError, Options, Reader
 
 # fields naming a resource several hosts share: when the root line names one, it must be the same
 SHARED_FIELDS = ("server", "pool", "mount", "network", "kernel", "libvirt_version", "qemu_version", "version")
-SHARED_CAUSE = {
-    "storage": "a storage backend the hosts share (NFS, Ceph, iSCSI or a SAN) failed or became unreachable",
-    "disk_image": "images on shared storage became unavailable or were changed on every host",
-    "network": "a network outage (switch, uplink, VLAN or a service such as DHCP/DNS) hit every host at once",
-    "memory": "a change rolled out to these hosts (a package or kernel update, a VM placement) or a shared "
-              "workload exhausted their memory at once",
-}
-ROLLOUT_CAUSE = "a change rolled out to these hosts at once (a package or kernel update, a configuration push)"
+SHARED_CAUSES = ("storage", "disk_image", "network", "memory")  # categories with their own fleet.cause.* text
 
 
 @dataclass
@@ -49,7 +43,7 @@ class HostResult:
     error: str | None = None  # the one-line reason nothing could be read
 
 
-def analyze_host(path: str, opts: Options, window: float) -> HostResult:
+def analyze_host(path: str, opts: Options, window: float, lang: str = "en") -> HostResult:
     """What `logsense analyze PATH` finds, for one host (run in a Dask worker)."""
     from logsense import report
 
@@ -58,7 +52,7 @@ def analyze_host(path: str, opts: Options, window: float) -> HostResult:
         evs = reader.events([path])
     except InputError as exc:
         return HostResult(path, Path(path).name, [], dict(reader.run.stats), list(reader.run.warnings), error=str(exc))
-    incidents = [d for _, d in analyse(evs, gap=window)]  # as `analyze` reports them: reboots, downtime
+    incidents = [d for _, d in analyse(evs, gap=window, lang=lang)]  # as `analyze` reports them: reboots, downtime
     hosts = [i["host"] for i in incidents if i["host"]] or [e.record.host for e in evs if e.record.host]
     name = max(set(hosts), key=hosts.count) if hosts else host_label(path)
     stats = dict(reader.run.stats)
@@ -88,8 +82,8 @@ def host_label(path: str) -> str:
 
 
 def run_tasks(paths: list[str], opts: Options, window: float, scheduler: str | None = None,
-              workers: int | None = None, on_done: Callable[[HostResult], None] | None = None
-              ) -> list[HostResult]:
+              workers: int | None = None, on_done: Callable[[HostResult], None] | None = None,
+              lang: str = "en") -> list[HostResult]:
     """Every host as one task on Dask: a LocalCluster of worker processes (one per core unless
     `workers`) or the cluster whose scheduler listens at `scheduler` (tcp://HOST:8786)."""
     from dask.distributed import Client, LocalCluster, as_completed
@@ -105,7 +99,7 @@ def run_tasks(paths: list[str], opts: Options, window: float, scheduler: str | N
                                dashboard_address=None, silence_logs=40)
         client = Client(cluster)
     try:
-        futures = client.map(analyze_host, paths, opts=opts, window=window, pure=False)
+        futures = client.map(analyze_host, paths, opts=opts, window=window, lang=lang, pure=False)
         by_path: dict[str, HostResult] = {}
         for fut in as_completed(futures):
             res = fut.result()
@@ -140,7 +134,8 @@ def _signatures(inc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
     return out
 
 
-def fleet_incidents(results: list[HostResult], window: float, cat: Any = None) -> list[dict[str, Any]]:
+def fleet_incidents(results: list[HostResult], window: float, cat: Any = None, lang: str = "en"
+                    ) -> list[dict[str, Any]]:
     """One cause on two or more hosts, each host's line within `window` seconds of the previous
     host's — more hosts than the cause's rate over the fleet would put together by chance — as
     CONTRACT.md incidents with scope `fleet` and `hosts`."""
@@ -163,7 +158,7 @@ def fleet_incidents(results: list[HostResult], window: float, cat: Any = None) -
             if group and (m is None or last is None or ts - last > gap):
                 hosts = len({g.host for g in group})
                 if hosts >= 2 and not _by_chance(hosts, len(members) - len(group), span, window):
-                    out.append(_fleet_incident(sig, group, cat))
+                    out.append(_fleet_incident(sig, group, cat, lang))
                 group = []
             if m is not None:
                 group.append(m)
@@ -186,7 +181,7 @@ def _by_chance(hosts: int, elsewhere: int, span: float, window: float, alpha: fl
     return (1 - total) * (span / window) >= alpha
 
 
-def _fleet_incident(sig: tuple, group: list[_Member], cat: Any) -> dict[str, Any]:
+def _fleet_incident(sig: tuple, group: list[_Member], cat: Any, lang: str = "en") -> dict[str, Any]:
     from logsense.catalogue import render
 
     pattern_id, shared = sig
@@ -199,19 +194,18 @@ def _fleet_incident(sig: tuple, group: list[_Member], cat: Any) -> dict[str, Any
     last = max(m.incident["last_seen"] for m in group)
     recovered = [m.incident["recovered_at"] for m in group]
     category = (p.category if p is not None else None) or group[0].cause.get("category") or "host"
-    cause_title = p.title if p is not None else pattern_id
+    cause_title = p.text("title", lang) if p is not None else pattern_id
     what = f" ({', '.join(f'{k} {v}' for k, v in shared)})" if shared else ""
     n_vms = sum(len(v) for v in vms_by_host.values())
-    hit = "; ".join(f"{h}: {', '.join(v) if v else 'no VM named'}" for h, v in sorted(vms_by_host.items()))
-    shared_cause = SHARED_CAUSE.get(category, ROLLOUT_CAUSE)
-    explanation = (f"The same cause, {cause_title}{what}, appeared on {len(hosts)} hosts within "
-                   f"{_span(first, max(m.cause['ts'] for m in group))}: most likely {shared_cause}. "
-                   f"Hosts and VMs hit: {hit}. Each host's own incident explains what it saw there.")
+    hit = "; ".join(f"{h}: {', '.join(v) if v else t('fleet.no_vm', lang)}" for h, v in sorted(vms_by_host.items()))
+    shared_cause = t(f"fleet.cause.{category if category in SHARED_CAUSES else 'rollout'}", lang)
+    explanation = t("fleet.explanation", lang, cause=cause_title, what=what, n=len(hosts),
+                    span=_span(first, max(m.cause["ts"] for m in group), lang), shared=shared_cause, hit=hit)
     values = {**group[0].cause.get("fields", {}), "vm": ""}
-    remediation = [f"Check what the hosts share first, from one host, before touching each host: {shared_cause}."]
+    remediation = [t("fleet.check_first", lang, shared=shared_cause)]
     diagnostics: list[str] = []
     if p is not None:
-        remediation += [render(r, values) for r in p.remediation]
+        remediation += [render(r, values) for r in p.text("remediation", lang)]
         diagnostics += [render(d, values) for d in p.diagnostics]
     return {
         "id": stable_id("fleet", pattern_id, repr(shared), first, *hosts),
@@ -223,7 +217,8 @@ def _fleet_incident(sig: tuple, group: list[_Member], cat: Any) -> dict[str, Any
         "vms_by_host": vms_by_host,
         "category": category,
         "root_cause": pattern_id,
-        "title": f"{len(hosts)} hosts: {cause_title}{what}" + (f" (affects {n_vms} VMs)" if n_vms else ""),
+        "title": t("fleet.title", lang, n=len(hosts), cause=cause_title, what=what)
+        + (t("fleet.affects", lang, n=n_vms) if n_vms else ""),
         "explanation": explanation,
         "severity": max((m.incident["severity"] for m in group), key=lambda s: SEVERITY_RANK[s]),
         "first_seen": first,
@@ -239,9 +234,9 @@ def _fleet_incident(sig: tuple, group: list[_Member], cat: Any) -> dict[str, Any
     }
 
 
-def _span(first: str, last: str) -> str:
+def _span(first: str, last: str, lang: str = "en") -> str:
     secs = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
-    return f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.0f} min"
+    return t("fleet.span_s", lang, n=f"{secs:.0f}") if secs < 120 else t("fleet.span_min", lang, n=f"{secs / 60:.0f}")
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -283,7 +278,7 @@ class FleetReport:
 
 
 def analyze_fleet(paths: list[str], opts: Options, window: float, scheduler: str | None = None,
-                  workers: int | None = None) -> FleetReport:
+                  workers: int | None = None, lang: str = "en") -> FleetReport:
     from logsense.catalogue import load_catalogue
 
     if len(set(paths)) != len(paths):
@@ -291,34 +286,30 @@ def analyze_fleet(paths: list[str], opts: Options, window: float, scheduler: str
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise InputError(f"--fleet: {missing[0]}: no such file or directory")
-    results = run_tasks(paths, opts, window, scheduler, workers)
-    return FleetReport(results, fleet_incidents(results, window, load_catalogue(opts.catalogue_dirs)))
+    results = run_tasks(paths, opts, window, scheduler, workers, lang=lang)
+    return FleetReport(results, fleet_incidents(results, window, load_catalogue(opts.catalogue_dirs), lang))
 
 
-def write_summary(out: TextIO, rep: FleetReport) -> None:
+def write_summary(out: TextIO, rep: FleetReport, lang: str = "en") -> None:
     """The fleet at a glance, before the incidents (text report)."""
+    from logsense.i18n import word
     from logsense.text import safe
 
     s = rep.summary()
-    out.write(f"Fleet: {len(s['hosts'])} hosts, {len(rep.fleet)} fleet incident(s)\n")
+    out.write(t("fleet.summary", lang, hosts=len(s["hosts"]), n=len(rep.fleet)) + "\n")
     for inc in rep.fleet:
-        out.write(f"  [{inc['severity']}] {safe(inc['title'])}\n    hosts: {safe(', '.join(inc['hosts']))}\n")
+        out.write(f"  [{word('severity', inc['severity'], lang)}] {safe(inc['title'])}\n    "
+                  f"{t('fleet.hosts', lang, hosts=safe(', '.join(inc['hosts'])))}\n")
     for h in s["hosts"]:
-        state = f"error: {h['error']}" if "error" in h else f"{h['incidents']} incident(s), worst {h['worst'] or '-'}"
+        state = t("fleet.host_error", lang, error=h["error"]) if "error" in h else t(
+            "fleet.host_state", lang, n=h["incidents"], worst=word("severity", h["worst"], lang))
         out.write(f"  {safe(h['host']):24} {state}  ({safe(h['path'])})\n")
     out.write("\n")
 
 
 def events(paths: list[str], **kwargs: Any):
-    """A fleet's events as one DataFrame (a `host` column, filled from the folder name where a
-    host's logs carry none), for Jupyter: `logsense.fleet.events([...])`."""
-    import pandas as pd
+    """A fleet's events as one pandas DataFrame (`logsense.read_fleet`, which also gives a dask
+    DataFrame for a fleet too large for memory)."""
+    from logsense.frame import read_fleet
 
-    from logsense.frame import events as host_events
-
-    frames = []
-    for p in paths:
-        df = host_events(p, **kwargs)
-        df["host"] = df["host"].astype(object).where(df["host"].notna(), host_label(p))
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else host_events([], **kwargs)
+    return read_fleet(paths, dask=False, **kwargs)

@@ -29,7 +29,6 @@ same frame except that each `fields` value is a list of (key, value) pairs (`dic
 
 from __future__ import annotations
 
-import itertools
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -45,6 +44,7 @@ from logsense.correlator import DEFAULT_GAP
 from logsense.lifecycle import DEFAULT_GRACE, analyse, run_rows, timeline
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES, Event, Record
 from logsense.pipeline import Options, Reader, parse_time, parse_zone
+from logsense.spill import batched
 
 EVENT_COLUMNS = ["ts", "host", "source", "file", "line", "cursor", "vm", "pattern", "category", "severity",
                  "role", "message", "fields"]
@@ -55,7 +55,8 @@ SEVERITY_ORDER = list(reversed(SEVERITIES))  # minor < major < critical, so `>= 
 TS = "datetime64[ns, UTC]"
 TEXT: Any = "str" if int(pd.__version__.split(".")[0]) >= 3 else object  # pandas 3's string dtype
 SEEN_COLUMNS = ("host", "vm", "pattern")  # categories: the values seen, sorted
-PARQUET_BATCH = 50_000  # events a row group of `events --format parquet` holds
+PARQUET_BATCH = 16_384  # events a row group of `events --format parquet` holds
+FLEET_IN_MEMORY = 2 << 30  # bytes of logs a fleet may have for `read_fleet` to give a pandas frame
 FIELDS_TYPE = None  # pyarrow.map_(string, string), made when pyarrow is first needed
 
 PathsLike = str | os.PathLike | Iterable[str | os.PathLike] | None
@@ -172,6 +173,51 @@ def events(paths: PathsLike, *, since: str | datetime | None = None, until: str 
         warnings.warn(f"logsense: {first}" + (f" (and {more} more in df.attrs['warnings'])" if more else ""),
                       stacklevel=2)
     return df
+
+
+def host_events(path: str | os.PathLike, **kwargs: Any) -> EventFrame:
+    """One host's events (a folder, sosreport or tarball), `host` filled from its folder or
+    archive name where its logs carry none (options as `events`)."""
+    from logsense.fleet import host_label
+
+    df = events(path, **kwargs)
+    df["host"] = df["host"].astype(object).where(df["host"].notna(), host_label(os.fspath(path)))
+    return df
+
+
+def read_fleet(paths: Iterable[str | os.PathLike], *, dask: bool | None = None,
+               memory_bytes: int = FLEET_IN_MEMORY, **kwargs: Any) -> Any:
+    """A fleet's events, one path (folder, sosreport or tarball) per host, as one frame with a
+    `host` column: pandas when it fits, else (or with `dask=True`) a dask DataFrame with one
+    partition per host, each read by a task when computed — on the cluster of the current
+    `dask.distributed.Client` if there is one. "Fits": the hosts' files together are smaller
+    than `memory_bytes`. Options as `events`."""
+    paths = [os.fspath(p) for p in paths]
+    if dask is None:
+        dask = sum(_size(p) for p in paths) > memory_bytes
+    if not dask:
+        frames = [host_events(p, **kwargs) for p in paths]
+        return pd.concat(frames, ignore_index=True) if frames else _fleet_meta()
+    import dask as dk
+    import dask.dataframe as dd
+
+    parts = [dk.delayed(host_events, pure=True)(p, **kwargs) for p in paths]
+    with dk.config.set({"dataframe.convert-string": False}):  # the columns' dtypes as in pandas
+        return dd.from_delayed(parts, meta=_fleet_meta(), verify_meta=False)
+
+
+def _fleet_meta() -> pd.DataFrame:
+    """The empty fleet frame: its categories unknown, as each host has its own."""
+    meta = frame_from_dicts([])
+    meta["host"] = meta["host"].astype(object)
+    return meta
+
+
+def _size(path: str) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def expand_fields(df: pd.DataFrame, prefix: str = "field_", keep: bool = False) -> pd.DataFrame:
@@ -418,13 +464,6 @@ def write_events_parquet_batches(evs: Iterable[Event], path: str | os.PathLike, 
     finally:
         if writer is not None:
             writer.close()
-
-
-def batched(items: Iterable[Any], n: int) -> Iterator[tuple[Any, ...]]:
-    """Tuples of `n` items (itertools.batched, which Python 3.11 lacks)."""
-    it = iter(items)
-    while rows := tuple(itertools.islice(it, n)):
-        yield rows
 
 
 def read_events_parquet(path: str | os.PathLike) -> EventFrame:

@@ -86,6 +86,29 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "pool-autostart, virsh net-autostart).",
         "reboot.fix_guests": "Or let libvirt-guests restart what was running at shutdown: ON_BOOT=start in "
                              "/etc/default/libvirt-guests.",
+        # fleet (logsense/fleet.py): one cause on several hosts
+        "fleet.cause.storage": "a storage backend the hosts share (NFS, Ceph, iSCSI or a SAN) failed or became "
+                               "unreachable",
+        "fleet.cause.disk_image": "images on shared storage became unavailable or were changed on every host",
+        "fleet.cause.network": "a network outage (switch, uplink, VLAN or a service such as DHCP/DNS) hit every "
+                               "host at once",
+        "fleet.cause.memory": "a change rolled out to these hosts (a package or kernel update, a VM placement) or "
+                              "a shared workload exhausted their memory at once",
+        "fleet.cause.rollout": "a change rolled out to these hosts at once (a package or kernel update, a "
+                               "configuration push)",
+        "fleet.title": "{n} hosts: {cause}{what}",
+        "fleet.affects": " (affects {n} VMs)",
+        "fleet.no_vm": "no VM named",
+        "fleet.explanation": "The same cause, {cause}{what}, appeared on {n} hosts within {span}: most likely "
+                             "{shared}. Hosts and VMs hit: {hit}. Each host's own incident explains what it saw "
+                             "there.",
+        "fleet.check_first": "Check what the hosts share first, from one host, before touching each host: {shared}.",
+        "fleet.span_s": "{n} s",
+        "fleet.span_min": "{n} min",
+        "fleet.summary": "Fleet: {hosts} hosts, {n} fleet incident(s)",
+        "fleet.hosts": "hosts: {hosts}",
+        "fleet.host_state": "{n} incident(s), worst {worst}",
+        "fleet.host_error": "error: {error}",
         "names.more": "{names} and {n} more",
         "dur.s": "{s}s",
         "dur.dh": "{d}d {h}h",
@@ -292,6 +315,25 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "或它依赖的存储池或网络当时没有就绪（virsh pool-autostart、virsh net-autostart）。",
         "reboot.fix_guests": "或者让 libvirt-guests 恢复关机时正在运行的虚拟机：在 /etc/default/libvirt-guests "
                              "中设置 ON_BOOT=start。",
+        # fleet (logsense/fleet.py): one cause on several hosts
+        "fleet.cause.storage": "这些宿主机共用的存储后端（NFS、Ceph、iSCSI 或 SAN）故障或无法访问",
+        "fleet.cause.disk_image": "共享存储上的镜像不可用，或在每台宿主机上都被改动",
+        "fleet.cause.network": "一次网络中断（交换机、上联、VLAN 或 DHCP/DNS 等服务）同时影响了每台宿主机",
+        "fleet.cause.memory": "推送到这些宿主机的一次变更（软件包或内核更新、虚拟机调度）"
+                              "或共同的负载同时耗尽了它们的内存",
+        "fleet.cause.rollout": "同时推送到这些宿主机的一次变更（软件包或内核更新、配置下发）",
+        "fleet.title": "{n} 台宿主机：{cause}{what}",
+        "fleet.affects": "（影响 {n} 台虚拟机）",
+        "fleet.no_vm": "未指明虚拟机",
+        "fleet.explanation": "同一原因 {cause}{what} 在 {span} 内出现在 {n} 台宿主机上：最可能是{shared}。"
+                             "受影响的宿主机和虚拟机：{hit}。每台宿主机自己的故障说明了它那里看到的情况。",
+        "fleet.check_first": "先在一台宿主机上检查它们共用的部分，再逐台处理：{shared}。",
+        "fleet.span_s": "{n} 秒",
+        "fleet.span_min": "{n} 分钟",
+        "fleet.summary": "集群：{hosts} 台宿主机，{n} 个集群故障",
+        "fleet.hosts": "宿主机：{hosts}",
+        "fleet.host_state": "{n} 个故障，最严重 {worst}",
+        "fleet.host_error": "错误：{error}",
         "names.more": "{names} 等另外 {n} 台",
         "dur.s": "{s} 秒",
         "dur.dh": "{d} 天 {h} 小时",

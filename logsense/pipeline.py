@@ -121,10 +121,14 @@ class Reader:
         t0 = time.perf_counter()
         runs = SortedRuns()
         matched = unrecognised = 0
-        for ev in self._events(paths):
-            matched += ev.pattern is not None
-            unrecognised += ev.shape is not None
-            runs.add(ev)
+        try:
+            for ev in self._events(paths):
+                matched += ev.pattern is not None
+                unrecognised += ev.shape is not None
+                runs.add(ev)
+        except BaseException:
+            runs.close()  # the runs spilled so far
+            raise
         self.run.stats["events_matched"] = matched
         self.run.stats["unrecognised_errors"] = unrecognised
         self.run.stats["duplicates"] = self.core.duplicates.dropped

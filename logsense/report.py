@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from logsense.model import Event
@@ -19,23 +19,39 @@ from logsense.report_markdown import write_markdown
 from logsense.report_model import summarise
 from logsense.report_text import SEVERITY_STYLE, write_text
 
-__all__ = ["CATEGORY_COLOURS", "SEVERITY_STYLE", "STYLE", "incident_html", "timeline_svg", "unrecognised_summary",
+__all__ = ["CATEGORY_COLOURS", "SEVERITY_STYLE", "STYLE", "UnrecognisedCounter", "incident_html", "timeline_svg",
+           "unrecognised_summary",
            "summary_json", "write_html", "write_json", "write_json_object", "write_jsonl", "write_markdown",
            "write_text"]
 
 
-def unrecognised_summary(events: list[Event], limit: int = 20) -> list[dict[str, Any]]:
-    """Error-level lines no pattern knows, grouped by message shape, most frequent first."""
-    counts: Counter[str] = Counter()
-    example: dict[str, Event] = {}
-    for e in events:
+class UnrecognisedCounter:
+    """Error-level lines no pattern knows, counted by message shape as events pass."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.example: dict[str, Event] = {}
+
+    def add(self, e: Event) -> None:
         if e.shape is not None:
-            counts[e.shape] += 1
-            example.setdefault(e.shape, e)
-    return [{"shape": s, "count": n, "example": example[s].record.message[:300],
-             "source": example[s].record.source,
-             "first": f"{example[s].record.file}:{example[s].record.line}"}
-            for s, n in counts.most_common(limit)]
+            self.counts[e.shape] += 1
+            self.example.setdefault(e.shape, e)
+
+    def summary(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most frequent shapes first, each with its first line."""
+        example = self.example
+        return [{"shape": s, "count": n, "example": example[s].record.message[:300],
+                 "source": example[s].record.source,
+                 "first": f"{example[s].record.file}:{example[s].record.line}"}
+                for s, n in self.counts.most_common(limit)]
+
+
+def unrecognised_summary(events: Iterable[Event], limit: int = 20) -> list[dict[str, Any]]:
+    """Error-level lines no pattern knows, grouped by message shape, most frequent first."""
+    counter = UnrecognisedCounter()
+    for e in events:
+        counter.add(e)
+    return counter.summary(limit)
 
 
 def summary_json(incidents: list[dict], stats: dict, warnings: list[str] | None = None) -> dict[str, Any]:
@@ -47,10 +63,12 @@ def summary_json(incidents: list[dict], stats: dict, warnings: list[str] | None 
 
 
 def write_json(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-               warnings: list[str] | None = None) -> None:
-    json.dump({"summary": summary_json(incidents, stats, warnings), "incidents": incidents, "stats": stats,
-               "unrecognised_errors": unrecognised}, out, indent=2)
-    out.write("\n")
+               warnings: list[str] | None = None, whole: Iterator[dict] | None = None) -> None:
+    """The JSON report. `whole`: the incident objects written, one at a time, when `incidents`
+    hold only what the summary reads of them (logsense/batch.py)."""
+    write_json_object(out, {"summary": summary_json(incidents, stats, warnings),
+                            "incidents": whole if whole is not None else incidents, "stats": stats,
+                            "unrecognised_errors": unrecognised})
 
 
 def write_json_object(out: TextIO, parts: dict[str, Any]) -> None:
@@ -70,6 +88,6 @@ def write_json_object(out: TextIO, parts: dict[str, Any]) -> None:
     out.write("\n}\n" if parts else "}\n")
 
 
-def write_jsonl(out: TextIO, incidents: list[dict]) -> None:
+def write_jsonl(out: TextIO, incidents: Iterable[dict]) -> None:
     for inc in incidents:
         out.write(json.dumps(inc) + "\n")

@@ -13,10 +13,11 @@ or the object is closed); events go through pickle as plain tuples, patterns as 
 from __future__ import annotations
 
 import heapq
+import itertools
 import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,13 +25,21 @@ from typing import Any, BinaryIO
 from logsense.model import Event, Record
 
 RUN_SIZE = 20_000  # events held in memory before a run is written
-CHUNK = 1_000  # events a pickle holds (fewer calls, little memory)
+CHUNK = 100  # events a pickle holds: the merge holds one chunk a run, so memory grows slowly with runs
+MAX_RUNS = 256  # runs merged at once at most (open files): more, and the oldest are merged into one first
 RECORD_FIELDS = attrgetter(*Record.__slots__)
 EVENT_FIELDS = attrgetter("fields", "vm", "category", "severity", "role", "shape")
 
 
 def _by_time(ev: Event):
     return ev.record.ts
+
+
+def batched(items: Iterable[Any], n: int) -> Iterator[tuple[Any, ...]]:
+    """Tuples of `n` items (itertools.batched, which Python 3.11 lacks)."""
+    it = iter(items)
+    while rows := tuple(itertools.islice(it, n)):
+        yield rows
 
 
 class SortedRuns:
@@ -42,6 +51,7 @@ class SortedRuns:
         self.runs: list[Path] = []
         self.patterns: dict[str, Any] = {}
         self._dir: Path | None = None
+        self._names = itertools.count()
 
     def add(self, ev: Event) -> None:
         self.buffer.append(ev)
@@ -69,14 +79,23 @@ class SortedRuns:
         self.buffer.sort(key=_by_time)
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="logsense-"))
-        path = self._dir / f"run-{len(self.runs):05d}"
-        with path.open("wb") as f:
-            for n in range(0, len(self.buffer), CHUNK):
-                self._write(f, self.buffer[n:n + CHUNK])
+        path = self._dir / f"run-{next(self._names):06d}"
+        self._write_run(path, self.buffer)
         self.runs.append(path)
         self.buffer = []
+        if len(self.runs) >= MAX_RUNS:  # one run in their place, in their order: ties still keep reading order
+            merged = self._dir / f"run-{next(self._names):06d}"
+            self._write_run(merged, heapq.merge(*(self._read(p) for p in self.runs), key=_by_time))
+            for old in self.runs:
+                old.unlink()
+            self.runs = [merged]
 
-    def _write(self, f: BinaryIO, events: list[Event]) -> None:
+    def _write_run(self, path: Path, events: Iterable[Event]) -> None:
+        with path.open("wb") as f:
+            for chunk in batched(events, CHUNK):
+                self._write(f, chunk)
+
+    def _write(self, f: BinaryIO, events: Iterable[Event]) -> None:
         rows = []
         for ev in events:
             pid = None

@@ -138,3 +138,22 @@ def test_a_cause_common_across_the_fleet_is_not_a_fleet_incident_when_two_hosts_
     burst = [result(f"b{i:02d}", day + timedelta(hours=5, seconds=3 * i)) for i in range(12)]
     (shared,) = fleet.fleet_incidents(scattered + burst, 120.0)
     assert shared["hosts"] == [f"b{i:02d}" for i in range(12)]
+
+
+def test_fleet_report_speaks_the_language_asked(tmp_path, cluster):
+    a = host_folder(tmp_path, "kvm-a", 11, 10, vms=("web01",))
+    b = host_folder(tmp_path, "kvm-b", 11, 12, vms=("web02",))
+    args = ("analyze", "--fleet", "--scheduler", cluster.scheduler_address, "--tz", "UTC", str(a), str(b))
+    text = logsense(*args, "--format", "text", "--lang", "zh")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("集群：2 台宿主机，1 个集群故障\n")
+    zh = json.loads(logsense(*args, "--format", "json", "--lang", "zh").stdout)
+    en = json.loads(logsense(*args, "--format", "json", "--lang", "en").stdout)
+    shared_zh, shared_en = zh["incidents"][0], en["incidents"][0]
+    assert shared_zh["scope"] == "fleet" and shared_zh["id"] == shared_en["id"]
+    assert shared_zh["title"].startswith("2 台宿主机：") and "共用的存储后端" in shared_zh["explanation"]
+    assert "storage backend the hosts share" in shared_en["explanation"]
+    host_zh = [i for i in zh["incidents"] if i["scope"] != "fleet"]
+    host_en = [i for i in en["incidents"] if i["scope"] != "fleet"]
+    assert [i["id"] for i in host_zh] == [i["id"] for i in host_en]  # the same incidents, in other words
+    assert all(z["title"] != e["title"] for z, e in zip(host_zh, host_en, strict=True))

@@ -282,3 +282,27 @@ def test_the_sample_outage_as_frames(sample):
     assert list(oom["vm"]) == ["db01"]
     assert set(sample["source"]) == {"libvirtd", "qemu", "syslog"}  # the journal's copies are one event
     assert sample["cursor"].notna().sum() == (sample["source"] == "journal").sum()
+
+
+def test_a_fleet_reads_into_pandas_or_dask_with_a_host_column():
+    """Two hosts' archives from the fixtures: pandas by default; a dask DataFrame (one partition a
+    host, each read by a task on a real LocalCluster) holds the same rows."""
+    from dask.distributed import Client, LocalCluster
+
+    hosts = [FIXTURES / "lab" / "disk-full" / "debug", FIXTURES / "sample-outage"]
+    df = logsense.read_fleet(hosts, tz="UTC")
+    assert isinstance(df, pd.DataFrame) and len(df) > 0
+    assert set(df["host"]) == {"vm", "kvm01"}  # each host its own, from its logs (else its folder name)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster):
+        ddf = logsense.read_fleet(hosts, tz="UTC", dask=True)
+        assert ddf.npartitions == 2
+        back = ddf.compute()
+    for col in ("host", "vm", "pattern"):
+        back[col], df[col] = back[col].astype(object), df[col].astype(object)
+    pd.testing.assert_frame_equal(back.reset_index(drop=True), df.reset_index(drop=True), check_categorical=False)
+
+
+def test_a_fleet_too_large_for_memory_is_a_dask_frame():
+    ddf = logsense.read_fleet([FIXTURES / "sample-outage"], tz="UTC", memory_bytes=1)
+    assert type(ddf).__module__.startswith("dask")

@@ -34,6 +34,14 @@ def test_runs_spilled_to_disk_give_the_order_of_one_sort_in_memory(tree: Path, m
     assert event_dicts(tree) == whole
 
 
+@pytest.mark.parametrize("tree", [SAMPLE, FIXTURES / "formats"], ids=["sample", "formats"])
+def test_runs_merged_early_to_bound_open_files_keep_the_order(tree: Path, monkeypatch) -> None:
+    whole = event_dicts(tree)
+    monkeypatch.setattr(spill, "RUN_SIZE", 2)
+    monkeypatch.setattr(spill, "MAX_RUNS", 3)  # every third run, the runs so far become one
+    assert event_dicts(tree) == whole
+
+
 def test_spilled_runs_leave_no_file_behind(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(spill.tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(spill, "RUN_SIZE", 5)
@@ -84,3 +92,50 @@ def test_events_all_json_from_the_command_line_is_the_jsonl_events_with_stats(tm
     lines = logsense("events", "--all", "--tz", "UTC", "--format", "jsonl", str(SAMPLE)).stdout.splitlines()
     assert whole["events"] == [json.loads(x) for x in lines]
     assert len(lines) > whole["stats"]["events_matched"] > 0
+
+
+def analyses(tree: Path) -> tuple[list[dict], list[dict], int]:
+    """(lifecycle.analyse over the list, batch.analyse over the stream, incidents batch handed out early)."""
+    from logsense import batch
+    from logsense.lifecycle import analyse
+
+    reader = Reader(Options(tz=parse_zone("UTC"), year=2026))
+    evs = reader.events([str(tree)])
+    whole = [d for _, d in analyse(evs, lang="en")]
+    early = 0
+    feed = batch.FinalIncidents.feed
+
+    def counting(self, ev):
+        nonlocal early
+        out = feed(self, ev)
+        early += len(out)
+        return out
+
+    batch.FinalIncidents.feed = counting
+    try:
+        found = batch.analyse(iter(evs), lang="en")
+        streamed = list(found.incidents())
+        found.close()
+    finally:
+        batch.FinalIncidents.feed = feed
+    return whole, streamed, early
+
+
+@pytest.mark.parametrize("tree", fixture_trees(), ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_analysis_in_one_pass_from_disk_gives_the_incidents_of_the_whole_list(tree: Path) -> None:
+    whole, streamed, _ = analyses(tree)
+    assert streamed == whole
+
+
+def test_a_day_of_a_busy_host_hands_incidents_out_as_they_become_final(tmp_path: Path) -> None:
+    """The benchmarks' realistic archive (real fault lines over a day): most incidents leave the
+    correlator long before the end, and they are the ones the whole list gives."""
+    import sys
+
+    sys.path.insert(0, str(FIXTURES.parent / "benchmarks"))
+    from archive import realistic_host
+
+    realistic_host(tmp_path / "host", 30_000, vms=8)
+    whole, streamed, early = analyses(tmp_path / "host")
+    assert streamed == whole and len(whole) > 50
+    assert early > len(whole) / 2

@@ -1,0 +1,124 @@
+"""`logsense analyze` on an archive in bounded memory: one pass over the events in time order
+(`Reader.iter_events`) feeds the VM timeline and the correlator together; each incident, once
+final, goes to a temporary file as its JSON object, and only what the summary, the groups, the
+filters and the order need stays in memory. The report then reads the incidents back one at a
+time, in report order.
+
+What `lifecycle.analyse` does on a list, the same way: reboot incidents from the timeline and
+the correlator's incidents, downtime added to every incident, links between a reboot and the
+failed starts it caused, most severe first then by time.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from logsense.correlator import DEFAULT_GAP, FinalIncidents, Incident
+from logsense.lifecycle import DEFAULT_GRACE, Timeline, add_downtime, link_failed_starts, reboot_incidents, timeline
+from logsense.model import SEVERITY_RANK, Event
+from logsense.report import UnrecognisedCounter
+
+# what summaries, groups, filters, --fail-on and the reboot search read of an incident
+LIGHT_KEYS = ("id", "host", "hosts", "scope", "vm", "affected_vms", "category", "root_cause", "title", "severity",
+              "first_seen", "last_seen", "recovered_at")
+
+
+@dataclass
+class Entry:
+    light: dict[str, Any]  # LIGHT_KEYS of the incident
+    first: datetime
+    offset: int = -1  # where its JSON line is in the store; -1: `whole` holds it
+    whole: dict[str, Any] | None = None
+
+
+class IncidentStore:
+    """Incident objects as JSON lines in an unnamed temporary file (gone when closed)."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Analysis.close
+
+    def add(self, inc: dict[str, Any]) -> int:
+        offset = self.file.tell()
+        self.file.write(json.dumps(inc).encode() + b"\n")
+        return offset
+
+    def load(self, offset: int) -> dict[str, Any]:
+        self.file.seek(offset)
+        return json.loads(self.file.readline())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+@dataclass
+class Analysis:
+    """The incidents of a run, in report order, light in memory and whole on disk."""
+
+    entries: list[Entry]
+    timeline: Timeline
+    store: IncidentStore
+    unrecognised: list[dict[str, Any]]
+    events: list[Event] | None = None  # kept only when asked (the HTML report draws them)
+    lang: str = "en"
+    # what reboot incidents add to the failed starts on disk: id -> {"explanation": words, "related_incidents": ids}
+    related: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def incidents(self, entries: list[Entry] | None = None) -> Iterator[dict[str, Any]]:
+        """Each incident object whole, one at a time."""
+        for e in self.entries if entries is None else entries:
+            yield e.whole if e.whole is not None else self._load(e)
+
+    def _load(self, e: Entry) -> dict[str, Any]:
+        d = self.store.load(e.offset)
+        add_downtime(self.timeline, d, self.lang)
+        if (more := self.related.get(d["id"])) is not None and more.get("related_incidents"):
+            d["explanation"] += more["explanation"]
+            d.setdefault("related_incidents", []).extend(more["related_incidents"])
+        return d
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def light(inc: dict[str, Any]) -> dict[str, Any]:
+    return {k: inc[k] for k in LIGHT_KEYS if k in inc}
+
+
+def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en",
+            keep_events: bool = False) -> Analysis:
+    """`lifecycle.analyse` over events in time order, in one pass and bounded memory."""
+    final = FinalIncidents(gap)
+    store = IncidentStore()
+    entries: list[Entry] = []
+    unrecognised = UnrecognisedCounter()
+    kept: list[Event] | None = [] if keep_events else None
+
+    def settle(incidents: list[Incident]) -> None:
+        for inc in incidents:
+            d = inc.to_dict(lang)
+            entries.append(Entry(light(d), inc.first_seen, store.add(d)))
+
+    def tapped() -> Iterator[Event]:
+        for ev in events:
+            yield ev  # the timeline takes each event first, as when it was built before correlating
+            unrecognised.add(ev)
+            if kept is not None:
+                kept.append(ev)
+            settle(final.feed(ev))
+
+    tl = timeline(tapped(), grace)
+    settle(final.flush())
+    entries.sort(key=lambda e: (-SEVERITY_RANK[e.light["severity"]], e.first, e.light["id"]))  # correlate's order
+    found = Analysis(entries, tl, store, unrecognised.summary(), kept, lang)
+    found.related = {e.light["id"]: {"explanation": ""} for e in entries}  # what a link adds, collected
+    for inc in reboot_incidents(tl, [e.light for e in entries], grace):
+        d = add_downtime(tl, inc.to_dict(lang), lang)
+        link_failed_starts(inc, d, found.related, lang)
+        entries.append(Entry(light(d), inc.first_seen, whole=d))
+    entries.sort(key=lambda e: (-SEVERITY_RANK[e.light["severity"]], e.light["first_seen"], e.light["id"]))
+    return found
