@@ -1,0 +1,179 @@
+"""One archive on every core: each file (and a host's journal) is parsed and classified in a
+worker process; the parent takes the results back in reading order and does what needs every
+line before it — the host a tree names, duplicate messages, the VMs lines name near each other,
+the links the VM map learns — exactly as one process would (logsense/pipeline.py `Reader`).
+
+A worker sends compact tuples, not objects: per kept record its fields, whether it taught the
+VM map something, and its verdict (pattern index, fields, category, severity, role, shape). It
+keeps a record only when it is an event, teaches a link (a QEMU command line, a pid line), or
+is the first of its job to name a host; the other lines stay in the worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from logsense.catalogue import Catalogue, load_catalogue
+from logsense.model import Event, Record
+from logsense.sources import LogFile
+
+if TYPE_CHECKING:
+    from logsense.pipeline import Options
+
+PARALLEL_BYTES = 32 << 20  # a host's files smaller than this are read in-process: starting workers costs more
+BYTES_ENV = "LOGSENSE_PARALLEL_BYTES"  # tests set 0 to take the worker road with small fixtures
+RECORD_FIELDS = tuple(f.name for f in fields(Record))
+
+
+def parallel_bytes() -> int:
+    """The size from which a host's files are read by workers (LOGSENSE_PARALLEL_BYTES overrides)."""
+    value = os.environ.get(BYTES_ENV, "")
+    return int(value) if value.isdigit() else PARALLEL_BYTES
+
+
+def default_jobs() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One line-format or journal-export file, as the parent detected it."""
+
+    file: LogFile
+    fmt: str
+    host: str | None
+    head: bytes
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+
+@dataclass(frozen=True)
+class JournalJob:
+    """A host's binary journal files, read together (entries interleave across them)."""
+
+    files: list[Path]
+    host: str | None
+    name: str
+
+
+Job = FileJob | JournalJob
+
+
+class Outcome(NamedTuple):
+    """What a job gives back, all plain values."""
+
+    items: list[tuple[tuple, bool, tuple | None]]  # (record fields, taught the VM map, verdict)
+    warnings: list[tuple[str, bool]]  # (text, about input not read), in the order they were given
+    read: list[str]
+    stats: dict[str, Any]
+    timeouts: list[tuple[str, int]]  # pattern id -> lines it timed out on, in first-seen order
+
+
+# -- in the worker -----------------------------------------------------------------------------
+_catalogue: Catalogue | None = None
+_pattern_index: dict[int, int] = {}
+
+
+def _start_worker(dirs: list[str], disable: list[str]) -> None:
+    """Load the catalogue (and its scanner) once per worker. Ctrl-C is the parent's to handle:
+    it stops the pool, so a worker never prints a traceback of its own."""
+    global _catalogue, _pattern_index
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _catalogue = load_catalogue(dirs, disable)
+    _pattern_index = {id(p): i for i, p in enumerate(_catalogue.patterns)}
+
+
+def read_job(opts: Options, job: Job) -> Outcome:
+    """Parse and classify one job's records (runs in a worker)."""
+    from logsense.pipeline import Reader
+
+    assert _catalogue is not None
+    _catalogue.timeouts = Counter()
+    reader = Reader(opts, _catalogue)
+    if isinstance(job, FileJob):
+        records = reader._read_file(job.file, job.fmt, job.host, job.head)
+    else:
+        records = reader._journal_records(job.files, job.host, job.name)
+    entities, core = reader.run.entities, reader.core
+    host_unknown = job.host is None
+    items: list[tuple[tuple, bool, tuple | None]] = []
+    for rec in records:
+        told, vms = entities.told, len(entities.vms)
+        entities.learn(rec)
+        taught = entities.told != told or len(entities.vms) != vms
+        ev = core.verdict(rec)
+        names_host = host_unknown and bool(rec.host)
+        if ev is not None or taught or names_host:
+            host_unknown = host_unknown and not names_host
+            items.append((tuple(getattr(rec, f) for f in RECORD_FIELDS), taught, verdict(ev)))
+    run = reader.run
+    unread = iter(run.missing)
+    pending = next(unread, None)
+    warnings = []
+    for msg in run.warnings:  # run.missing is the part of run.warnings about input not read
+        warnings.append((msg, msg == pending))
+        if msg == pending:
+            pending = next(unread, None)
+    return Outcome(items, warnings, run.read, run.stats, list(_catalogue.timeouts.items()))
+
+
+def verdict(ev: Event | None) -> tuple | None:
+    if ev is None:
+        return None
+    p = _pattern_index[id(ev.pattern)] if ev.pattern is not None else None
+    return (p, ev.fields, ev.category, ev.severity, ev.role, ev.shape)
+
+
+# -- in the parent -----------------------------------------------------------------------------
+def decode(item: tuple[tuple, bool, tuple | None], cat: Catalogue) -> tuple[Record, bool, Event | None]:
+    """A worker's item as the record, whether it teaches the VM map, and its event (VM not yet resolved)."""
+    fields_, taught, v = item
+    rec = Record(*fields_)
+    if v is None:
+        return rec, taught, None
+    p, ev_fields, category, severity, role, shape = v
+    return rec, taught, Event(rec, cat.patterns[p] if p is not None else None, ev_fields, None,
+                              category, severity, role, shape)
+
+
+class Workers:
+    """A pool of worker processes with the catalogue of `catalogue_dirs` less `disable` loaded;
+    closing it (also on Ctrl-C or an error) ends them."""
+
+    def __init__(self, jobs: int, catalogue_dirs: list[str], disable: list[str]) -> None:
+        self.catalogue = (list(catalogue_dirs), list(disable))
+        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_worker, initargs=self.catalogue)
+
+    def submit(self, opts: Options, job: Job) -> Future[Outcome]:
+        if (opts.catalogue_dirs, opts.disable) != self.catalogue:
+            raise ValueError("these workers hold another catalogue")  # pattern indices would not agree
+        return self.pool.submit(read_job, opts, job)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def results(workers: Workers, opts: Options, jobs: list[Job]) -> Iterator[tuple[Job, Outcome]]:
+    """Every job's outcome, in the order given (the workers run ahead)."""
+    futures = [workers.submit(opts, job) for job in jobs]
+    try:
+        for job, fut in zip(jobs, futures, strict=True):
+            yield job, fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()
