@@ -3,26 +3,34 @@ worker process; the parent takes the results back in reading order and does what
 line before it — the host a tree names, duplicate messages, the VMs lines name near each other,
 the links the VM map learns — exactly as one process would (logsense/pipeline.py `Reader`).
 
-A worker sends compact tuples, not objects: per kept record its fields, whether it taught the
-VM map something, and its verdict (pattern index, fields, category, severity, role, shape). It
-keeps a record only when it is an event, teaches a link (a QEMU command line, a pid line), or
-is the first of its job to name a host; the other lines stay in the worker.
+A worker sends compact columns, not objects: the kept records' fields a column each (a list of
+strings pickles as fast as its bytes), UTC times as integer microseconds (a datetime pickles ten
+times slower), whether each taught the VM map something, and each verdict (pattern index, fields,
+category, severity, role, shape); the columns of small dicts and tuples are pickled apart without
+pickle's memo, which costs more than they do. It keeps a record only when it is an event, teaches
+a link (a QEMU command line, a pid line), or is the first of its job to name a host; the other
+lines stay in the worker.
 """
 
 from __future__ import annotations
 
+import io
 import multiprocessing
+import multiprocessing.connection
 import os
+import pickle
 import signal
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, fields
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from logsense.catalogue import Catalogue, load_catalogue
-from logsense.model import Event, Record
+from logsense.model import EPOCH, Event, Record
 from logsense.sources import LogFile
 
 if TYPE_CHECKING:
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
 PARALLEL_BYTES = 32 << 20  # a host's files smaller than this are read in-process: starting workers costs more
 BYTES_ENV = "LOGSENSE_PARALLEL_BYTES"  # tests set 0 to take the worker road with small fixtures
 RECORD_FIELDS = tuple(f.name for f in fields(Record))
+PACKED = frozenset({"extra"})  # columns of containers, pickled without the memo
+ONE_US = timedelta(microseconds=1)
 
 
 def parallel_bytes() -> int:
@@ -76,7 +86,9 @@ Job = FileJob | JournalJob
 class Outcome(NamedTuple):
     """What a job gives back, all plain values."""
 
-    items: list[tuple[tuple, bool, tuple | None]]  # (record fields, taught the VM map, verdict)
+    columns: list[list | bytes]  # the kept records: one list per field of Record (PACKED ones pickled)
+    taught: bytes  # per kept record: 1 if it taught the VM map a link
+    verdicts: bytes  # per kept record, pickled: its event's verdict, or None
     warnings: list[tuple[str, bool]]  # (text, about input not read), in the order they were given
     read: list[str]
     stats: dict[str, Any]
@@ -90,11 +102,20 @@ _pattern_index: dict[int, int] = {}
 
 def _start_worker(dirs: list[str], disable: list[str]) -> None:
     """Load the catalogue (and its scanner) once per worker. Ctrl-C is the parent's to handle:
-    it stops the pool, so a worker never prints a traceback of its own."""
+    it stops the pool, so a worker never prints a traceback of its own; and a worker whose parent
+    is gone (killed) ends too."""
     global _catalogue, _pattern_index
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
     _catalogue = load_catalogue(dirs, disable)
     _pattern_index = {id(p): i for i, p in enumerate(_catalogue.patterns)}
+
+
+def _end_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def read_job(opts: Options, job: Job) -> Outcome:
@@ -110,7 +131,9 @@ def read_job(opts: Options, job: Job) -> Outcome:
         records = reader._journal_records(job.files, job.host, job.name)
     entities, core = reader.run.entities, reader.core
     host_unknown = job.host is None
-    items: list[tuple[tuple, bool, tuple | None]] = []
+    columns: list[list] = [[] for _ in RECORD_FIELDS]
+    taught_flags = bytearray()
+    verdicts: list[tuple | None] = []
     for rec in records:
         told, vms = entities.told, len(entities.vms)
         entities.learn(rec)
@@ -119,7 +142,12 @@ def read_job(opts: Options, job: Job) -> Outcome:
         names_host = host_unknown and bool(rec.host)
         if ev is not None or taught or names_host:
             host_unknown = host_unknown and not names_host
-            items.append((tuple(getattr(rec, f) for f in RECORD_FIELDS), taught, verdict(ev)))
+            for column, name in zip(columns, RECORD_FIELDS, strict=True):
+                column.append(getattr(rec, name))
+            if rec.ts.tzinfo is UTC:
+                columns[0][-1] = (rec.ts - EPOCH) // ONE_US
+            taught_flags.append(taught)
+            verdicts.append(verdict(ev))
     run = reader.run
     unread = iter(run.missing)
     pending = next(unread, None)
@@ -128,7 +156,18 @@ def read_job(opts: Options, job: Job) -> Outcome:
         warnings.append((msg, msg == pending))
         if msg == pending:
             pending = next(unread, None)
-    return Outcome(items, warnings, run.read, run.stats, list(_catalogue.timeouts.items()))
+    packed = [pack(col) if name in PACKED else col for name, col in zip(RECORD_FIELDS, columns, strict=True)]
+    return Outcome(packed, bytes(taught_flags), pack(verdicts), warnings, run.read, run.stats,
+                   list(_catalogue.timeouts.items()))
+
+
+def pack(values: list) -> bytes:
+    """Containers without pickle's memo (no value is shared or recursive in them)."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(values)
+    return out.getvalue()
 
 
 def verdict(ev: Event | None) -> tuple | None:
@@ -139,15 +178,20 @@ def verdict(ev: Event | None) -> tuple | None:
 
 
 # -- in the parent -----------------------------------------------------------------------------
-def decode(item: tuple[tuple, bool, tuple | None], cat: Catalogue) -> tuple[Record, bool, Event | None]:
-    """A worker's item as the record, whether it teaches the VM map, and its event (VM not yet resolved)."""
-    fields_, taught, v = item
-    rec = Record(*fields_)
-    if v is None:
-        return rec, taught, None
-    p, ev_fields, category, severity, role, shape = v
-    return rec, taught, Event(rec, cat.patterns[p] if p is not None else None, ev_fields, None,
-                              category, severity, role, shape)
+def decode(got: Outcome, cat: Catalogue) -> Iterator[tuple[Record, bool, Event | None]]:
+    """A job's kept records in reading order: the record, whether it teaches the VM map, and its
+    event (VM not yet resolved)."""
+    patterns = cat.patterns
+    columns = [pickle.loads(col) if isinstance(col, bytes) else col for col in got.columns]
+    columns[0] = [EPOCH + ONE_US * t if type(t) is int else t for t in columns[0]]
+    for row, taught, v in zip(zip(*columns, strict=True), got.taught, pickle.loads(got.verdicts), strict=True):
+        rec = Record(*row)
+        if v is None:
+            yield rec, bool(taught), None
+            continue
+        p, ev_fields, category, severity, role, shape = v
+        yield rec, bool(taught), Event(rec, patterns[p] if p is not None else None, ev_fields, None,
+                                       category, severity, role, shape)
 
 
 class Workers:
@@ -167,6 +211,12 @@ class Workers:
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
+    def abort(self) -> None:
+        """End the workers now, mid-job: Ctrl-C must not wait for a big file to be read."""
+        for proc in list((self.pool._processes or {}).values()):  # no public way before Python 3.14
+            proc.terminate()
+        self.close()
+
 
 def results(workers: Workers, opts: Options, jobs: list[Job]) -> Iterator[tuple[Job, Outcome]]:
     """Every job's outcome, in the order given (the workers run ahead)."""
@@ -174,6 +224,6 @@ def results(workers: Workers, opts: Options, jobs: list[Job]) -> Iterator[tuple[
     try:
         for job, fut in zip(jobs, futures, strict=True):
             yield job, fut.result()
-    finally:
-        for fut in futures:
-            fut.cancel()
+    except BaseException:  # Ctrl-C, an error, or the reader stopped early: the rest is not wanted
+        workers.abort()
+        raise

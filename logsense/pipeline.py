@@ -232,8 +232,7 @@ class Reader:
                 if value and isinstance(value, int | float) and key in self.run.stats:
                     self.run.stats[key] += value
             self.cat.timeouts.update(dict(got.timeouts))
-            for item in got.items:
-                rec, taught, ev = parallel.decode(item, self.cat)
+            for rec, taught, ev in parallel.decode(got, self.cat):
                 hosts.apply(rec)
                 if taught:
                     self.core.entities.learn(rec)

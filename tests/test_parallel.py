@@ -142,9 +142,9 @@ def left_behind(pids: set[int], timeout: float = 30) -> list[int]:
     return left
 
 
-def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path):
-    """A real `logsense analyze --jobs 2`, interrupted while its workers read: it exits 130 with
-    no traceback, and every process it started is gone."""
+def started_with_workers(tmp_path: Path) -> tuple[subprocess.Popen, set[int]]:
+    """A real `logsense analyze --jobs 2` over more than it reads in a moment, once both its
+    workers run; and every process below it."""
     tree = tmp_path / "host/var/log/libvirt/qemu"
     tree.mkdir(parents=True)
     line = (FIXTURES / "sample-outage/var/log/libvirt/libvirtd.log").read_bytes()
@@ -154,17 +154,29 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path):
     proc = subprocess.Popen([sys.executable, "-m", "logsense", "analyze", "--jobs", "2", "--format", "json",
                              str(tmp_path / "host")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     workers: set[int] = set()
+    while proc.poll() is None and len(workers) < 2:
+        workers = {p for p in descendants(proc.pid) if b"spawn_main" in cmdline(p)}
+    assert proc.poll() is None, "finished before it could be stopped: make the input bigger"
+    return proc, descendants(proc.pid)
+
+
+def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path):
+    """Interrupted while its workers read: exit 130, no traceback, every process it started gone."""
+    proc, seen = started_with_workers(tmp_path)
     try:
-        while proc.poll() is None and len(workers) < 2:  # the two workers (and spawn's helper) have started
-            workers = {p for p in descendants(proc.pid) if b"spawn_main" in cmdline(p)}
-        assert proc.poll() is None, "finished before it could be interrupted: make the input bigger"
-        seen = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130 and b"Traceback" not in err, err
     assert seen and not left_behind(seen), "worker processes left behind"
+
+
+def test_workers_end_with_a_killed_parent(tmp_path: Path):
+    proc, seen = started_with_workers(tmp_path)
+    proc.kill()
+    proc.communicate()
+    assert seen and not left_behind(seen), "worker processes outlived their parent"
 
 
 def test_a_finished_run_leaves_no_worker_behind(tmp_path: Path):
