@@ -196,11 +196,13 @@ def decode(got: Outcome, cat: Catalogue) -> Iterator[tuple[Record, bool, Event |
 
 class Workers:
     """A pool of worker processes with the catalogue of `catalogue_dirs` less `disable` loaded;
-    closing it (also on Ctrl-C or an error) ends them."""
+    closing it (also on Ctrl-C or an error) ends them. `share`: the parent reads the jobs no
+    worker has started yet when it needs them (off: the workers read every job)."""
 
-    def __init__(self, jobs: int, catalogue_dirs: list[str], disable: list[str]) -> None:
+    def __init__(self, processes: int, catalogue_dirs: list[str], disable: list[str], share: bool = True) -> None:
         self.catalogue = (list(catalogue_dirs), list(disable))
-        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+        self.share = share
+        self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_worker, initargs=self.catalogue)
 
     def submit(self, opts: Options, job: Job) -> Future[Outcome]:
@@ -218,12 +220,13 @@ class Workers:
         self.close()
 
 
-def results(workers: Workers, opts: Options, jobs: list[Job]) -> Iterator[tuple[Job, Outcome]]:
-    """Every job's outcome, in the order given (the workers run ahead)."""
+def results(workers: Workers, opts: Options, jobs: list[Job]) -> Iterator[tuple[Job, Outcome | None]]:
+    """Every job's outcome, in the order given (the workers run ahead); None for a job no worker
+    had started when its turn came, when the caller reads it itself (`Workers.share`)."""
     futures = [workers.submit(opts, job) for job in jobs]
     try:
         for job, fut in zip(jobs, futures, strict=True):
-            yield job, fut.result()
+            yield job, None if workers.share and fut.cancel() else fut.result()
     except BaseException:  # Ctrl-C, an error, or the reader stopped early: the rest is not wanted
         workers.abort()
         raise

@@ -190,15 +190,19 @@ class Reader:
             yield from self._from_workers(jobs, hosts)
             return
         for job in jobs:
-            # the host as it stands when the job's reading starts (a syslog line read before may name it)
-            if isinstance(job, parallel.FileJob):
-                records = self._read_file(job.file, job.fmt, hosts.host, job.head)
-            else:
-                records = self._journal_records(job.files, hosts.host, job.name)
-            for rec in records:
-                hosts.apply(rec)
-                if (ev := self.core.take(rec)) is not None:
-                    yield ev
+            yield from self._read_job(job, hosts)
+
+    def _read_job(self, job: parallel.Job, hosts: formats.HostOf) -> Iterator[Event]:
+        """One file's (or the journal's) events, read in this process."""
+        # the host as it stands when the job's reading starts (a syslog line read before may name it)
+        if isinstance(job, parallel.FileJob):
+            records = self._read_file(job.file, job.fmt, hosts.host, job.head)
+        else:
+            records = self._journal_records(job.files, hosts.host, job.name)
+        for rec in records:
+            hosts.apply(rec)
+            if (ev := self.core.take(rec)) is not None:
+                yield ev
 
     def _worth_workers(self, jobs: list[parallel.Job]) -> bool:
         """Whether a host's files go to worker processes: --jobs above 1 and enough bytes."""
@@ -218,11 +222,15 @@ class Reader:
 
     def _from_workers(self, jobs: list[parallel.Job], hosts: formats.HostOf) -> Iterator[Event]:
         """The events of a host's jobs read by workers, taken in reading order as in-process (`take`):
-        the worker gave each record's verdict; what depends on the records before it happens here."""
+        the worker gave each record's verdict; what depends on the records before it happens here.
+        This process is the N-th of --jobs N: it reads the next job no worker has started."""
         if self._workers is None:
-            self._workers = parallel.Workers(self.opts.jobs, self.opts.catalogue_dirs, self.opts.disable)
-        self.used_workers = True
+            self._workers = parallel.Workers(self.opts.jobs - 1, self.opts.catalogue_dirs, self.opts.disable)
         for job, got in parallel.results(self._workers, self.opts, jobs):
+            if got is None:
+                yield from self._read_job(job, hosts)
+                continue
+            self.used_workers = True
             if self._on_file is not None:
                 self._on_file(job.name)
             for msg, unread in got.warnings:

@@ -29,8 +29,9 @@ CATALOGUE = load_catalogue()
 
 @pytest.fixture(scope="module")
 def pools() -> Iterator[dict[int, Workers]]:
-    """Worker pools of 2 and 4 processes, shared by the module's tests (starting one takes a second)."""
-    made = {n: Workers(n, [], []) for n in (2, 4)}
+    """The workers of --jobs 2 and 4 (the reading process is the N-th), which read every job here;
+    shared by the module's tests (starting them takes a second)."""
+    made = {n: Workers(n - 1, [], [], share=False) for n in (2, 4)}
     yield made
     for workers in made.values():
         workers.close()
@@ -60,12 +61,17 @@ def test_workers_give_what_one_process_gives(tree: Path, pools: dict[int, Worker
 
 
 def test_several_hosts_and_loose_files_in_one_run(pools: dict[int, Workers], monkeypatch):
-    """Collections after the first reuse the pool; loose files and trees mix in one run."""
+    """Collections after the first reuse the pool; loose files and trees mix in one run; and
+    where the reading process takes the jobs no worker has started (as `--jobs` does), the
+    output is the same whichever process read what."""
     paths = [FIXTURES / "sample-outage", FIXTURES / "formats", *sorted((FIXTURES / "formats").glob("*"))[:3]]
     one = outcome(paths)
     monkeypatch.setenv(BYTES_ENV, "0")
     many = outcome(paths, 2, pools[2])
     assert many.pop("used_workers") and many == {k: v for k, v in one.items() if k != "used_workers"}
+    shared = outcome(paths, 2)  # its own pool of one worker, sharing the jobs with this process
+    shared.pop("used_workers")
+    assert shared == {k: v for k, v in one.items() if k != "used_workers"}
 
 
 def damaged_tree(tmp_path: Path) -> Path:
@@ -143,15 +149,15 @@ def left_behind(pids: set[int], timeout: float = 30) -> list[int]:
 
 
 def started_with_workers(tmp_path: Path) -> tuple[subprocess.Popen, set[int]]:
-    """A real `logsense analyze --jobs 2` over more than it reads in a moment, once both its
-    workers run; and every process below it."""
+    """A real `logsense analyze --jobs 3` over more than it reads in a moment, once both its
+    workers run (the third reader is the process itself); and every process below it."""
     tree = tmp_path / "host/var/log/libvirt/qemu"
     tree.mkdir(parents=True)
     line = (FIXTURES / "sample-outage/var/log/libvirt/libvirtd.log").read_bytes()
     for n in range(8):
-        (tree / f"vm{n}.log").write_bytes(line * 4000)
+        (tree / f"vm{n}.log").write_bytes(line * 1000)
     env = {**os.environ, BYTES_ENV: "0", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "logsense", "analyze", "--jobs", "2", "--format", "json",
+    proc = subprocess.Popen([sys.executable, "-m", "logsense", "analyze", "--jobs", "3", "--format", "json",
                              str(tmp_path / "host")], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     workers: set[int] = set()
     while proc.poll() is None and len(workers) < 2:
