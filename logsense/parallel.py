@@ -221,12 +221,14 @@ class Workers:
 
 
 def results(workers: Workers, opts: Options, jobs: list[Job]) -> Iterator[tuple[Job, Outcome | None]]:
-    """Every job's outcome, in the order given (the workers run ahead); None for a job no worker
-    had started when its turn came, when the caller reads it itself (`Workers.share`)."""
-    futures = [workers.submit(opts, job) for job in jobs]
+    """Every job's outcome, in the order given (the workers run ahead); None for a job the caller
+    reads itself (`Workers.share`): the first, while the workers start, and each one no worker had
+    started when its turn came."""
+    own = 1 if workers.share else 0
+    futures: list[Future[Outcome] | None] = [None] * own + [workers.submit(opts, job) for job in jobs[own:]]
     try:
         for job, fut in zip(jobs, futures, strict=True):
-            yield job, None if workers.share and fut.cancel() else fut.result()
+            yield job, None if fut is None or workers.share and fut.cancel() else fut.result()
     except BaseException:  # Ctrl-C, an error, or the reader stopped early: the rest is not wanted
         workers.abort()
         raise
