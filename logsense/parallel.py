@@ -14,6 +14,7 @@ lines stay in the worker.
 
 from __future__ import annotations
 
+import gc
 import io
 import multiprocessing
 import multiprocessing.connection
@@ -111,6 +112,8 @@ def _start_worker(dirs: list[str], disable: list[str]) -> None:
         threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True).start()
     _catalogue = load_catalogue(dirs, disable)
     _pattern_index = {id(p): i for i, p in enumerate(_catalogue.patterns)}
+    gc.freeze()  # the catalogue stays: never scanned again
+    gc.set_threshold(100_000, 50, 100)  # a job makes many small objects that live until it ends
 
 
 def _end_with(sentinel: int) -> None:

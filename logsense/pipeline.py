@@ -148,6 +148,10 @@ class Reader:
             self._note_empty(paths or live_paths())
             if live:
                 yield from self._live_journal()
+        except BaseException:  # Ctrl-C, an error, or the caller stopped early: workers stop mid-job
+            if self._workers is not None and self._own_workers:
+                self._workers.abort()
+            raise
         finally:
             if self._workers is not None and self._own_workers:
                 self._workers.close()
