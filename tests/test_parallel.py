@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, logsense
 from test_ingest_modes import fixture_trees
 
 from logsense.catalogue import load_catalogue
@@ -103,6 +103,18 @@ def test_damaged_files_warn_once_each_as_in_one_process(tmp_path: Path, pools: d
     assert any("libvirtd.log.2.gz" in w and "damaged compressed data" in w for w in said)
     assert any("libvirtd.log.1.xz" in w for w in said)
     assert any("libvirtd.log:" in w and "longer than" in w for w in said)
+
+
+def test_events_and_vms_take_jobs_too(monkeypatch):
+    sample = str(FIXTURES / "sample-outage")
+    bad = logsense("events", "--jobs", "0", sample, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == "logsense: error: --jobs must be at least 1"
+    one = [logsense(cmd, "--jobs", "1", "--format", fmt, sample).stdout for cmd, fmt in (("events", "jsonl"),
+                                                                                      ("vms", "json"))]
+    monkeypatch.setenv(BYTES_ENV, "0")
+    two = [logsense(cmd, "--jobs", "2", "--format", fmt, sample).stdout for cmd, fmt in (("events", "jsonl"),
+                                                                                      ("vms", "json"))]
+    assert one == two and one[0].count("\n") > 20
 
 
 def descendants(pid: int) -> set[int]:
