@@ -45,7 +45,7 @@ class Options:
     catalogue_dirs: list[str] = field(default_factory=list)
     disable: list[str] = field(default_factory=list)  # pattern ids switched off
     display_tz: tzinfo | None = None  # the zone reports print times in (None: the machine's)
-    jobs: int = 1  # worker processes that parse and classify files (logsense/parallel.py); 1: in-process
+    jobs: int = 1  # processes that parse and classify files: this one and jobs-1 workers (logsense/parallel.py)
 
 
 @dataclass
