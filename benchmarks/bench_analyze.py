@@ -122,15 +122,17 @@ def to_ere(rx: str) -> str | None:
     return ere if ok == 1 else None
 
 
-def timed(cmd: list[str], stdout_to: Path | None = None, **kw) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Wall seconds and peak RSS (KiB) of one child process, pinned to one core."""
+def timed(cmd: list[str], stdout_to: Path | None = None, cores: int = 1, **kw
+          ) -> tuple[float, int, subprocess.CompletedProcess, float]:
+    """Wall seconds, peak RSS (KiB; of its biggest process) and CPU seconds (its workers' too) of one
+    child process, pinned to `cores` cores."""
     t0 = time.perf_counter()
     with open(stdout_to or os.devnull, "w") as out:
-        proc = subprocess.run(["taskset", "-c", "0", "/usr/bin/time", "-f", "%M", *cmd], stdout=out,
-                              stderr=subprocess.PIPE, text=True, **kw)
+        proc = subprocess.run(["taskset", "-c", f"0-{cores - 1}", "/usr/bin/time", "-f", "%M %U %S", *cmd],
+                              stdout=out, stderr=subprocess.PIPE, text=True, **kw)
     secs = time.perf_counter() - t0
-    rss = int(proc.stderr.strip().splitlines()[-1]) if proc.stderr.strip() else 0
-    return secs, rss, proc
+    rss, user, system = proc.stderr.strip().splitlines()[-1].split() if proc.stderr.strip() else (0, 0, 0)
+    return secs, int(rss), proc, float(user) + float(system)
 
 
 def fast_eres(cat, sample: Path, limit: float) -> tuple[list[str], list[str]]:
@@ -164,31 +166,36 @@ def grep_groups(eres: list[str], work: Path, size: int) -> list[Path]:
     return files
 
 
-def logsense_cmd(tree: Path, paths: list[Path], out: Path, fmt: str = "json") -> tuple[list[str], dict]:
-    """`logsense analyze` from a source tree (this one, or a baseline checkout), report to a file."""
+def logsense_cmd(tree: Path, paths: list[Path], out: Path, fmt: str = "json", jobs: int | None = None
+                 ) -> tuple[list[str], dict]:
+    """`logsense analyze` from a source tree (this one, or a baseline checkout), report to a file;
+    `jobs`: its worker processes (a baseline that predates --jobs gets none)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     return [sys.executable, "-m", "logsense", "analyze", "--format", fmt, "--tz", "UTC", "-o", str(out),
-            *map(str, paths)], env
+            *(["--jobs", str(jobs)] if jobs else []), *map(str, paths)], env
 
 
 def bench_case(name: str, paths: list[Path], pat_file: Path, groups: list[Path], trees: dict[str, Path], work: Path,
-               repeat: int, envs: dict[str, dict] | None = None) -> None:
-    """grep -E and logsense (from each tree) over the same files, outputs to files, best of `repeat`."""
+               repeat: int, envs: dict[str, dict] | None = None, jobs: tuple[int, ...] = (1,)) -> None:
+    """grep -E and logsense (from each tree; this one at each --jobs, on that many cores) over the
+    same files, outputs to files, best of `repeat`."""
     size = sum(p.stat().st_size for p in paths)
     lines = sum(1 for p in paths for _ in open(p, "rb"))
-    runs: dict[str, tuple[list[str], dict]] = {}
+    runs: dict[str, tuple[list[str], dict, int]] = {}
     for label, tree in trees.items():
         for kind, extra in (envs or {"": {}}).items():
-            cmd, env = logsense_cmd(tree, paths, work / f"{name}-{label}{kind}.json")
-            runs[f"{label}{f' ({kind})' if kind else ''}"] = (cmd, {**env, **extra})
+            for n in jobs if label == "logsense" else (None,):
+                tag = f"{label}{f' ({kind})' if kind else ''}{f' --jobs {n}' if n else ''}"
+                cmd, env = logsense_cmd(tree, paths, work / f"{name}-{label}{kind}-{n}.json", jobs=n)
+                runs[tag] = (cmd, {**env, **extra}, n or 1)
     outputs = set()
-    for label, (cmd, env) in runs.items():  # warm caches, check every variant says the same
+    for label, (cmd, env, _) in runs.items():  # warm caches, check every variant says the same
         subprocess.run(cmd, check=True, env=env, cwd=env["PYTHONPATH"], capture_output=True)
         if label.startswith("logsense"):
             outputs.add(re.sub(r'"seconds": [0-9.]+', "", Path(cmd[cmd.index("-o") + 1]).read_text()))
     if len(outputs) > 1:
         sys.exit(f"{name}: the variants of this tree disagree: logsense analyze output differs")
-    best: dict[str, tuple[float, int]] = {}
+    best: dict[str, tuple[float, int, float]] = {}  # wall seconds, peak RSS, CPU seconds
     grep_env = {**os.environ, "LC_ALL": "C"}
     for _ in range(repeat):
         trials = [("grep -E (all at once)", timed(["grep", "-E", "-f", str(pat_file), *map(str, paths)],
@@ -196,23 +203,31 @@ def bench_case(name: str, paths: list[Path], pat_file: Path, groups: list[Path],
         grouped = [timed(["grep", "-E", "-f", str(g), *map(str, paths)], work / f"{name}-grep-{n}.out",
                          env=grep_env) for n, g in enumerate(groups)]
         trials.append((f"grep -E ({len(groups)} groups)", (sum(t[0] for t in grouped), max(t[1] for t in grouped),
-                                                            grouped[0][2])))
-        trials += [(label, timed(cmd, env=env, cwd=env["PYTHONPATH"])) for label, (cmd, env) in runs.items()]
-        for label, (secs, rss, proc) in trials:
+                                                            grouped[0][2], sum(t[3] for t in grouped))))
+        trials += [(label, timed(cmd, cores=n, env=env, cwd=env["PYTHONPATH"]))
+                   for label, (cmd, env, n) in runs.items()]
+        for label, (secs, rss, proc, cpu) in trials:
             if proc.returncode not in (0, 1):
                 sys.exit(f"{name}: {label} failed: {proc.stderr[-500:]}")
             if label not in best or secs < best[label][0]:
-                best[label] = (secs, rss)
-    out = json.loads((work / f"{name}-logsense.json").read_text())
+                best[label] = (secs, rss, cpu)
+    first = next(iter(runs.values()))[0]
+    out = json.loads(Path(first[first.index("-o") + 1]).read_text())
     print(f"\n[{name}] {len(paths)} files, {lines:,} lines, {size / 1e6:.0f} MB; "
           f"{out['stats'].get('events_matched', 0):,} events, {len(out['incidents']):,} incidents, "
           f"largest incident {max((len(i['affected_vms']) for i in out['incidents']), default=0):,} VMs")
-    for label, (secs, rss) in best.items():
+    for label, (secs, rss, cpu) in best.items():
         print(f"  {label:30} {secs:7.2f} s  {lines / secs / 1e6:6.2f} M lines/s  {size / secs / 1e6:7.1f} MB/s  "
-              f"peak RSS {rss / 1024:6.1f} MB")
+              f"peak RSS {rss / 1024:6.1f} MB  CPU {cpu:6.2f} s")
     grep_best = min(v[0] for k, v in best.items() if k.startswith("grep"))
     for label in runs:
         print(f"  ratio {name} {label}/grep: {best[label][0] / grep_best:.2f}")
+    for one in (k for k in runs if k.endswith(" --jobs 1")):  # the scaling curve: --jobs N on N cores
+        variant = one.removesuffix(" --jobs 1")
+        curve = ", ".join(f"--jobs {n}: {best[k][0]:.2f} s (CPU {best[k][2]:.2f} s), "
+                          f"{best[one][0] / best[k][0]:.2f}x, {best[k][0] / grep_best:.2f}x grep"
+                          for k, (_, _, n) in runs.items() if k.startswith(f"{variant} --jobs "))
+        print(f"  scaling {name} {variant}: {curve}")
     if name == "outage":
         print(f"  correlation alone (this tree, in this process): {correlation_seconds(paths):.2f} s")
 
@@ -240,6 +255,8 @@ def main() -> None:
     ap.add_argument("--grep-limit", type=float, default=10.0, help="leave out of grep's side each ERE slower "
                     "alone than this many times the median one")
     ap.add_argument("--grep-group", type=int, default=10, help="EREs a grep process in grep's grouped run")
+    ap.add_argument("--jobs", default=f"1,{os.cpu_count() or 1}", help="comma-separated --jobs values to time "
+                    "this tree at, each on that many cores (the scaling curve); default: 1 and the cores")
     ap.add_argument("--prefilter", default="", help="comma-separated LOGSENSE_PREFILTER values to compare "
                     "(hyperscan, aho, none); default: the one the machine picks")
     args = ap.parse_args()
@@ -265,9 +282,10 @@ def main() -> None:
     print(f"grep's side: {len(eres)} of {len(cat.patterns)} patterns as EREs (the others have no ERE form"
           f"{f', or grep alone is slow on them: {chr(44).join(slow)}' if slow else ''}); "
           f"grep's time is its faster way, all at once or {len(groups)} groups one after the other; "
-          f"{os.cpu_count()} cores, each run pinned to core 0")
+          f"{os.cpu_count()} cores, each run pinned to core 0 (--jobs N: cores 0 to N-1)")
     for name, paths in archives.items():
-        bench_case(name, paths, pat_file, groups, trees, work, args.repeat, envs)
+        bench_case(name, paths, pat_file, groups, trees, work, args.repeat, envs,
+                   tuple(sorted({int(n) for n in args.jobs.split(",") if n})))
     print(f"({resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB in this script)")
 
 

@@ -85,8 +85,10 @@ class EntityMap:
     pasted: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     named_at: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # log -> (seq, VM) of events
     seen_in: dict[str, int] = field(default_factory=dict)  # log -> classified lines learnt so far
+    told: int = 0  # links and pasted names offered so far (a worker sends only the records that offered one)
 
     def _link(self, kind: str, key, vm: str, why: str) -> None:
+        self.told += 1
         table = getattr(self, kind)
         if key not in table:
             table[key] = vm
@@ -117,6 +119,7 @@ class EntityMap:
             self._link("uuid", m.group(2), m.group(1), f"name and uuid in one line ({rec.file}:{rec.line})")
         if rec.extra.get("pasted") and rec.file and (vm := self.vm_in_message(rec.raw)):
             self.pasted.setdefault(rec.file, []).append((rec.line or 0, vm))
+            self.told += 1
         if rec.source in ("libvirtd", "journal") and (m := QEMU_PID_RE.search(rec.message)):
             vm = self.vm_in_message(rec.message)
             if vm:

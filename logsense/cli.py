@@ -23,6 +23,7 @@ from logsense.filters import Filters
 from logsense.i18n import check_lang, t
 from logsense.lifecycle import DEFAULT_GRACE
 from logsense.model import CATEGORIES, Event, Record
+from logsense.parallel import default_jobs
 from logsense.pipeline import InputError, Options, Reader, Run, parse_time, parse_zone, stderr_warn
 from logsense.text import one_line, safe
 from logsense.timespec import local_zone, zone_name
@@ -97,6 +98,8 @@ MinSeverityOpt = Annotated[Severity | None, typer.Option("--min-severity", help=
 LangOpt = Annotated[str | None, typer.Option(
     "--lang", metavar="en|zh", help="Language of titles, explanations and headings (default: the setting lang, "
                                     "else the locale: LANGUAGE, LC_ALL, LC_MESSAGES, LANG; zh_* gives zh).")]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", metavar="N", help="Worker processes that parse and classify "
+                                              "the files (default: the cores; 1: one process).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 when an input could not be read in full "
                                                           "(a damaged archive, an unreadable file).")]
 
@@ -171,6 +174,13 @@ def make_options(since, until, tz, year, host, catalogue, all_lines=False, *, ut
                    disable=list(settings.get("disable", [])), display_tz=shown)
 
 
+def check_jobs(jobs: int | None) -> int:
+    """--jobs: at least 1; none given: the cores."""
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    return jobs or default_jobs()
+
+
 def pick_lang(lang: str | None, config: str | None = None) -> str:
     """--lang, else the settings' `lang`, else the locale's language; a usage error for an unknown one."""
     try:
@@ -203,7 +213,7 @@ def events(paths: PathsArg = None,
            since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
            host: HostOpt = None, catalogue: CatOpt = None, strict: StrictOpt = False, utc: UtcOpt = False,
            config: ConfigOpt = None, vm: VmOpt = None, category: CategoryOpt = None,
-           min_severity: MinSeverityOpt = None, lang: LangOpt = None) -> None:
+           min_severity: MinSeverityOpt = None, lang: LangOpt = None, jobs: JobsOpt = None) -> None:
     """The classified events, one per matched line (--all: every line)."""
     lang = pick_lang(lang, config)
     if fmt == EventsFormat.parquet:
@@ -211,6 +221,7 @@ def events(paths: PathsArg = None,
             raise InputError("--format parquet needs -o FILE")
         require("pyarrow", "--format parquet", "pyarrow")
     opts = make_options(since, until, tz, year, host, catalogue, all_lines, utc=utc, config=config)
+    opts.jobs = check_jobs(jobs)
     reader = Reader(opts, warn=stderr_warn)
     evs = reader.iter_events(paths or [])
     check_read(reader.run)
@@ -354,20 +365,21 @@ def analyze(paths: PathsArg = None, fmt: AnalyzeFormatOpt = AnalyzeFormat.text, 
                                                           help="With --fleet: the Dask scheduler (tcp://HOST:8786); "
                                                                "default: a local cluster.")] = None,
             jobs: Annotated[int | None, typer.Option("--jobs", metavar="N",
-                                                     help="With --fleet: worker processes of the local cluster "
-                                                          "(default: the cores).")] = None,
+                                                     help="Worker processes that parse and classify the files; "
+                                                          "with --fleet: of the local cluster (default: the cores; "
+                                                          "1: one process).")] = None,
             lang: LangOpt = None) -> None:
     """Read every log under the paths, classify, correlate, print the incidents."""
     lang = pick_lang(lang, config)
     opts = make_options(since, until, tz, year, host, catalogue, utc=utc, config=config)
     if window is None:
         window = float(read_settings(config).get("window", DEFAULT_GAP))
-    if jobs is not None and jobs < 1:
-        raise InputError("--jobs must be at least 1")
-    if fleet:
+    workers = check_jobs(jobs)
+    if fleet:  # each host one Dask task, read in that worker's process (opts.jobs stays 1)
         require("dask.distributed", "--fleet", "'dask[distributed]'")
         run_fleet_analysis(paths or [], opts, fmt, output, window, fail_on, scheduler, jobs, lang)
         return
+    opts.jobs = workers
     if scheduler:
         raise InputError("--scheduler needs --fleet")
     run_analysis(paths or [], opts, fmt, output, window, fail_on, show_entities, strict,
@@ -435,7 +447,8 @@ def site_catalogue(catalogue: list[str] | None, config: str | None) -> Catalogue
 @app.command()
 def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: OutputOpt = None,
         since: SinceOpt = None, until: UntilOpt = None, tz: TzOpt = None, year: YearOpt = None,
-        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = None, lang: LangOpt = None) -> None:
+        host: HostOpt = None, catalogue: CatOpt = None, reboot_grace: GraceOpt = None, lang: LangOpt = None,
+        jobs: JobsOpt = None) -> None:
     """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
     failed starts, downtime (json: every running interval and the host's boots and shutdowns)."""
     from logsense import vms_report
@@ -443,6 +456,7 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
 
     lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
+    opts.jobs = check_jobs(jobs)
     reboot_grace = reboot_grace_of(reboot_grace)
     with file_progress() as on_file:
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)

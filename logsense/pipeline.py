@@ -5,6 +5,7 @@ ingestion core (`logsense.ingest`): format and context, line reader, classify. T
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from logsense import journal
+from logsense import journal, parallel
 from logsense.attribution import EntityMap
 from logsense.catalogue import REGEX_TIMEOUT, Catalogue, load_catalogue
 from logsense.ingest import formats
@@ -45,6 +46,7 @@ class Options:
     catalogue_dirs: list[str] = field(default_factory=list)
     disable: list[str] = field(default_factory=list)  # pattern ids switched off
     display_tz: tzinfo | None = None  # the zone reports print times in (None: the machine's)
+    jobs: int = 1  # processes that parse and classify files: this one and jobs-1 workers (logsense/parallel.py)
 
 
 @dataclass
@@ -94,13 +96,16 @@ class Reader:
 
     def __init__(self, opts: Options, cat: Catalogue | None = None,
                  warn: Callable[[str], None] | None = None,
-                 on_file: Callable[[str], None] | None = None) -> None:
+                 on_file: Callable[[str], None] | None = None, workers: parallel.Workers | None = None) -> None:
         self.opts = opts
         self.cat = cat or load_catalogue(opts.catalogue_dirs, opts.disable)
         self.run = Run()
         self.core = Classifier(self.cat, self.run.entities, opts.all_lines, opts.since, opts.until)
         self._warn = warn
         self._on_file = on_file  # told each file's name as reading starts (a progress bar)
+        # worker processes: the caller's (kept open), else started by the first host big enough (closed after)
+        self._workers, self._own_workers = workers, workers is None
+        self.used_workers = False  # some host's files were read by workers
 
     def warn(self, msg: str, unread: bool = True) -> None:
         """A warning; `unread`: about input that was not read, or read only in part."""
@@ -158,7 +163,14 @@ class Reader:
             self._note_empty(paths or live_paths())
             if live:
                 yield from self._live_journal()
+        except BaseException:  # Ctrl-C, an error, or the caller stopped early: workers stop mid-job
+            if self._workers is not None and self._own_workers:
+                self._workers.abort()
+            raise
         finally:
+            if self._workers is not None and self._own_workers:
+                self._workers.close()
+                self._workers = None
             ws.close()
 
     def _missing_live_paths(self) -> None:
@@ -188,15 +200,71 @@ class Reader:
         detected.sort(key=lambda t: (t[0], t[1]))
         for _, _, _, fmt, head in detected:
             hosts.learn(fmt, head)
-        for _, _, lf, fmt, head in detected:
-            for rec in self._read_file(lf, fmt, hosts.host, head):
-                hosts.apply(rec)
-                if (ev := self.core.take(rec)) is not None:
-                    yield ev
+        jobs: list[parallel.Job] = [parallel.FileJob(lf, fmt, hosts.host, head) for _, _, lf, fmt, head in detected]
         if col.journal_files:
             names = [col.journal_names.get(f, str(f)) for f in col.journal_files]
             name = names[0] if len(names) == 1 else str(Path(names[0]).parent)
-            yield from self._journal_files(col.journal_files, hosts, name)
+            jobs.append(parallel.JournalJob(col.journal_files, hosts.host, name))
+        if self._worth_workers(jobs):
+            yield from self._from_workers(jobs, hosts)
+            return
+        for job in jobs:
+            yield from self._read_job(job, hosts)
+
+    def _read_job(self, job: parallel.Job, hosts: formats.HostOf) -> Iterator[Event]:
+        """One file's (or the journal's) events, read in this process."""
+        # the host as it stands when the job's reading starts (a syslog line read before may name it)
+        if isinstance(job, parallel.FileJob):
+            records = self._read_file(job.file, job.fmt, hosts.host, job.head)
+        else:
+            records = self._journal_records(job.files, hosts.host, job.name)
+        for rec in records:
+            hosts.apply(rec)
+            if (ev := self.core.take(rec)) is not None:
+                yield ev
+
+    def _worth_workers(self, jobs: list[parallel.Job]) -> bool:
+        """Whether a host's files go to worker processes: --jobs above 1 and enough bytes."""
+        if self.opts.jobs <= 1 or not jobs:
+            return False
+        size = 0
+        for job in jobs:
+            for path in [job.file.path] if isinstance(job, parallel.FileJob) else job.files:
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    return False  # a pipe is read once, by the process that detected its format
+                size += st.st_size
+        return size >= parallel.parallel_bytes()
+
+    def _from_workers(self, jobs: list[parallel.Job], hosts: formats.HostOf) -> Iterator[Event]:
+        """The events of a host's jobs read by workers, taken in reading order as in-process (`take`):
+        the worker gave each record's verdict; what depends on the records before it happens here.
+        This process is the N-th of --jobs N: it reads the next job no worker has started."""
+        if self._workers is None:
+            self._workers = parallel.Workers(self.opts.jobs - 1, self.opts.catalogue_dirs, self.opts.disable)
+        for job, got in parallel.results(self._workers, self.opts, jobs):
+            if got is None:
+                yield from self._read_job(job, hosts)
+                continue
+            self.used_workers = True
+            if self._on_file is not None:
+                self._on_file(job.name)
+            for msg, unread in got.warnings:
+                self.warn(msg, unread)
+            self.run.read.extend(got.read)
+            for key, value in got.stats.items():
+                if value and isinstance(value, int | float) and key in self.run.stats:
+                    self.run.stats[key] += value
+            self.cat.timeouts.update(dict(got.timeouts))
+            for rec, taught, ev in parallel.decode(got, self.cat):
+                hosts.apply(rec)
+                if taught:
+                    self.core.entities.learn(rec)
+                if ev is not None and (ev := self.core.admit(ev)) is not None:
+                    yield ev
 
     def _detect(self, lf: LogFile) -> tuple[str | None, bytes]:
         """The file's format and first bytes (damage is reported when the file is read)."""
@@ -261,16 +329,14 @@ class Reader:
             year, month = newest.year, newest.month
         return formats.file_context(lf.name, fmt, head, host, tz, year, month)
 
-    def _journal_files(self, files: list[Path], hosts: formats.HostOf, name: str) -> Iterator[Event]:
+    def _journal_records(self, files: list[Path], host: str | None, name: str) -> Iterator[Record]:
         self.run.stats["files_read"] += len(files)
         if self._on_file is not None:
             self._on_file(name)
         try:
-            for rec in journal.read_journal_files(sorted(files), hosts.host, name=name, warn=self.warn):
+            for rec in journal.read_journal_files(sorted(files), host, name=name, warn=self.warn):
                 self.run.stats["lines_read"] += 1
-                hosts.apply(rec)
-                if (ev := self.core.take(rec)) is not None:
-                    yield ev
+                yield rec
         except OSError as exc:
             self.warn(f"{files[0].parent}: cannot read journal: {exc}")
             return

@@ -99,11 +99,21 @@ class Classifier:
         """The record's event, VM not yet resolved; None for a benign line, a line out of
         --since/--until, or a copy of a message already taken."""
         self.entities.learn(rec)
+        ev = self.verdict(rec)
+        return self.admit(ev) if ev is not None else None
+
+    def verdict(self, rec: Record) -> Event | None:
+        """The catalogue's event for a record in --since/--until: it depends on the record alone,
+        so a worker process may give it (logsense/parallel.py)."""
         if not rec.untimed and (self.since is not None and rec.ts < self.since
                                 or self.until is not None and rec.ts > self.until):
             return None  # pasted text without a time is kept whatever the range
-        ev = classify(rec, self.cat, self.all_lines)
-        if ev is None or (ev.role is not None and self.duplicates.is_copy(rec)):
+        return classify(rec, self.cat, self.all_lines)
+
+    def admit(self, ev: Event) -> Event | None:
+        """The event unless it is a copy of one already taken; what it names is learnt. Both depend
+        on every event before it in reading order."""
+        if ev.role is not None and self.duplicates.is_copy(ev.record):
             return None
         self.entities.learn_events([ev])  # the VMs lines name, and where: before any is resolved
         return ev
