@@ -38,7 +38,7 @@ from logsense.ingest import formats
 from logsense.ingest.linereader import PRIME_BYTES, LineReader
 from logsense.model import Record
 from logsense.parsers import MAX_LINE
-from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX
+from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX, LogFile
 
 FP_BYTES = 1024  # the head fingerprint covers the first min(size, FP_BYTES) bytes
 READ_BYTES = 2 * MAX_LINE  # per file per pass, so one busy file cannot starve the others
@@ -112,6 +112,16 @@ class Identity:
                 self.fp, self.fp_len = _fingerprint(head), len(head)
 
 
+def compressed_head(path: str) -> bytes | None:
+    """The first FP_BYTES of a compressed file's content; None if it cannot be read."""
+    kind = next(k for ext, k in COMPRESSED.items() if path.endswith(ext))
+    try:
+        with LogFile(Path(path), path, 0.0, kind).open(lambda _: None) as f:
+            return f.read(FP_BYTES)
+    except (OSError, EOFError, ValueError):
+        return None
+
+
 def is_log_name(name: str) -> bool:
     """A live log file's name, not a rotated, compressed or foreign one."""
     if name.startswith(".") or name.endswith(SKIP_SUFFIXES) or name.endswith(tuple(COMPRESSED)):
@@ -176,6 +186,9 @@ class Tailer:
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
         self.grown_at = 0.0
+        # identities of the files of this path's rotation set already read or older than what
+        # was read: a generation not among them was rotated away unseen and is read on rotation
+        self.seen: dict[tuple[int, int], list[Identity]] = {}  # every content a file had (truncations)
 
     @property
     def offset(self) -> int:
@@ -188,6 +201,8 @@ class Tailer:
         fd = self._open_fd(self.path)
         if fd is None:
             return False
+        if not self.seen:
+            self._remember_generations()
         self._attach(fd)
         if at_end:
             self._seek_end()
@@ -203,6 +218,7 @@ class Tailer:
                 self.warn(f"{self.path}: a rotated file still being read is gone; "
                           "what it got after the last save is lost")
         if "identity" not in saved and self.rotated:  # saved while the path named no file
+            self._catch_up_since_saved()
             self.open(at_end=False)
             return
         try:
@@ -217,12 +233,15 @@ class Tailer:
             self.suspended = saved
             return
         if fd is not None and ident.matches(fd):
+            if not self.seen:
+                self._remember_generations()
             self._attach(fd, ident)
             self._resume_at(offset, lineno, saved.get("context"))
             return
         if not self._resume_rotated(saved):
             self.warn(f"{self.path}: replaced while logsense was stopped and the old file is gone; "
                       "reading the new one from its start")
+        self._catch_up_since_saved()
         if fd is not None:
             self._attach(fd)
 
@@ -230,6 +249,8 @@ class Tailer:
         """For a path that names no file now: only the files rotated away from it, if any is
         found beside it (the new file is read from its start when it appears)."""
         found = [self._resume_rotated(entry) for entry in (*(saved.get("rotated") or []), saved)]
+        if any(found):
+            self._catch_up_since_saved()
         return any(found)
 
     def _resume_at(self, offset: int, lineno: int, context: dict[str, Any] | None) -> None:
@@ -273,6 +294,7 @@ class Tailer:
         self.rotated.append(old)
         self.fd = None
         self._attach(fd)
+        self._catch_up()
         # the new file continues the old one: its first lines may be continuation lines
         # without a stamp, which take the last one before (and cannot tell the format)
         self.inherited, self.inherited_fmt = old.context(), old.fmt
@@ -348,6 +370,122 @@ class Tailer:
             return None
         return fd
 
+    # -- the rotation set: generations rotated away unseen --------------------------------
+    def _generations(self) -> list[tuple[str, os.stat_result]]:
+        """The regular files beside the path whose names extend it (its rotated names, in any
+        scheme), oldest first: by modification time, then the higher number."""
+        parent = os.path.dirname(self.path) or "."
+        base = os.path.basename(self.path)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if not name.startswith(base) or name == base:
+                continue
+            try:
+                st = os.lstat(cand := os.path.join(parent, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append((cand, st))
+
+        def age(item: tuple[str, os.stat_result]) -> tuple[int, int]:
+            m = NUM_SUFFIX.match(os.path.basename(item[0]))
+            return item[1].st_mtime_ns, -int(m.group(2)) if m else 0
+        return sorted(out, key=age)
+
+    def _head_identity(self, path: str) -> Identity | None:
+        fd = self._open_fd(path, quiet=True)
+        if fd is None:
+            return None
+        try:
+            return Identity.of(fd)
+        finally:
+            os.close(fd)
+
+    def _remember_generations(self, older_than: int | None = None) -> None:
+        """The generations there now (or only those last written before `older_than`, a
+        modification time in ns) are history, not to be read."""
+        for name, st in self._generations():
+            if (older_than is None or st.st_mtime_ns <= older_than) and \
+                    (ident := self._head_identity(name)) is not None:
+                self._remember(ident)
+
+    def _catch_up_since_saved(self) -> None:
+        """After a restart that found the saved file rotated: the generations written after it
+        (later modification times) were rotated while logsense was stopped; read them."""
+        if self.seen or not self.rotated:
+            self._catch_up()
+            return
+        newest = self.rotated[-1]
+        assert newest.fd is not None
+        self._remember_generations(older_than=os.fstat(newest.fd).st_mtime_ns)
+        self._catch_up()
+
+    def _remember(self, ident: Identity) -> None:
+        known = self.seen.setdefault((ident.dev, ident.ino), [])
+        if not any(k is ident for k in known):
+            known.append(ident)
+
+    def _known(self) -> Iterator[Identity]:
+        return (k for known in self.seen.values() for k in known)
+
+    def _is_seen(self, ident: Identity, fd: int) -> bool:
+        """Read before (same inode and head) or a copy of a file read (same head: copytruncate's)."""
+        if any(k.head_matches(fd) for k in self.seen.get((ident.dev, ident.ino), [])):
+            return True
+        return any(k.fp_len and k.fp_len <= ident.fp_len and k.head_matches(fd) for k in self._known())
+
+    def _catch_up(self) -> None:
+        """A rotation was noticed: every generation of the rotation set not seen yet (rotated
+        away before it was opened) is read from its start, oldest first, after the rotated files
+        already read; a compressed one is said once. Identities no longer there are forgotten."""
+        present: set[tuple[int, int]] = set()
+        for name, st in self._generations():
+            present.add((st.st_dev, st.st_ino))
+            if (st.st_dev, st.st_ino) in self.identities():
+                continue
+            if name.endswith(tuple(COMPRESSED)):
+                self._compressed_generation(name, st)
+                continue
+            fd = self._open_fd(name, quiet=True)
+            if fd is None:
+                continue
+            ident = Identity.of(fd)
+            if self._is_seen(ident, fd):
+                os.close(fd)
+                self._remember(ident)
+                continue
+            gen = Tailer(self.path, self.opts, self.warn)
+            gen.seen = self.seen
+            gen.name = name
+            gen._attach(fd, ident)
+            gen.inherited_fmt = self.fmt or (self.rotated[-1].fmt if self.rotated else None)
+            gen._note_growth()
+            self.rotated.append(gen)
+        for key in [k for k in self.seen if k not in present and k not in self.identities()]:
+            del self.seen[key]
+
+    def _compressed_generation(self, name: str, st: os.stat_result) -> None:
+        """A compressed generation: already read if its content starts as a file read did;
+        otherwise its lines were never read here, which is said once."""
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            return
+        head = compressed_head(name)
+        if head is None:
+            return
+        fp = Identity(st.st_dev, st.st_ino, _fingerprint(head[:FP_BYTES]), min(len(head), FP_BYTES))
+        read_before = any(k.fp_len and len(head) >= k.fp_len and _fingerprint(head[:k.fp_len]) == k.fp
+                          for k in self._known())
+        self._remember(fp)
+        if read_before:
+            return
+        self.warn(f"{name}: a compressed generation of {self.path} rotated away before it was read; "
+                  "its lines are not followed (analyze reads them)")
+
     def identities(self) -> set[tuple[int, int]]:
         """(device, inode) of every file this tailer has open: the current one and the rotated
         ones still read, so a new name for one of them is known for what it is."""
@@ -368,6 +506,7 @@ class Tailer:
             os.close(self.fd)
         self.fd = fd
         self.ident = ident or Identity.of(fd)
+        self._remember(self.ident)
         self.reader = LineReader()
         self.fmt, self.ignored = None, False
 
@@ -459,7 +598,9 @@ class Tailer:
             got, old_more = old._read(select_for, final=False)
             recs.extend(got)
             more = more or old_more
-        if self.fd is not None:
+            if old_more:  # oldest first: the newer generations wait for this one's rest
+                break
+        if self.fd is not None and not more:
             got, more_here = self._read(select_for, final=False)
             recs.extend(got)
             more = more or more_here
