@@ -43,6 +43,7 @@ from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX, LogFile
 FP_BYTES = 1024  # the head fingerprint covers the first min(size, FP_BYTES) bytes
 READ_BYTES = 2 * MAX_LINE  # per file per pass, so one busy file cannot starve the others
 QUIET = 0.3  # seconds after which a multi-line record still held is handed out as it is
+MAX_DECOMPRESSED = 256 << 20  # bytes of an unseen compressed generation read from memory
 ROTATED_GRACE = 5.0  # seconds a rotated file must be quiet, with the new one in place, to be finished
 SKIP_SUFFIXES = (".journal", ".journal~", ".xml", ".tmp", ".swp", ".pos", ".lock", ".pid", ".sock")
 Warn = Callable[[str], None]
@@ -114,12 +115,37 @@ class Identity:
 
 def compressed_head(path: str) -> bytes | None:
     """The first FP_BYTES of a compressed file's content; None if it cannot be read."""
-    kind = next(k for ext, k in COMPRESSED.items() if path.endswith(ext))
     try:
-        with LogFile(Path(path), path, 0.0, kind).open(lambda _: None) as f:
+        with _compressed_stream(path) as f:
             return f.read(FP_BYTES)
     except (OSError, EOFError, ValueError):
         return None
+
+
+def _compressed_stream(path: str):
+    kind = next(k for ext, k in COMPRESSED.items() if path.endswith(ext))
+    return LogFile(Path(path), path, 0.0, kind).open(lambda _: None)
+
+
+def decompressed(path: str) -> tuple[int | None, int]:
+    """A compressed file's content in an anonymous memory file to read as a log is read, if it
+    is at most MAX_DECOMPRESSED bytes; else None and the number of lines it holds."""
+    fd: int | None = os.memfd_create("logsense-generation", os.MFD_CLOEXEC)
+    size = lines = 0
+    try:
+        with _compressed_stream(path) as f:
+            while block := f.read(1 << 20):
+                lines += block.count(b"\n")
+                size += len(block)
+                if fd is not None and size > MAX_DECOMPRESSED:
+                    os.close(fd)
+                    fd = None
+                view = memoryview(block) if fd is not None else memoryview(b"")
+                while view:
+                    view = view[os.write(fd, view):]  # type: ignore[arg-type]
+    except (OSError, EOFError, ValueError):
+        pass  # damaged: what came before the damage is read
+    return fd, lines
 
 
 def is_log_name(name: str) -> bool:
@@ -371,9 +397,10 @@ class Tailer:
         return fd
 
     # -- the rotation set: generations rotated away unseen --------------------------------
-    def _generations(self) -> list[tuple[str, os.stat_result]]:
+    def _generations(self, raced: list[bool] | None = None) -> list[tuple[str, os.stat_result]]:
         """The regular files beside the path whose names extend it (its rotated names, in any
-        scheme), oldest first: by modification time, then the higher number."""
+        scheme), oldest first: by modification time, then the higher number. `raced` is told
+        when a name went away while listed (a rotation under way)."""
         parent = os.path.dirname(self.path) or "."
         base = os.path.basename(self.path)
         try:
@@ -387,6 +414,8 @@ class Tailer:
             try:
                 st = os.lstat(cand := os.path.join(parent, name))
             except OSError:
+                if raced is not None:
+                    raced.append(True)
                 continue
             if stat.S_ISREG(st.st_mode):
                 out.append((cand, st))
@@ -442,35 +471,65 @@ class Tailer:
         """A rotation was noticed: every generation of the rotation set not seen yet (rotated
         away before it was opened) is read from its start, oldest first, after the rotated files
         already read; a compressed one is said once. Identities no longer there are forgotten."""
-        present: set[tuple[int, int]] = set()
-        for name, st in self._generations():
-            present.add((st.st_dev, st.st_ino))
-            if (st.st_dev, st.st_ino) in self.identities():
-                continue
-            if name.endswith(tuple(COMPRESSED)):
-                self._compressed_generation(name, st)
-                continue
-            fd = self._open_fd(name, quiet=True)
+        for t in (self, *self.rotated):  # heads as they are now: a copy (a .gz) is told by all of it
+            if t.fd is not None and t.ident is not None:
+                t.ident.grow(t.fd)
+        found = self._settled_generations()
+        present = {(st.st_dev, st.st_ino) for _, st, _ in found}
+        for name, st, fd in found:
             if fd is None:
+                self._compressed_generation(name, st)
                 continue
             ident = Identity.of(fd)
             if self._is_seen(ident, fd):
                 os.close(fd)
                 self._remember(ident)
                 continue
-            gen = Tailer(self.path, self.opts, self.warn)
-            gen.seen = self.seen
-            gen.name = name
-            gen._attach(fd, ident)
-            gen.inherited_fmt = self.fmt or (self.rotated[-1].fmt if self.rotated else None)
-            gen._note_growth()
-            self.rotated.append(gen)
+            self._add_generation(name, fd, ident)
         for key in [k for k in self.seen if k not in present and k not in self.identities()]:
             del self.seen[key]
 
+    def _settled_generations(self, tries: int = 5) -> list[tuple[str, os.stat_result, int | None]]:
+        """The generations not open here, oldest first, each opened (a compressed one: None),
+        from a listing no rotation changed while it was taken (or the last of `tries`)."""
+        for attempt in range(tries):
+            raced: list[bool] = []
+            found: list[tuple[str, os.stat_result, int | None]] = []
+            open_here = self.identities()
+            for name, st in self._generations(raced):
+                if (st.st_dev, st.st_ino) in open_here:
+                    continue
+                if name.endswith(tuple(COMPRESSED)):
+                    found.append((name, st, None))
+                    continue
+                fd = self._open_fd(name, quiet=True)
+                if fd is not None and (os.fstat(fd).st_ino, os.fstat(fd).st_dev) == (st.st_ino, st.st_dev):
+                    found.append((name, st, fd))
+                    continue
+                if fd is not None:
+                    os.close(fd)
+                raced.append(True)
+            if not raced or attempt == tries - 1:
+                return found
+            for _, _, fd in found:
+                if fd is not None:
+                    os.close(fd)
+        return []
+
+    def _add_generation(self, name: str, fd: int, ident: Identity | None = None) -> None:
+        """An unseen generation, read from its start after the rotated files before it."""
+        gen = Tailer(self.path, self.opts, self.warn)
+        gen.seen = self.seen
+        gen.name = name
+        gen._attach(fd, ident)
+        gen.inherited_fmt = self.fmt or (self.rotated[-1].fmt if self.rotated else None)
+        gen._note_growth()
+        self.rotated.append(gen)
+
     def _compressed_generation(self, name: str, st: os.stat_result) -> None:
         """A compressed generation: already read if its content starts as a file read did;
-        otherwise its lines were never read here, which is said once."""
+        otherwise it is decompressed into memory and read as any unseen generation, or, too
+        big for that, said once with the lines it holds."""
         key = (st.st_dev, st.st_ino)
         if key in self.seen:
             return
@@ -483,8 +542,12 @@ class Tailer:
         self._remember(fp)
         if read_before:
             return
-        self.warn(f"{name}: a compressed generation of {self.path} rotated away before it was read; "
-                  "its lines are not followed (analyze reads them)")
+        fd, lines = decompressed(name)
+        if fd is not None:
+            self._add_generation(name, fd)
+        else:
+            self.warn(f"{name}: a compressed generation of {self.path} rotated away before it was read, "
+                      f"too big to read here: {lines} line(s) may be missing (analyze reads it)")
 
     def identities(self) -> set[tuple[int, int]]:
         """(device, inode) of every file this tailer has open: the current one and the rotated

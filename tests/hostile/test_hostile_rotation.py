@@ -15,17 +15,23 @@ from test_daemon_helpers import Watch, append, libvirtd_line
 pytestmark = pytest.mark.slow
 
 WRITER = r"""
-import os, sys
+import gzip, os, sys
 log, first, rounds, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-line = sys.argv[5]
+line, compress = sys.argv[5], sys.argv[6] == "compress"
 seq = first
 def rotate():
-    gens = sorted((int(n.rsplit(".", 1)[1]) for n in os.listdir(os.path.dirname(log))
-                   if n.startswith(os.path.basename(log) + ".") and n.rsplit(".", 1)[1].isdigit()), reverse=True)
-    for k in gens:                       # .2 -> .3, .1 -> .2
-        os.rename(f"{log}.{k}", f"{log}.{k + 1}")
+    base = os.path.basename(log) + "."
+    gens = sorted(((int(n[len(base):].split(".")[0]), n[len(base):].partition(".")[2])
+                   for n in os.listdir(os.path.dirname(log))
+                   if n.startswith(base) and n[len(base):].split(".")[0].isdigit()), reverse=True)
+    for k, ext in gens:                  # .2 -> .3, .1 -> .2 (.gz kept)
+        os.rename(f"{log}.{k}{'.' + ext if ext else ''}", f"{log}.{k + 1}{'.' + ext if ext else ''}")
     os.rename(log, log + ".1")           # current -> .1
     open(log, "w").close()               # create the new current file
+    if compress:                         # logrotate's compress without delaycompress
+        with open(log + ".1", "rb") as f, gzip.open(log + ".1.gz", "wb") as z:
+            z.write(f.read())
+        os.unlink(log + ".1")
 for _ in range(rounds):                  # each generation written and rotated away at once
     with open(log, "a") as f:
         for _ in range(per):
@@ -40,11 +46,12 @@ def start(tmp_path: Path, *extra: str) -> Watch:
                  "--tz", "UTC", "--emit", "events", "--all", *extra).ready()
 
 
-def write(log: Path, first: int, rounds: int, per: int) -> int:
+def write(log: Path, first: int, rounds: int, per: int, compress: bool = False) -> int:
     """Run the writer: `rounds` generations of `per` numbered lines, each rotated away as soon as
     written (numbered rotation, nothing deleted); the next sequence number."""
     line = libvirtd_line("benign seq=SEQ", level="info", where="virNetServerAddClient:17")
-    subprocess.run([sys.executable, "-c", WRITER, str(log), str(first), str(rounds), str(per), line],
+    subprocess.run([sys.executable, "-c", WRITER, str(log), str(first), str(rounds), str(per), line,
+                    "compress" if compress else "plain"],
                    check=True, timeout=60)
     return first + rounds * per
 
@@ -102,6 +109,19 @@ def test_a_compressed_generation_already_read_is_not_read_again(logs: Path):
         z.write(rotated.read_bytes())
     rotated.unlink()
     m = write(log, n, rounds=1, per=50)  # the next rotation finds the .gz beside the new generation
+    append(log, libvirtd_line(f"benign seq={m}", level="info", where="virNetServerAddClient:17"))
+    w.wait_count(lambda o: "seq=" in o["message"], m + 1)
+    assert w.stop() == 0
+    assert sorted(seqs(w)) == list(range(m + 1))
+
+
+def test_a_compressed_generation_never_opened_is_read_once(logs: Path):
+    log = logs / "log" / "libvirtd.log"
+    w = start(logs)
+    # generations written, rotated and compressed (logrotate's compress without delaycompress)
+    # at once: the daemon holds the first open (it reads it whole, its .gz is not read again);
+    # of the others, rotated away before the daemon looked, only their .gz are there to find
+    m = write(log, 0, rounds=4, per=300, compress=True)
     append(log, libvirtd_line(f"benign seq={m}", level="info", where="virNetServerAddClient:17"))
     w.wait_count(lambda o: "seq=" in o["message"], m + 1)
     assert w.stop() == 0
