@@ -122,6 +122,14 @@ def compressed_head(path: str) -> bytes | None:
         return None
 
 
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
 def _compressed_stream(path: str):
     kind = next(k for ext, k in COMPRESSED.items() if path.endswith(ext))
     return LogFile(Path(path), path, 0.0, kind).open(lambda _: None)
@@ -212,9 +220,11 @@ class Tailer:
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
         self.grown_at = 0.0
-        # identities of the files of this path's rotation set already read or older than what
-        # was read: a generation not among them was rotated away unseen and is read on rotation
+        # identities of the files of this path's rotation set already read: a generation neither
+        # among them nor history was rotated away unseen and is read when a rotation is noticed
         self.seen: dict[tuple[int, int], list[Identity]] = {}  # every content a file had (truncations)
+        self.history_ns: int | None = None  # generations last written by then are history, not read
+        self.catching_up = False  # the last look for unseen generations met a rotation under way
 
     @property
     def offset(self) -> int:
@@ -227,8 +237,8 @@ class Tailer:
         fd = self._open_fd(self.path)
         if fd is None:
             return False
-        if not self.seen:
-            self._remember_generations()
+        if self.history_ns is None:
+            self.history_ns = time.time_ns()
         self._attach(fd)
         if at_end:
             self._seek_end()
@@ -259,8 +269,8 @@ class Tailer:
             self.suspended = saved
             return
         if fd is not None and ident.matches(fd):
-            if not self.seen:
-                self._remember_generations()
+            if self.history_ns is None:
+                self.history_ns = time.time_ns()
             self._attach(fd, ident)
             self._resume_at(offset, lineno, saved.get("context"))
             return
@@ -425,32 +435,14 @@ class Tailer:
             return item[1].st_mtime_ns, -int(m.group(2)) if m else 0
         return sorted(out, key=age)
 
-    def _head_identity(self, path: str) -> Identity | None:
-        fd = self._open_fd(path, quiet=True)
-        if fd is None:
-            return None
-        try:
-            return Identity.of(fd)
-        finally:
-            os.close(fd)
-
-    def _remember_generations(self, older_than: int | None = None) -> None:
-        """The generations there now (or only those last written before `older_than`, a
-        modification time in ns) are history, not to be read."""
-        for name, st in self._generations():
-            if (older_than is None or st.st_mtime_ns <= older_than) and \
-                    (ident := self._head_identity(name)) is not None:
-                self._remember(ident)
-
     def _catch_up_since_saved(self) -> None:
         """After a restart that found the saved file rotated: the generations written after it
-        (later modification times) were rotated while logsense was stopped; read them."""
-        if self.seen or not self.rotated:
-            self._catch_up()
-            return
-        newest = self.rotated[-1]
-        assert newest.fd is not None
-        self._remember_generations(older_than=os.fstat(newest.fd).st_mtime_ns)
+        (later modification times) were rotated while logsense was stopped; read them. Without
+        the saved file no generation can be told newer: none is read (a warning said so)."""
+        if self.history_ns is None:
+            newest = self.rotated[-1] if self.rotated else None
+            self.history_ns = os.fstat(newest.fd).st_mtime_ns if newest and newest.fd is not None \
+                else time.time_ns()
         self._catch_up()
 
     def _remember(self, ident: Identity) -> None:
@@ -475,6 +467,9 @@ class Tailer:
             if t.fd is not None and t.ident is not None:
                 t.ident.grow(t.fd)
         found = self._settled_generations()
+        self.catching_up = found is None  # a rotation under way: again at the next poll, the
+        if found is None:  # newer files waiting, so that the generations are read oldest first
+            return
         present = {(st.st_dev, st.st_ino) for _, st, _ in found}
         for name, st, fd in found:
             if fd is None:
@@ -489,15 +484,16 @@ class Tailer:
         for key in [k for k in self.seen if k not in present and k not in self.identities()]:
             del self.seen[key]
 
-    def _settled_generations(self, tries: int = 5) -> list[tuple[str, os.stat_result, int | None]]:
+    def _settled_generations(self, tries: int = 5) -> list[tuple[str, os.stat_result, int | None]] | None:
         """The generations not open here, oldest first, each opened (a compressed one: None),
-        from a listing no rotation changed while it was taken (or the last of `tries`)."""
-        for attempt in range(tries):
+        from a listing no rotation changed while it was taken; None if every one of `tries` was."""
+        for _ in range(tries):
             raced: list[bool] = []
             found: list[tuple[str, os.stat_result, int | None]] = []
             open_here = self.identities()
             for name, st in self._generations(raced):
-                if (st.st_dev, st.st_ino) in open_here:
+                if (st.st_dev, st.st_ino) in open_here or self.history_ns is not None and \
+                        st.st_mtime_ns <= self.history_ns:
                     continue
                 if name.endswith(tuple(COMPRESSED)):
                     found.append((name, st, None))
@@ -508,13 +504,17 @@ class Tailer:
                     continue
                 if fd is not None:
                     os.close(fd)
-                raced.append(True)
-            if not raced or attempt == tries - 1:
+                    raced.append(True)
+                elif _same_file(name, st):  # there but not to be read (permissions): not a race
+                    continue
+                else:
+                    raced.append(True)
+            if not raced:
                 return found
             for _, _, fd in found:
                 if fd is not None:
                     os.close(fd)
-        return []
+        return None
 
     def _add_generation(self, name: str, fd: int, ident: Identity | None = None) -> None:
         """An unseen generation, read from its start after the rotated files before it."""
@@ -650,6 +650,8 @@ class Tailer:
         elif self.fd is None:
             self.open(at_end=False)
         self._check_path()
+        if self.catching_up:
+            self._catch_up()
         recs: list[Record] = []
         more = False
         if self.fd is not None and self.fmt is None:
@@ -663,6 +665,7 @@ class Tailer:
             more = more or old_more
             if old_more:  # oldest first: the newer generations wait for this one's rest
                 break
+        more = more or self.catching_up
         if self.fd is not None and not more:
             got, more_here = self._read(select_for, final=False)
             recs.extend(got)
