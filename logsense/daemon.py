@@ -606,7 +606,11 @@ class Daemon:
             st = os.stat(path)
         except OSError:
             return False
-        return any((st.st_dev, st.st_ino) in t.identities() for t in self.tailers.values())
+        if any((st.st_dev, st.st_ino) in t.identities() for t in self.tailers.values()):
+            return True
+        # a name extending a followed path's is one of its generations: that tailer reads it
+        # (by identity, on rotation) if it was never read, so it is not a log of its own
+        return any(path.startswith(p) and path != p for p in self.tailers)
 
     def _process(self, records: list[Record], force: bool = False) -> list[dict[str, Any]]:
         """Records through the shared core; the events that have settled (`force`: all of

@@ -38,11 +38,12 @@ from logsense.ingest import formats
 from logsense.ingest.linereader import PRIME_BYTES, LineReader
 from logsense.model import Record
 from logsense.parsers import MAX_LINE
-from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX
+from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX, LogFile
 
 FP_BYTES = 1024  # the head fingerprint covers the first min(size, FP_BYTES) bytes
 READ_BYTES = 2 * MAX_LINE  # per file per pass, so one busy file cannot starve the others
 QUIET = 0.3  # seconds after which a multi-line record still held is handed out as it is
+MAX_DECOMPRESSED = 256 << 20  # bytes of an unseen compressed generation read from memory
 ROTATED_GRACE = 5.0  # seconds a rotated file must be quiet, with the new one in place, to be finished
 SKIP_SUFFIXES = (".journal", ".journal~", ".xml", ".tmp", ".swp", ".pos", ".lock", ".pid", ".sock")
 Warn = Callable[[str], None]
@@ -112,6 +113,49 @@ class Identity:
                 self.fp, self.fp_len = _fingerprint(head), len(head)
 
 
+def compressed_head(path: str) -> bytes | None:
+    """The first FP_BYTES of a compressed file's content; None if it cannot be read."""
+    try:
+        with _compressed_stream(path) as f:
+            return f.read(FP_BYTES)
+    except (OSError, EOFError, ValueError):
+        return None
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _compressed_stream(path: str):
+    kind = next(k for ext, k in COMPRESSED.items() if path.endswith(ext))
+    return LogFile(Path(path), path, 0.0, kind).open(lambda _: None)
+
+
+def decompressed(path: str) -> tuple[int | None, int]:
+    """A compressed file's content in an anonymous memory file to read as a log is read, if it
+    is at most MAX_DECOMPRESSED bytes; else None and the number of lines it holds."""
+    fd: int | None = os.memfd_create("logsense-generation", os.MFD_CLOEXEC)
+    size = lines = 0
+    try:
+        with _compressed_stream(path) as f:
+            while block := f.read(1 << 20):
+                lines += block.count(b"\n")
+                size += len(block)
+                if fd is not None and size > MAX_DECOMPRESSED:
+                    os.close(fd)
+                    fd = None
+                view = memoryview(block) if fd is not None else memoryview(b"")
+                while view:
+                    view = view[os.write(fd, view):]  # type: ignore[arg-type]
+    except (OSError, EOFError, ValueError):
+        pass  # damaged: what came before the damage is read
+    return fd, lines
+
+
 def is_log_name(name: str) -> bool:
     """A live log file's name, not a rotated, compressed or foreign one."""
     if name.startswith(".") or name.endswith(SKIP_SUFFIXES) or name.endswith(tuple(COMPRESSED)):
@@ -176,6 +220,11 @@ class Tailer:
         self.live = False  # at the last poll the descriptor was the file at the path
         self.size_seen = -1  # a rotated file's size when last seen grown, and when (monotonic)
         self.grown_at = 0.0
+        # identities of the files of this path's rotation set already read: a generation neither
+        # among them nor history was rotated away unseen and is read when a rotation is noticed
+        self.seen: dict[tuple[int, int], list[Identity]] = {}  # every content a file had (truncations)
+        self.history_ns: int | None = None  # generations last written by then are history, not read
+        self.catching_up = False  # the last look for unseen generations met a rotation under way
 
     @property
     def offset(self) -> int:
@@ -188,6 +237,8 @@ class Tailer:
         fd = self._open_fd(self.path)
         if fd is None:
             return False
+        if self.history_ns is None:
+            self.history_ns = time.time_ns()
         self._attach(fd)
         if at_end:
             self._seek_end()
@@ -203,6 +254,7 @@ class Tailer:
                 self.warn(f"{self.path}: a rotated file still being read is gone; "
                           "what it got after the last save is lost")
         if "identity" not in saved and self.rotated:  # saved while the path named no file
+            self._catch_up_since_saved()
             self.open(at_end=False)
             return
         try:
@@ -217,12 +269,15 @@ class Tailer:
             self.suspended = saved
             return
         if fd is not None and ident.matches(fd):
+            if self.history_ns is None:
+                self.history_ns = time.time_ns()
             self._attach(fd, ident)
             self._resume_at(offset, lineno, saved.get("context"))
             return
         if not self._resume_rotated(saved):
             self.warn(f"{self.path}: replaced while logsense was stopped and the old file is gone; "
                       "reading the new one from its start")
+        self._catch_up_since_saved()
         if fd is not None:
             self._attach(fd)
 
@@ -230,6 +285,8 @@ class Tailer:
         """For a path that names no file now: only the files rotated away from it, if any is
         found beside it (the new file is read from its start when it appears)."""
         found = [self._resume_rotated(entry) for entry in (*(saved.get("rotated") or []), saved)]
+        if any(found):
+            self._catch_up_since_saved()
         return any(found)
 
     def _resume_at(self, offset: int, lineno: int, context: dict[str, Any] | None) -> None:
@@ -273,6 +330,7 @@ class Tailer:
         self.rotated.append(old)
         self.fd = None
         self._attach(fd)
+        self._catch_up()
         # the new file continues the old one: its first lines may be continuation lines
         # without a stamp, which take the last one before (and cannot tell the format)
         self.inherited, self.inherited_fmt = old.context(), old.fmt
@@ -348,6 +406,149 @@ class Tailer:
             return None
         return fd
 
+    # -- the rotation set: generations rotated away unseen --------------------------------
+    def _generations(self, raced: list[bool] | None = None) -> list[tuple[str, os.stat_result]]:
+        """The regular files beside the path whose names extend it (its rotated names, in any
+        scheme), oldest first: by modification time, then the higher number. `raced` is told
+        when a name went away while listed (a rotation under way)."""
+        parent = os.path.dirname(self.path) or "."
+        base = os.path.basename(self.path)
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if not name.startswith(base) or name == base:
+                continue
+            try:
+                st = os.lstat(cand := os.path.join(parent, name))
+            except OSError:
+                if raced is not None:
+                    raced.append(True)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out.append((cand, st))
+
+        def age(item: tuple[str, os.stat_result]) -> tuple[int, int]:
+            m = NUM_SUFFIX.match(os.path.basename(item[0]))
+            return item[1].st_mtime_ns, -int(m.group(2)) if m else 0
+        return sorted(out, key=age)
+
+    def _catch_up_since_saved(self) -> None:
+        """After a restart that found the saved file rotated: the generations written after it
+        (later modification times) were rotated while logsense was stopped; read them. Without
+        the saved file no generation can be told newer: none is read (a warning said so)."""
+        if self.history_ns is None:
+            newest = self.rotated[-1] if self.rotated else None
+            self.history_ns = os.fstat(newest.fd).st_mtime_ns if newest and newest.fd is not None \
+                else time.time_ns()
+        self._catch_up()
+
+    def _remember(self, ident: Identity) -> None:
+        known = self.seen.setdefault((ident.dev, ident.ino), [])
+        if not any(k is ident for k in known):
+            known.append(ident)
+
+    def _known(self) -> Iterator[Identity]:
+        return (k for known in self.seen.values() for k in known)
+
+    def _is_seen(self, ident: Identity, fd: int) -> bool:
+        """Read before (same inode and head) or a copy of a file read (same head: copytruncate's)."""
+        if any(k.head_matches(fd) for k in self.seen.get((ident.dev, ident.ino), [])):
+            return True
+        return any(k.fp_len and k.fp_len <= ident.fp_len and k.head_matches(fd) for k in self._known())
+
+    def _catch_up(self) -> None:
+        """A rotation was noticed: every generation of the rotation set not seen yet (rotated
+        away before it was opened) is read from its start, oldest first, after the rotated files
+        already read; a compressed one is said once. Identities no longer there are forgotten."""
+        for t in (self, *self.rotated):  # heads as they are now: a copy (a .gz) is told by all of it
+            if t.fd is not None and t.ident is not None:
+                t.ident.grow(t.fd)
+        found = self._settled_generations()
+        self.catching_up = found is None  # a rotation under way: again at the next poll, the
+        if found is None:  # newer files waiting, so that the generations are read oldest first
+            return
+        present = {(st.st_dev, st.st_ino) for _, st, _ in found}
+        for name, st, fd in found:
+            if fd is None:
+                self._compressed_generation(name, st)
+                continue
+            ident = Identity.of(fd)
+            if self._is_seen(ident, fd):
+                os.close(fd)
+                self._remember(ident)
+                continue
+            self._add_generation(name, fd, ident)
+        for key in [k for k in self.seen if k not in present and k not in self.identities()]:
+            del self.seen[key]
+
+    def _settled_generations(self, tries: int = 5) -> list[tuple[str, os.stat_result, int | None]] | None:
+        """The generations not open here, oldest first, each opened (a compressed one: None),
+        from a listing no rotation changed while it was taken; None if every one of `tries` was."""
+        for _ in range(tries):
+            raced: list[bool] = []
+            found: list[tuple[str, os.stat_result, int | None]] = []
+            open_here = self.identities()
+            for name, st in self._generations(raced):
+                if (st.st_dev, st.st_ino) in open_here or self.history_ns is not None and \
+                        st.st_mtime_ns <= self.history_ns:
+                    continue
+                if name.endswith(tuple(COMPRESSED)):
+                    found.append((name, st, None))
+                    continue
+                fd = self._open_fd(name, quiet=True)
+                if fd is not None and (os.fstat(fd).st_ino, os.fstat(fd).st_dev) == (st.st_ino, st.st_dev):
+                    found.append((name, st, fd))
+                    continue
+                if fd is not None:
+                    os.close(fd)
+                    raced.append(True)
+                elif _same_file(name, st):  # there but not to be read (permissions): not a race
+                    continue
+                else:
+                    raced.append(True)
+            if not raced:
+                return found
+            for _, _, fd in found:
+                if fd is not None:
+                    os.close(fd)
+        return None
+
+    def _add_generation(self, name: str, fd: int, ident: Identity | None = None) -> None:
+        """An unseen generation, read from its start after the rotated files before it."""
+        gen = Tailer(self.path, self.opts, self.warn)
+        gen.seen = self.seen
+        gen.name = name
+        gen._attach(fd, ident)
+        gen.inherited_fmt = self.fmt or (self.rotated[-1].fmt if self.rotated else None)
+        gen._note_growth()
+        self.rotated.append(gen)
+
+    def _compressed_generation(self, name: str, st: os.stat_result) -> None:
+        """A compressed generation: already read if its content starts as a file read did;
+        otherwise it is decompressed into memory and read as any unseen generation, or, too
+        big for that, said once with the lines it holds."""
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            return
+        head = compressed_head(name)
+        if head is None:
+            return
+        fp = Identity(st.st_dev, st.st_ino, _fingerprint(head[:FP_BYTES]), min(len(head), FP_BYTES))
+        read_before = any(k.fp_len and len(head) >= k.fp_len and _fingerprint(head[:k.fp_len]) == k.fp
+                          for k in self._known())
+        self._remember(fp)
+        if read_before:
+            return
+        fd, lines = decompressed(name)
+        if fd is not None:
+            self._add_generation(name, fd)
+        else:
+            self.warn(f"{name}: a compressed generation of {self.path} rotated away before it was read, "
+                      f"too big to read here: {lines} line(s) may be missing (analyze reads it)")
+
     def identities(self) -> set[tuple[int, int]]:
         """(device, inode) of every file this tailer has open: the current one and the rotated
         ones still read, so a new name for one of them is known for what it is."""
@@ -368,6 +569,7 @@ class Tailer:
             os.close(self.fd)
         self.fd = fd
         self.ident = ident or Identity.of(fd)
+        self._remember(self.ident)
         self.reader = LineReader()
         self.fmt, self.ignored = None, False
 
@@ -473,6 +675,8 @@ class Tailer:
         elif self.fd is None:
             self.open(at_end=False)
         self._check_path()
+        if self.catching_up:
+            self._catch_up()
         recs: list[Record] = []
         more = False
         if self.fd is not None and self.fmt is None:
@@ -484,7 +688,10 @@ class Tailer:
             got, old_more = old._read(select_for, final=False)
             recs.extend(got)
             more = more or old_more
-        if self.fd is not None:
+            if old_more:  # oldest first: the newer generations wait for this one's rest
+                break
+        more = more or self.catching_up
+        if self.fd is not None and not more:
             got, more_here = self._read(select_for, final=False)
             recs.extend(got)
             more = more or more_here

@@ -42,7 +42,9 @@ class LineReader:
         with `at_end`, an unterminated last line counts as complete. `select` (the catalogue's
         multi-pattern scan) picks the lines worth parsing, for formats whose lines stand alone."""
         if b"\r" in data:  # a lone CR ends a line too (old Mac, some devices); same length, offsets hold
-            data = LONE_CR.sub(b"\n", data)
+            # but a CR last in `data` may be the first half of a CRLF whose LF is not read yet
+            held_cr = data.endswith(b"\r") and not at_end
+            data = LONE_CR.sub(b"\n", data[:-1] if held_cr else data) + (b"\r" if held_cr else b"")
         if self.skipping:
             nl = data.find(b"\n")
             if nl < 0:
