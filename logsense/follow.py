@@ -43,6 +43,7 @@ from logsense.sources import COMPRESSED, DATE_SUFFIX, NUM_SUFFIX, LogFile
 FP_BYTES = 1024  # the head fingerprint covers the first min(size, FP_BYTES) bytes
 READ_BYTES = 2 * MAX_LINE  # per file per pass, so one busy file cannot starve the others
 QUIET = 0.3  # seconds after which a multi-line record still held is handed out as it is
+SEEN_KEPT = 64  # identities of files read that are gone, kept to know their compressed copies
 MAX_DECOMPRESSED = 256 << 20  # bytes of an unseen compressed generation read from memory
 ROTATED_GRACE = 5.0  # seconds a rotated file must be quiet, with the new one in place, to be finished
 SKIP_SUFFIXES = (".journal", ".journal~", ".xml", ".tmp", ".swp", ".pos", ".lock", ".pid", ".sock")
@@ -481,7 +482,10 @@ class Tailer:
                 self._remember(ident)
                 continue
             self._add_generation(name, fd, ident)
-        for key in [k for k in self.seen if k not in present and k not in self.identities()]:
+        # a file gone from the listing may come back compressed (logrotate's compress): its
+        # identity is kept to tell the .gz for what it is; only the oldest beyond SEEN_KEPT go
+        gone = [k for k in self.seen if k not in present and k not in self.identities()]
+        for key in gone[:max(0, len(self.seen) - SEEN_KEPT)]:
             del self.seen[key]
 
     def _settled_generations(self, tries: int = 5) -> list[tuple[str, os.stat_result, int | None]] | None:

@@ -207,3 +207,38 @@ def test_records_do_not_depend_on_how_the_bytes_are_split(piece: int) -> None:
         split += reader.feed(QEMU[reader.offset:i + piece])
     split += reader.feed(QEMU[reader.offset:], at_end=True) + reader.flush()
     assert [(r.line, r.message, r.ts) for r in split] == [(r.line, r.message, r.ts) for r in whole]
+
+
+def numbered(first: int, n: int) -> bytes:
+    return b"".join(f"2024-03-01 10:00:{k % 60:02d}.000+0000: 1234: info : virNetServerAddClient:17 : "
+                    f"client seq={k}\n".encode() for k in range(first, first + n))
+
+
+def test_a_generation_read_then_gone_is_known_when_it_comes_back_compressed(tmp_path: Path) -> None:
+    """logrotate's compress: .1 is read, vanishes (a listing sees neither it nor its .gz yet),
+    and later shows up as .2.gz: its lines are not read again."""
+    import gzip
+
+    log = tmp_path / "libvirtd.log"
+    first, second = numbered(0, 6), numbered(6, 6)
+    log.write_bytes(first)
+    t = tailer(log)
+    t.open(at_end=False)
+    got = poll(t)
+    os.rename(log, tmp_path / "libvirtd.log.1")
+    log.write_bytes(b"")
+    got += poll(t)
+    assert not t.rotated  # read to its end and let go
+    held = os.open(tmp_path / "libvirtd.log.1", os.O_RDONLY)  # the compressor reading it: no inode reuse
+    (tmp_path / "libvirtd.log.1").unlink()  # being compressed: there under no name
+    os.rename(log, tmp_path / "libvirtd.log.1")
+    log.write_bytes(second)
+    got += poll(t)
+    with gzip.open(tmp_path / "libvirtd.log.2.gz", "wb") as z:  # the first generation, compressed
+        z.write(first)
+    os.rename(tmp_path / "libvirtd.log.1", tmp_path / "libvirtd.log.3")
+    os.rename(log, tmp_path / "libvirtd.log.1")
+    log.write_bytes(b"")
+    got += poll(t) + poll(t)
+    os.close(held)
+    assert [r.message.rsplit("=", 1)[1] for r in got] == [str(k) for k in range(12)]
