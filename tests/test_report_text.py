@@ -205,3 +205,12 @@ def test_a_pipe_gets_the_text_report_unless_another_format_is_asked(tmp_path):
     assert piped.startswith("logsense report: 5 incidents: 5 critical\n") and "\x1b[" not in piped
     events = logsense("events", str(SAMPLE / "var" / "log" / "libvirt" / "qemu" / "app01.log")).stdout
     assert not events.startswith("{") and "shutting down, reason=failed" in events
+
+
+def test_a_title_is_shaped_by_the_vms_it_names_among_thousands() -> None:
+    from logsense.report_model import title_shape
+
+    vms = [f"vm{n:04d}" for n in range(2000)] + ["web", "web-1"]
+    inc = {"title": "storage lost on kvm01: web-1, web and vm0007 paused (web-10 fine)", "affected_vms": vms,
+           "host": "kvm01"}
+    assert title_shape(inc) == "storage lost on {host}: {vm}, {vm} and {vm} paused (web-10 fine)"
