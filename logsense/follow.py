@@ -484,7 +484,8 @@ class Tailer:
             self._add_generation(name, fd, ident)
         # a file gone from the listing may come back compressed (logrotate's compress): its
         # identity is kept to tell the .gz for what it is; only the oldest beyond SEEN_KEPT go
-        gone = [k for k in self.seen if k not in present and k not in self.identities()]
+        open_here = self.identities()
+        gone = [k for k in self.seen if k not in present and k not in open_here]
         for key in gone[:max(0, len(self.seen) - SEEN_KEPT)]:
             del self.seen[key]
 
