@@ -31,9 +31,11 @@ BENIGN_SYSLOG = [
     "{ts} {host} kernel: [{up}] device vnet{b} entered promiscuous mode",
     "{ts} {host} systemd[1]: logrotate.service: Deactivated successfully.",
     "{ts} {host} chronyd[{pid}]: Selected source 10.0.0.{b} (ntp.example.org)",
-    "{ts} {host} libvirtd[{pid}]: libvirt version: 9.0.0, package: 9.0.0-4+deb12u2 (Debian)",
+    "{ts} {host} systemd[1]: Starting sysstat-collect.service - system activity accounting tool...",
     "{ts} {host} audit[{pid}]: USER_LOGIN pid={pid} uid=0 auid=0 ses={n} msg='op=login id=0 res=success'",
 ]
+# libvirtd's start banner ("libvirt version: ...") is not chatter: it is written once per daemon start
+# and marks one (a lifecycle event), so it is not among these lines.
 BENIGN_LIBVIRTD = [
     "{ts}: {pid}: debug : qemuMonitorJSONIOProcessLine:190 : Line [{{\"return\": {{}}, \"id\": \"libvirt-{n}\"}}]",
     "{ts}: {pid}: debug : qemuMonitorIOWrite:371 : QEMU_MONITOR_IO_WRITE: mon=0x7f3c{b:04x} "
@@ -43,6 +45,8 @@ BENIGN_LIBVIRTD = [
     "{ts}: {pid}: debug : qemuDomainObjBeginJobInternal:1001 : Starting job: API=remoteDispatchDomainGetInfo "
     "job=query agentJob=none asyncJob=none (vm=0x7f3c{b:04x}, name=web{b}, current job=none async=none)",
 ]
+
+CHATTER_KEY = hashlib.sha1(repr((BENIGN_SYSLOG, BENIGN_LIBVIRTD)).encode()).hexdigest()[:12]
 
 LIBVIRTD_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}[+-]\d{4}")
 QEMU_ISO_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -144,7 +148,7 @@ def realistic_host(out: Path, total: int, vms: int = 50, host: str = "kvm01", se
     `extra_*` are (seconds after the start, message line with `{ts}`/`{host}`) to inject."""
     faults = faults or fault_lines()
     extras = hashlib.sha1(repr((sorted(extra_syslog), sorted(extra_libvirtd))).encode()).hexdigest()
-    key = f"{total}/{vms}/{host}/{seed}/{fail_share}/{extras}"
+    key = f"{total}/{vms}/{host}/{seed}/{fail_share}/{extras}/{CHATTER_KEY}"
     messages = out / "var" / "log" / "messages"
     libvirtd = out / "var" / "log" / "libvirt" / "libvirtd.log"
     qemu_dir = out / "var" / "log" / "libvirt" / "qemu"
@@ -201,7 +205,7 @@ def outage_host(out: Path, vms: int = 2000, host: str = "kvm01") -> list[Path]:
     responding`, then libvirt pausing each guest on its I/O error and losing its monitor."""
     messages = out / "var" / "log" / "messages"
     libvirtd = out / "var" / "log" / "libvirt" / "libvirtd.log"
-    key = f"outage/{vms}/{host}"
+    key = f"outage/{vms}/{host}/{CHATTER_KEY}"
 
     def write_syslog(p: Path) -> None:
         with open(p, "w") as f:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from archive import BENIGN_LIBVIRTD, BENIGN_SYSLOG, outage_host, realistic_host  # noqa: E402
+from archive import BENIGN_LIBVIRTD, BENIGN_SYSLOG, CHATTER_KEY, outage_host, realistic_host  # noqa: E402
 
 from logsense.catalogue import load_catalogue  # noqa: E402
 
@@ -54,7 +54,7 @@ def generate(out: Path, total: int) -> list[Path]:
     paths = []
     for kind, (path, benign, faults, share) in files.items():
         if path.exists() and path.stat().st_size > 0 and path.with_suffix(".n").exists() \
-                and path.with_suffix(".n").read_text() == str(total):
+                and path.with_suffix(".n").read_text() == f"{total}/{CHATTER_KEY}":
             paths.append(path)
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def generate(out: Path, total: int) -> list[Path]:
                 tmpl = faults[i % len(faults)] if i % 20000 == 7 else benign[rnd.randrange(len(benign))]
                 f.write(tmpl.format(ts=ts, host="kvm01", n=i, pid=1000 + i % 30000, b=i % 250, port=40000 + i % 20000,
                                     up=f"{i / 10:.6f}") + "\n")
-        path.with_suffix(".n").write_text(str(total))
+        path.with_suffix(".n").write_text(f"{total}/{CHATTER_KEY}")
         paths.append(path)
     return paths
 
