@@ -84,7 +84,7 @@ def test_regex_timeouts_are_counted_per_pattern():
     import regex
     slow = Pattern(id="site.performance.slow", sources=("syslog",), regex="(a|aa)+$", category="performance",
                    severity="minor", role="context", title="t", cause="c", remediation=["r"], diagnostics=["d"],
-                   compiled=regex.compile("(a|aa)+$"))
+                   compiled_regex=regex.compile("(a|aa)+$"))
     cat = Catalogue([slow], prefilter_kind="none")
     assert cat.match("a" * 5000 + "b", "syslog") is None
     assert cat.timeouts == {"site.performance.slow": 1}
