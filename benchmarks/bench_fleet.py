@@ -50,7 +50,8 @@ def main() -> None:
         base = base or secs
         print(f"  {n} worker(s): {secs:6.1f} s  {len(paths) / secs:6.1f} hosts/s  speed-up {base / secs:4.2f}  "
               f"({sum(len(r.incidents) for r in results):,} host incidents, {len(found)} fleet incidents, "
-              f"{hit} of {len(plan)} outages found with exactly their hosts; includes the cluster's start)")
+              f"{hit} of {len(plan)} outages found with exactly their hosts, {len(found) - hit} other; "
+              "includes the cluster's start)")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ and their VMs. Different causes, or the same cause far apart in time, are never 
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -137,48 +138,52 @@ def _signatures(inc: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
 def fleet_incidents(results: list[HostResult], window: float, cat: Any = None, lang: str = "en"
                     ) -> list[dict[str, Any]]:
     """One cause on two or more hosts, each host's line within `window` seconds of the previous
-    host's — more hosts than the cause's rate over the fleet would put together by chance — as
+    host's — closer together than the cause's own rate would chain them by chance — as
     CONTRACT.md incidents with scope `fleet` and `hosts`."""
     by_sig: dict[tuple, list[_Member]] = {}
     for res in results:
         for inc in res.incidents:
             for sig, ev in _signatures(inc).items():
                 by_sig.setdefault(sig, []).append(_Member(res.host, inc, ev))
-    gap = timedelta(seconds=window)
-    stamps = [m.cause["ts"] for ms in by_sig.values() for m in ms]
-    span = max((datetime.fromisoformat(max(stamps)) - datetime.fromisoformat(min(stamps))).total_seconds(),
-               window) if stamps else window
-    out = []
+    every = [datetime.fromisoformat(m.cause["ts"]).timestamp() for ms in by_sig.values() for m in ms]
+    span = max(max(every) - min(every), window) if every else window  # the time the fleet's logs cover
+    candidates: list[tuple[tuple, list[_Member], float]] = []  # signature, group, chains like it by chance
     for sig, members in by_sig.items():
         members.sort(key=lambda m: m.cause["ts"])
-        group: list[_Member] = []
-        last: datetime | None = None
-        for m in [*members, None]:
-            ts = datetime.fromisoformat(m.cause["ts"]) if m else None
-            if group and (m is None or last is None or ts - last > gap):
-                hosts = len({g.host for g in group})
-                if hosts >= 2 and not _by_chance(hosts, len(members) - len(group), span, window):
-                    out.append(_fleet_incident(sig, group, cat, lang))
-                group = []
-            if m is not None:
-                group.append(m)
-                last = ts
+        stamps = [datetime.fromisoformat(m.cause["ts"]).timestamp() for m in members]
+        start = 0
+        for k in range(1, len(members) + 1):
+            if k < len(members) and stamps[k] - stamps[k - 1] <= window:
+                continue
+            group = members[start:k]
+            if (hosts := len({g.host for g in group})) >= 2:
+                candidates.append((sig, group, _chance_chains(stamps, start, k, hosts, span)))
+            start = k
+    # every group tested is a chance to be fooled: the level is shared among them (Bonferroni)
+    alpha = 0.05 / max(len(candidates), 1)
+    out = [_fleet_incident(sig, group, cat, lang) for sig, group, chance in candidates if chance < alpha]
     return sorted(out, key=lambda i: (-SEVERITY_RANK[i["severity"]], i["first_seen"], i["id"]))
 
 
-def _by_chance(hosts: int, elsewhere: int, span: float, window: float, alpha: float = 0.05) -> bool:
-    """Whether `hosts` hosts in one window could be chance: a cause that also occurs `elsewhere`
-    times over the fleet's `span` seconds (a flaky guest agent on a few hosts a day) meets
-    itself in some window now and then. Poisson: the expected number of windows of the span
-    holding this many by chance must stay below `alpha`."""
-    rate = elsewhere * window / span  # occurrences expected in one window
-    if rate == 0:
-        return False
-    term = total = math.exp(-rate)
-    for i in range(1, hosts):
-        term *= rate / i
-        total += term
-    return (1 - total) * (span / window) >= alpha
+NEIGHBOURHOOD = 900.0  # seconds either side of a group in which its cause's local rate is measured
+MIN_GAP = 1.0  # seconds: stamps of different hosts closer than this are as close as clocks tell
+
+
+def _chance_chains(stamps: list[float], start: int, end: int, hosts: int, span: float) -> float:
+    """How many chains like the group `stamps[start:end]` (sorted) the cause would make by chance:
+    `hosts` hosts each within the group's largest gap of the previous. Occurrences of a cause at
+    rate r are a Poisson process, so a gap is at most g with p = 1 - exp(-r g), and each of the
+    cause's occurrences starts such a chain with p^(hosts-1). The rate leaves the group out and is
+    the higher of the whole fleet's and that within NEIGHBOURHOOD of the group: a cause's rate
+    changes over a day (every VM started in one morning hour)."""
+    size = end - start
+    others = len(stamps) - size
+    lo, hi = stamps[start] - NEIGHBOURHOOD, stamps[end - 1] + NEIGHBOURHOOD
+    near = bisect.bisect_right(stamps, hi) - bisect.bisect_left(stamps, lo)
+    rate = max(others / span, near / (hi - lo))
+    gap = max([stamps[i + 1] - stamps[i] for i in range(start, end - 1)] + [MIN_GAP])
+    p = 1 - math.exp(-rate * gap)
+    return len(stamps) * p ** (hosts - 1)
 
 
 def _fleet_incident(sig: tuple, group: list[_Member], cat: Any, lang: str = "en") -> dict[str, Any]:
