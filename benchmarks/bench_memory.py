@@ -28,6 +28,7 @@ from archive import realistic_host  # noqa: E402
 COMMANDS = {
     "analyze-json": (["analyze", "--format", "json"], "json"),
     "analyze-text": (["analyze", "--format", "text"], "txt"),
+    "analyze-html": (["analyze", "--format", "html"], "html"),
     "events-jsonl": (["events", "--all", "--format", "jsonl"], "jsonl"),
     "events-parquet": (["events", "--all", "--format", "parquet"], "parquet"),
 }

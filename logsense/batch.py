@@ -22,6 +22,7 @@ from logsense.correlator import DEFAULT_GAP, FinalIncidents, Incident
 from logsense.lifecycle import DEFAULT_GRACE, Timeline, add_downtime, link_failed_starts, reboot_incidents, timeline
 from logsense.model import SEVERITY_RANK, Event
 from logsense.report import UnrecognisedCounter
+from logsense.timeline_marks import TimelineMarks
 
 # what summaries, groups, filters, --fail-on and the reboot search read of an incident
 LIGHT_KEYS = ("id", "host", "hosts", "scope", "vm", "affected_vms", "category", "root_cause", "title", "severity",
@@ -63,7 +64,7 @@ class Analysis:
     timeline: Timeline
     store: IncidentStore
     unrecognised: list[dict[str, Any]]
-    events: list[Event] | None = None  # kept only when asked (the HTML report draws them)
+    marks: TimelineMarks | None = None  # the HTML report's timeline marks, taken only when asked
     lang: str = "en"
     # what reboot incidents add to the failed starts on disk: id -> {"explanation": words, "related_incidents": ids}
     related: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -90,13 +91,14 @@ def light(inc: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en",
-            keep_events: bool = False) -> Analysis:
-    """`lifecycle.analyse` over events in time order, in one pass and bounded memory."""
+            marks: bool = False) -> Analysis:
+    """`lifecycle.analyse` over events in time order, in one pass and bounded memory; `marks`:
+    take the HTML timeline's marks too (bounded as well)."""
     final = FinalIncidents(gap)
     store = IncidentStore()
     entries: list[Entry] = []
     unrecognised = UnrecognisedCounter()
-    kept: list[Event] | None = [] if keep_events else None
+    taken = TimelineMarks() if marks else None
 
     def settle(incidents: list[Incident]) -> None:
         for inc in incidents:
@@ -107,14 +109,14 @@ def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DE
         for ev in events:
             yield ev  # the timeline takes each event first, as when it was built before correlating
             unrecognised.add(ev)
-            if kept is not None:
-                kept.append(ev)
+            if taken is not None:
+                taken.add(ev)
             settle(final.feed(ev))
 
     tl = timeline(tapped(), grace)
     settle(final.flush())
     entries.sort(key=lambda e: (-SEVERITY_RANK[e.light["severity"]], e.first, e.light["id"]))  # correlate's order
-    found = Analysis(entries, tl, store, unrecognised.summary(), kept, lang)
+    found = Analysis(entries, tl, store, unrecognised.summary(), taken, lang)
     found.related = {e.light["id"]: {"explanation": ""} for e in entries}  # what a link adds, collected
     for inc in reboot_incidents(tl, [e.light for e in entries], grace):
         d = add_downtime(tl, inc.to_dict(lang), lang)

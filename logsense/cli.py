@@ -310,7 +310,7 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
         reader = Reader(opts, warn=stderr_warn, on_file=on_file)
         evs = reader.iter_events(paths)
     check_read(reader.run)
-    found = batch.analyse(evs, gap=window, grace=grace, lang=lang, keep_events=fmt == AnalyzeFormat.html)
+    found = batch.analyse(evs, gap=window, grace=grace, lang=lang, marks=fmt == AnalyzeFormat.html)
     entries = [e for e in found.entries if shown is None or shown.incident(e.light)]
     lights = [e.light for e in entries]
     stats = dict(reader.run.stats)
@@ -329,8 +329,8 @@ def run_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, output: st
             if fmt == AnalyzeFormat.markdown:
                 report.write_markdown(out, incidents, stats, unrec, warnings=warnings, tz=zone, lang=lang)
             elif fmt == AnalyzeFormat.html:
-                report.write_html(out, incidents, stats, unrec, found.events or [], warnings=warnings, tz=zone,
-                                  lang=lang)
+                report.write_html(out, incidents, stats, unrec, found.marks or [], warnings=warnings, tz=zone,
+                                  lang=lang, timeline=found.timeline)
             elif fmt == AnalyzeFormat.record:
                 from logsense.record import write_records
                 write_records(out, incidents, opts.catalogue_dirs, lang)

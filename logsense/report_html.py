@@ -5,10 +5,13 @@ Every string is HTML-escaped after control and bidi characters are made visible.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 from logsense.i18n import t, tn, word
+from logsense.lifecycle import Timeline
+from logsense.lifecycle import timeline as lifecycle_timeline
 from logsense.model import CATEGORIES, Event
 from logsense.report_model import (
     Group,
@@ -21,6 +24,7 @@ from logsense.report_model import (
     where,
 )
 from logsense.text import one_line
+from logsense.timeline_marks import HOST_ROW, TimelineMarks, event_key
 
 CATEGORY_COLOURS = {
     "memory": "#d62728", "cpu": "#9467bd", "permission": "#ff7f0e", "disk_image": "#8c564b",
@@ -86,27 +90,22 @@ def incident_html(inc: dict, others: list[dict] | None = None, lang: str = "en")
             f"{same}</section>")
 
 
-def _event_key(file: Any, line: Any, cursor: Any) -> tuple:
-    return (file, line) if file else (None, cursor)
-
-
 def _ts_label(ts: datetime) -> str:
     """A mark's time on the timeline; pasted text without a time has none to show."""
     return "time unknown" if untimed(ts.isoformat()) else ts.isoformat(timespec="seconds")
 
 
-def timeline_svg(events: list[Event], incidents: list[dict]) -> str:
+def timeline_svg(marks: TimelineMarks, incidents: list[dict]) -> str:
     """Events per VM over time, coloured by category, incidents shaded; each mark links to the
-    incident it belongs to."""
-    evs = [e for e in events if e.pattern is not None or e.shape is not None]
-    if not evs:
+    incident it belongs to (a mark may stand for many events: logsense/timeline_marks.py)."""
+    if not marks.events or marks.first is None or marks.last is None:
         return "<p>No events.</p>"
-    owner = {_event_key(ev["file"], ev["line"], ev.get("cursor")): inc["id"]
+    owner = {event_key(ev["file"], ev["line"], ev.get("cursor")): inc["id"]
              for inc in incidents for ev in inc["evidence"]}
-    t0 = min(e.ts for e in evs).timestamp()
-    t1 = max(e.ts for e in evs).timestamp()
+    t0, t1 = marks.first.timestamp(), marks.last.timestamp()
     span = max(t1 - t0, 1.0)
-    rows = sorted({e.vm or "(host)" for e in evs})
+    rows = sorted(marks.rows)
+    row_of = {vm: i for i, vm in enumerate(rows)}
     width, left, row_h = 900, 160, 22
     height = row_h * len(rows) + 30
 
@@ -117,26 +116,27 @@ def timeline_svg(events: list[Event], incidents: list[dict]) -> str:
     for inc in incidents:
         a = datetime.fromisoformat(inc["first_seen"]).timestamp()
         b = datetime.fromisoformat(inc["last_seen"]).timestamp()
-        for vm in inc["affected_vms"] or ["(host)"]:
-            if vm in rows:
-                y = rows.index(vm) * row_h + 2
+        for vm in inc["affected_vms"] or [HOST_ROW]:
+            if vm in row_of:
+                y = row_of[vm] * row_h + 2
                 parts.append(f"<a href='#inc-{_e(inc['id'])}'><rect x='{x(a) - 3:.1f}' y='{y}' "
                              f"width='{max(x(b) - x(a), 0) + 6:.1f}' height='{row_h - 4}' fill='{BAND_COLOUR}' "
                              f"opacity='0.6'><title>{_e(inc['title'])}</title></rect></a>")
     for i, vm in enumerate(rows):
         y = i * row_h + row_h / 2 + 4
         parts.append(f"<text x='4' y='{y}' font-size='12'>{_e(vm[:22])}</text>")
-    for e in evs:
-        y = rows.index(e.vm or "(host)") * row_h + row_h / 2
-        colour = CATEGORY_COLOURS.get(e.category, "#aaaaaa")
-        mark = (f"<circle cx='{x(e.ts.timestamp()):.1f}' cy='{y}' r='4' fill='{colour}'>"
-                f"<title>{_e(_ts_label(e.ts))} {_e(e.pattern_id or 'unrecognised')}: "
-                f"{_e(e.record.message[:200])}</title></circle>")
-        inc_id = owner.get(_event_key(e.record.file, e.record.line, e.record.cursor))
+    for m in marks.all():
+        y = row_of[m.row] * row_h + row_h / 2
+        colour = CATEGORY_COLOURS.get(m.category, "#aaaaaa")
+        more = f" (\u00d7{m.count})" if m.count > 1 else ""
+        mark = (f"<circle cx='{x(m.ts.timestamp()):.1f}' cy='{y}' r='4' fill='{colour}'>"
+                f"<title>{_e(_ts_label(m.ts))} {_e(m.pattern_id or 'unrecognised')}: "
+                f"{_e(m.message)}{more}</title></circle>")
+        inc_id = owner.get(m.key)
         parts.append(f"<a href='#inc-{_e(inc_id)}'>{mark}</a>" if inc_id else mark)
-    parts.append(f"<text x='{left}' y='{height - 6}' font-size='11'>{_e(_ts_label(evs[0].ts))}"
+    parts.append(f"<text x='{left}' y='{height - 6}' font-size='11'>{_e(_ts_label(marks.first))}"
                  f"</text><text x='{width - 200}' y='{height - 6}' font-size='11'>"
-                 f"{_e(_ts_label(evs[-1].ts))}</text></svg>")
+                 f"{_e(_ts_label(marks.last))}</text></svg>")
     return "".join(parts)
 
 
@@ -185,8 +185,16 @@ def summary_html(incidents: list[dict], stats: dict, warnings: list[str] | None,
 
 
 def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-               events: list[Event], warnings: list[str] | None = None, tz: tzinfo | None = None,
-               lang: str = "en") -> None:
+               events: Iterable[Event] | TimelineMarks, warnings: list[str] | None = None, tz: tzinfo | None = None,
+               lang: str = "en", timeline: Timeline | None = None) -> None:
+    """The page. `events`: the run's events, or their marks taken as they streamed by;
+    `timeline`: the VMs' lifecycle, when already built (else built from `events`)."""
+    if not isinstance(events, TimelineMarks):
+        events = list(events)
+        timeline = timeline if timeline is not None else lifecycle_timeline(events)
+        events = TimelineMarks.of(events)
+    elif timeline is None:
+        raise ValueError("write_html: marks need the timeline they were taken with")
     groups = group_incidents(incidents, lang)
     unrec = "".join(f"<tr><td>{u['count']}</td><td><code>{_e(u['shape'])}</code></td></tr>" for u in unrecognised)
     heading = t("md.title", lang, incidents=tn("summary.incidents", len(incidents), lang))
@@ -196,7 +204,7 @@ def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
     out.write(summary_html(incidents, stats, warnings, groups, tz, lang))
     out.write(f"<h2>{t('html.timeline', lang)}</h2>" + legend_html(lang) + timeline_svg(events, incidents))
     from logsense.vms_report import lifecycle_section  # the VMs' running bars, as `logsense vms` draws them
-    out.write(lifecycle_section(events, incidents, lang))
+    out.write(lifecycle_section(timeline, incidents, lang))
     for g in groups:
         out.write(incident_html(g.first, g.others, lang))
     if unrec:

@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from logsense.i18n import t, word
-from logsense.lifecycle import Timeline, duration, mark_rows, run_rows, summary, timeline
-from logsense.model import Event
+from logsense.lifecycle import Timeline, duration, mark_rows, run_rows, summary
 from logsense.text import safe
 
 BAR_COLOURS = {"running": "#2ca02c", "failed": "#d62728", "crashed": "#ff7f0e", "host-down": "#393b79"}
@@ -141,9 +140,8 @@ def lifecycle_svg(tl: Timeline, incidents: list[dict] | None = None, width: int 
     return "".join(parts)
 
 
-def lifecycle_section(events: list[Event], incidents: list[dict], lang: str = "en") -> str:
+def lifecycle_section(tl: Timeline, incidents: list[dict], lang: str = "en") -> str:
     """The HTML report's "VM lifecycle" section (empty when the logs show no start or stop)."""
-    tl = timeline(events)
     if not tl.runs:
         return ""
     return f"<h2>{t('html.lifecycle', lang)}</h2>" + lifecycle_svg(tl, incidents)
