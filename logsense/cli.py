@@ -406,6 +406,7 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
         raise typer.Exit(3)
     incidents, stats = rep.incidents, rep.stats()
     unrec = sorted((u for r in rep.results for u in r.unrecognised), key=lambda u: -u["count"])[:20]
+    zone = opts.display_tz or local_zone()
     out = open_output(output)
     try:
         if fmt == AnalyzeFormat.json:
@@ -415,12 +416,17 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
         elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == AnalyzeFormat.markdown:
-            report.write_markdown(out, incidents, stats, unrec, lang=lang)
+            out.write(fleet.summary_markdown(rep, lang))
+            report.write_markdown(out, incidents, stats, unrec, tz=zone, lang=lang)
+        elif fmt == AnalyzeFormat.html:
+            report.write_html(out, incidents, stats, unrec, None, tz=zone, lang=lang,
+                              preface=fleet.summary_html(rep, lang))
         elif fmt == AnalyzeFormat.text:
             fleet.write_summary(out, rep, lang)
-            report.write_text(out, incidents, stats, unrec, color=None if not output else False, lang=lang)
-        else:
-            raise InputError(f"analyze --fleet does not write {fmt.value}")
+            report.write_text(out, incidents, stats, unrec, color=None if not output else False, tz=zone, lang=lang)
+        elif fmt == AnalyzeFormat.record:
+            from logsense.record import write_records
+            write_records(out, incidents, opts.catalogue_dirs, lang)
     finally:
         if output:
             out.close()

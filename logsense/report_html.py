@@ -185,15 +185,16 @@ def summary_html(incidents: list[dict], stats: dict, warnings: list[str] | None,
 
 
 def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: list[dict],
-               events: Iterable[Event] | TimelineMarks, warnings: list[str] | None = None, tz: tzinfo | None = None,
-               lang: str = "en", timeline: Timeline | None = None) -> None:
-    """The page. `events`: the run's events, or their marks taken as they streamed by;
-    `timeline`: the VMs' lifecycle, when already built (else built from `events`)."""
-    if not isinstance(events, TimelineMarks):
+               events: Iterable[Event] | TimelineMarks | None, warnings: list[str] | None = None,
+               tz: tzinfo | None = None, lang: str = "en", timeline: Timeline | None = None, preface: str = "") -> None:
+    """The page. `events`: the run's events, or their marks taken as they streamed by (None: no
+    timeline, as for a fleet, whose events stay with the workers); `timeline`: the VMs' lifecycle,
+    when already built (else built from `events`); `preface`: HTML put first (the fleet summary)."""
+    if events is not None and not isinstance(events, TimelineMarks):
         events = list(events)
         timeline = timeline if timeline is not None else lifecycle_timeline(events)
         events = TimelineMarks.of(events)
-    elif timeline is None:
+    elif events is not None and timeline is None:
         raise ValueError("write_html: marks need the timeline they were taken with")
     groups = group_incidents(incidents, lang)
     unrec = "".join(f"<tr><td>{u['count']}</td><td><code>{_e(u['shape'])}</code></td></tr>" for u in unrecognised)
@@ -201,10 +202,11 @@ def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
     html_lang = "" if lang == "en" else f" lang='{_e(lang)}'"
     out.write(f"<!DOCTYPE html><html{html_lang}><head><meta charset='utf-8'><title>{_e(t('html.title', lang))}"
               f"</title><style>{STYLE}</style></head><body><h1>{_e(heading)}</h1>")
-    out.write(summary_html(incidents, stats, warnings, groups, tz, lang))
-    out.write(f"<h2>{t('html.timeline', lang)}</h2>" + legend_html(lang) + timeline_svg(events, incidents))
-    from logsense.vms_report import lifecycle_section  # the VMs' running bars, as `logsense vms` draws them
-    out.write(lifecycle_section(timeline, incidents, lang))
+    out.write(preface + summary_html(incidents, stats, warnings, groups, tz, lang))
+    if events is not None and timeline is not None:
+        out.write(f"<h2>{t('html.timeline', lang)}</h2>" + legend_html(lang) + timeline_svg(events, incidents))
+        from logsense.vms_report import lifecycle_section  # the VMs' running bars, as `logsense vms` draws them
+        out.write(lifecycle_section(timeline, incidents, lang))
     for g in groups:
         out.write(incident_html(g.first, g.others, lang))
     if unrec:

@@ -106,6 +106,28 @@ def test_text_report_starts_with_the_fleet_summary(tmp_path, cluster):
     assert "2 hosts: NFS server not responding" in proc.stdout.splitlines()[1]
 
 
+def test_every_report_format_starts_with_the_fleet_summary(tmp_path, cluster):
+    a = host_folder(tmp_path, "kvm-a", 11, 10, vms=("web01",))
+    b = host_folder(tmp_path, "kvm-b", 11, 12, vms=("web02",))
+
+    def run(fmt: str, *extra: str) -> str:
+        proc = logsense("analyze", "--fleet", "--scheduler", cluster.scheduler_address, "--format", fmt,
+                        "--tz", "UTC", *extra, str(a), str(b))
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    markdown = run("markdown")
+    assert markdown.startswith("# Fleet: 2 hosts, 1 fleet incident(s)\n")
+    assert markdown.index("| kvm-b | 1 incident(s), worst critical |") < markdown.index("# logsense report")
+    page = run("html")
+    fleet_at, report_at = page.index("<section class='fleet'><h2>Fleet: 2 hosts"), page.index("<table class='summary'>")
+    shared = json.loads(run("json"))["incidents"][0]
+    assert fleet_at < report_at and f"href='#inc-{shared['id']}'" in page[fleet_at:report_at]
+    assert "<svg" not in page  # the events stay with the workers: no timeline is drawn from nothing
+    assert run("markdown", "--lang", "zh").startswith("# 集群：2 台宿主机，1 个集群故障\n")
+    assert run("record").startswith("# Incident record: 2 hosts: NFS server not responding")
+
+
 def test_bad_fleet_input_is_one_line(tmp_path):
     proc = logsense("analyze", "--fleet", "--tz", "UTC", str(tmp_path / "missing"), check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("logsense: error: --fleet:")
