@@ -2,7 +2,7 @@
 
 Not a test: it prints figures. It reads fixtures/lifecycle/reboot-50 (50 VMs, a host reboot)
 once, copies its events onto N hosts (names changed, times shifted a day per copy), then times
-on one core `correlator.correlate` alone and `lifecycle.analyse` (correlate + timeline + reboot
+on one core `correlator.correlate` alone and `batch.pairs` (correlate + timeline + reboot
 incidents + downtime in every incident), and the daemon's `RebootWatch` fed the same events one by
 one (what `logsense watch` adds per event), with the most runs it held at once.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from logsense import lifecycle  # noqa: E402
+from logsense import batch, lifecycle  # noqa: E402
 from logsense.correlator import correlate  # noqa: E402
 from logsense.pipeline import Options, Reader  # noqa: E402
 from logsense.reboot_watch import RebootWatch  # noqa: E402
@@ -42,12 +42,12 @@ def main() -> None:
     t0 = time.perf_counter()
     plain = correlate(events)
     t1 = time.perf_counter()
-    pairs = lifecycle.analyse(events)
+    pairs = batch.pairs(events)
     t2 = time.perf_counter()
     reboots = sum(1 for inc, _ in pairs if isinstance(inc, lifecycle.RebootIncident))
     print(f"{len(events)} events, {args.hosts} hosts x 50 VMs")
     print(f"correlate:          {t1 - t0:.3f} s, {len(plain)} incidents")
-    print(f"lifecycle.analyse:  {t2 - t1:.3f} s, {len(pairs)} incidents ({reboots} reboot incidents)")
+    print(f"batch.pairs:        {t2 - t1:.3f} s, {len(pairs)} incidents ({reboots} reboot incidents)")
     print(f"lifecycle's share:  {(t2 - t1) - (t1 - t0):.3f} s (analyse minus correlate)")
     live("live, these hosts", events)
     one = [replace(e, record=replace(e.record, host="kvm0000")) for e in events]  # one host, a reboot a day

@@ -4,9 +4,10 @@ final, goes to a temporary file as its JSON object, and only what the summary, t
 filters and the order need stays in memory. The report then reads the incidents back one at a
 time, in report order.
 
-What `lifecycle.analyse` does on a list, the same way: reboot incidents from the timeline and
-the correlator's incidents, downtime added to every incident, links between a reboot and the
-failed starts it caused, most severe first then by time.
+What `logsense analyze` reports: the correlator's incidents and the reboot incidents from the
+timeline, downtime added to every incident, links between a reboot and the failed starts it
+caused, most severe first then by time. `pairs` gives the same for events in memory (the
+DataFrame API, a fleet's worker, `logsense vms`), with each incident's object beside its dict.
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ def light(inc: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en",
-            marks: bool = False) -> Analysis:
-    """`lifecycle.analyse` over events in time order, in one pass and bounded memory; `marks`:
-    take the HTML timeline's marks too (bounded as well)."""
+            marks: bool = False, objects: dict[str, Incident] | None = None) -> Analysis:
+    """The incidents of events in time order, in one pass and bounded memory; `marks`: take the
+    HTML timeline's marks too (bounded as well); `objects`: filled with each incident's object by id."""
     final = FinalIncidents(gap)
     store = IncidentStore()
     entries: list[Entry] = []
@@ -104,6 +105,8 @@ def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DE
         for inc in incidents:
             d = inc.to_dict(lang)
             entries.append(Entry(light(d), inc.first_seen, store.add(d)))
+            if objects is not None:
+                objects[d["id"]] = inc
 
     def tapped() -> Iterator[Event]:
         for ev in events:
@@ -122,5 +125,19 @@ def analyse(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DE
         d = add_downtime(tl, inc.to_dict(lang), lang)
         link_failed_starts(inc, d, found.related, lang)
         entries.append(Entry(light(d), inc.first_seen, whole=d))
+        if objects is not None:
+            objects[d["id"]] = inc
     entries.sort(key=lambda e: (-SEVERITY_RANK[e.light["severity"]], e.light["first_seen"], e.light["id"]))
     return found
+
+
+def pairs(events: Iterable[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"
+          ) -> list[tuple[Incident, dict[str, Any]]]:
+    """`analyse` for events in time order held in memory: each incident's object (the DataFrame API
+    maps its evidence back to rows) and its dict as `analyze` reports it, in report order."""
+    objects: dict[str, Incident] = {}
+    found = analyse(events, gap, grace, lang, objects=objects)
+    try:
+        return [(objects[d["id"]], d) for d in found.incidents()]
+    finally:
+        found.close()

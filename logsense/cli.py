@@ -458,7 +458,8 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
     """Each VM's life from the logs: state at the end, last start and stop with reasons, crashes,
     failed starts, downtime (json: every running interval and the host's boots and shutdowns)."""
     from logsense import vms_report
-    from logsense.lifecycle import analyse, timeline
+    from logsense.batch import pairs
+    from logsense.lifecycle import timeline
 
     lang = pick_lang(lang)
     opts = make_options(since, until, tz, year, host, catalogue)
@@ -476,7 +477,7 @@ def vms(paths: PathsArg = None, fmt: VmsFormatOpt = VmsFormat.text, output: Outp
         elif fmt == VmsFormat.markdown:
             vms_report.write_markdown(out, tl, lang)
         elif fmt == VmsFormat.html:
-            vms_report.write_html(out, tl, [d for _, d in analyse(evs, grace=reboot_grace, lang=lang)], lang)
+            vms_report.write_html(out, tl, [d for _, d in pairs(evs, grace=reboot_grace, lang=lang)], lang)
         else:
             vms_report.write_text(out, tl, lang)
     finally:

@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from logsense import batch
 from logsense.correlator import stable_id
 from logsense.i18n import t
-from logsense.lifecycle import analyse
 from logsense.model import SEVERITY_RANK
 from logsense.pipeline import InputError, Options, Reader
 
@@ -53,7 +53,7 @@ def analyze_host(path: str, opts: Options, window: float, lang: str = "en") -> H
         evs = reader.events([path])
     except InputError as exc:
         return HostResult(path, Path(path).name, [], dict(reader.run.stats), list(reader.run.warnings), error=str(exc))
-    incidents = [d for _, d in analyse(evs, gap=window, lang=lang)]  # as `analyze` reports them: reboots, downtime
+    incidents = [d for _, d in batch.pairs(evs, gap=window, lang=lang)]  # as `analyze` reports them: reboots, downtime
     hosts = [i["host"] for i in incidents if i["host"]] or [e.record.host for e in evs if e.record.host]
     name = max(set(hosts), key=hosts.count) if hosts else host_label(path)
     stats = dict(reader.run.stats)

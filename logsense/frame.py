@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from logsense import batch
 from logsense.catalogue import Catalogue, load_catalogue, message_shape
 from logsense.correlator import DEFAULT_GAP
-from logsense.lifecycle import DEFAULT_GRACE, analyse, run_rows, timeline
+from logsense.lifecycle import DEFAULT_GRACE, run_rows, timeline
 from logsense.model import CATEGORIES, ROLES, SEVERITIES, SOURCES, Event, Record
 from logsense.pipeline import Options, Reader, parse_time, parse_zone
 from logsense.spill import batched
@@ -307,7 +308,7 @@ def incidents(events_df: pd.DataFrame, window: float = DEFAULT_GAP, catalogue: C
     pairs = list(to_events(events_df.iloc[order], catalogue))
     label_of = {id(ev.record): label for label, ev in pairs}  # events may be copied, records never
     rows, dicts = [], {}
-    for inc, d in analyse([ev for _, ev in pairs], gap=window, grace=reboot_grace):
+    for inc, d in batch.pairs([ev for _, ev in pairs], gap=window, grace=reboot_grace):
         dicts[d["id"]] = d
         evidence = inc.evidence_events()
         rows.append({**{c: d.get(c) for c in INCIDENT_COLUMNS},

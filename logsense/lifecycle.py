@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from logsense.correlator import DEFAULT_GAP, Incident, correlate, join_sentences, stable_id
+from logsense.correlator import Incident, join_sentences, stable_id
 from logsense.i18n import t
-from logsense.model import SEVERITY_RANK, Event
+from logsense.model import Event
 
 START_REASONS = ("manual", "autostart", "migrated-in", "unknown")
 END_REASONS = ("shutdown", "destroyed", "crashed", "failed", "migrated-out", "saved", "host-down", "unknown",
@@ -504,22 +504,6 @@ def duration(seconds: float | None, lang: str = "en") -> str:
     if d:
         return t("dur.dh", lang, d=d, h=h)
     return t("dur.hm", lang, h=h, m=f"{m:02d}") if h else t("dur.ms", lang, m=m, s=f"{sec:02d}")
-
-
-def analyse(events: list[Event], gap: float = DEFAULT_GAP, grace: float = DEFAULT_GRACE, lang: str = "en"
-            ) -> list[tuple[Incident, dict[str, Any]]]:
-    """The correlator's incidents plus the reboot incidents, each with its dict (downtime added,
-    words in `lang`), most severe first then by time: what `logsense analyze` reports."""
-    tl = timeline(events, grace)
-    pairs = [(inc, inc.to_dict(lang)) for inc in correlate(events, gap=gap)]
-    pairs += [(inc, inc.to_dict(lang)) for inc in reboot_incidents(tl, [d for _, d in pairs], grace)]
-    by_id = {d["id"]: d for _, d in pairs}
-    for inc, d in pairs:
-        add_downtime(tl, d, lang)
-        if isinstance(inc, RebootIncident):
-            link_failed_starts(inc, d, by_id, lang)
-    pairs.sort(key=lambda p: (-SEVERITY_RANK[p[1]["severity"]], p[1]["first_seen"], p[1]["id"]))
-    return pairs
 
 
 def link_failed_starts(inc: RebootIncident, d: dict[str, Any], by_id: dict[str, dict[str, Any]], lang: str = "en"

@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, read_events
 
+from logsense.batch import pairs
 from logsense.correlator import correlate
 from logsense.daemon import Config, Daemon
 from logsense.follow import FileOptions, JournalFollower, Tailer, Waker
 from logsense.ingest import formats
-from logsense.lifecycle import RebootIncident, analyse, timeline
+from logsense.lifecycle import RebootIncident, timeline
 from logsense.model import Event
 from logsense.pipeline import parse_zone
 from logsense.sources import Workspace, discover
@@ -73,7 +74,7 @@ def reboot_key(inc: dict) -> dict:
 
 def batch(tree: Path) -> tuple[list[dict], list[dict], list[dict]]:
     evs, _ = read_events([tree], tz="UTC", year=YEAR, host=HOST)
-    reboots = [reboot_key(d) for inc, d in analyse(evs) if isinstance(inc, RebootIncident)] \
+    reboots = [reboot_key(d) for inc, d in pairs(evs) if isinstance(inc, RebootIncident)] \
         if timeline(evs).reboots else []
     return [e.to_dict() for e in evs], [incident_key(i.to_dict()) for i in correlate(evs)], reboots
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES, logsense, read_events
 
 import logsense as ls
-from logsense import lifecycle
+from logsense import batch, lifecycle
 from logsense.catalogue import parse_pattern
 
 LAB = FIXTURES / "lab"
@@ -72,7 +72,7 @@ def test_a_host_restart_in_the_lab(level):
     }
     daemon = max(e.ts for e in evs if e.pattern_id == "libvirt.virt_layer.daemon-started")
     assert runs_by_vm(tl)["lab-restart-auto"][0].end == daemon
-    failed = next(d for _, d in lifecycle.analyse(evs) if d["vm"] == "lab-restart-broken")
+    failed = next(d for _, d in batch.pairs(evs) if d["vm"] == "lab-restart-broken")
     assert failed["category"] == "disk_image"
     assert any("Failed to autostart VM 'lab-restart-broken'" in e["message"] for e in failed["evidence"])
     assert failed["down_at"] == lifecycle._iso(daemon)  # down since before the daemon found it dead
@@ -107,7 +107,7 @@ def test_the_reboot_ends_every_run_and_47_vms_are_autostarted(reboot_events):
 
 
 def test_vms_that_did_not_come_back_are_one_host_incident(reboot_events):
-    pairs = lifecycle.analyse(reboot_events)
+    pairs = batch.pairs(reboot_events)
     reboot = [d for inc, d in pairs if isinstance(inc, lifecycle.RebootIncident)]
     assert len(reboot) == 1
     d = reboot[0]
@@ -127,7 +127,7 @@ def test_vms_that_did_not_come_back_are_one_host_incident(reboot_events):
 
 
 def test_the_failed_autostart_is_its_own_incident_linked_both_ways(reboot_events):
-    by_id = {d["id"]: d for _, d in lifecycle.analyse(reboot_events)}
+    by_id = {d["id"]: d for _, d in batch.pairs(reboot_events)}
     reboot = next(d for d in by_id.values() if d["title"].startswith("host kvm01 rebooted"))
     failed = next(d for d in by_id.values() if d["vm"] == "vm23")
     assert failed["root_cause"] == "libvirt.disk_image.storage-file-missing"
@@ -138,7 +138,7 @@ def test_the_failed_autostart_is_its_own_incident_linked_both_ways(reboot_events
 
 
 def test_downtime_of_vms_still_down_runs_to_the_end_of_the_logs(reboot_events):
-    d = next(d for _, d in lifecycle.analyse(reboot_events) if d["scope"] == "host")
+    d = next(d for _, d in batch.pairs(reboot_events) if d["scope"] == "host")
     per_vm = {x["vm"]: x for x in d["downtime"]}
     assert set(per_vm) == set(NOT_BACK)
     vm07 = per_vm["vm07"]
@@ -151,7 +151,7 @@ def test_downtime_of_vms_still_down_runs_to_the_end_of_the_logs(reboot_events):
 
 def test_no_reboot_incident_when_every_vm_came_back(reboot_events):
     kept = [e for e in reboot_events if e.vm not in NOT_BACK and NOT_BACK[1] not in e.record.message]
-    assert not [d for _, d in lifecycle.analyse(kept) if d["title"].startswith("host kvm01 rebooted")]
+    assert not [d for _, d in batch.pairs(kept) if d["title"].startswith("host kvm01 rebooted")]
 
 
 def test_a_host_that_went_down_without_a_shutdown_line_crashed(reboot_events):
@@ -159,7 +159,7 @@ def test_a_host_that_went_down_without_a_shutdown_line_crashed(reboot_events):
     host's last line before the boot."""
     boot = ts("2024-03-05T10:15:40+00:00")
     kept = [e for e in reboot_events if not (ts("2024-03-05T10:14:00+00:00") <= e.ts < boot)]
-    pairs = lifecycle.analyse(kept)
+    pairs = batch.pairs(kept)
     d = next(d for _, d in pairs if d["title"].startswith("host kvm01 rebooted"))
     assert "went down without a shutdown line (a crash or a power loss)" in d["explanation"]
     last_before = max(e.ts for e in kept if e.ts < boot)
@@ -181,7 +181,7 @@ def test_a_shutdown_line_followed_by_guest_starts_was_no_shutdown(reboot_events)
 
 def test_the_grace_period_is_an_option(reboot_events):
     """Starts came 21-70 s after the boot: with 30 s of grace, most VMs were not back in time."""
-    d = next(d for _, d in lifecycle.analyse(reboot_events, grace=30) if d["scope"] == "host")
+    d = next(d for _, d in batch.pairs(reboot_events, grace=30) if d["scope"] == "host")
     assert len(d["affected_vms"]) == 41  # vm01..vm09 were started by 10:16:10
     assert "and 29 more" in d["title"]
     assert d["recovered_at"] is None  # vm07, vm41 never came back
@@ -203,7 +203,7 @@ def test_a_migration_leaves_both_hosts_logs():
     rows = {r["vm"]: r for r in lifecycle.summary(tl)}
     assert rows["web01"]["host"] == "kvm02" and rows["web01"]["state"] == "running"
     assert rows["web01"]["downtime_seconds"] == 0.0  # the destination ran before the source stopped
-    assert not lifecycle.analyse(evs)  # a migration is no incident
+    assert not batch.pairs(evs)  # a migration is no incident
 
 
 def test_crash_destroy_and_shutdown(tmp_path):
@@ -214,7 +214,7 @@ def test_crash_destroy_and_shutdown(tmp_path):
                    ("app04", "running")]
     app01 = runs_by_vm(tl)["app01"][0]
     assert len(app01.events) == 4  # QEMU's and machined's lines of the start and of the stop
-    incs = [d for _, d in lifecycle.analyse(evs)]
+    incs = [d for _, d in batch.pairs(evs)]
     assert [i["vm"] for i in incs] == ["app01"]  # destroy and shutdown raise nothing
     crash = incs[0]
     assert crash["down_at"].startswith("2024-03-05T09:30:00") and crash["downtime_seconds"] == 300.0
@@ -285,11 +285,11 @@ def test_the_incident_record_states_each_vms_downtime():
     from logsense.record import load_record_data, render
 
     evs, _ = read_events([SINGLE])
-    crash = next(d for _, d in lifecycle.analyse(evs) if d["vm"] == "app01")
+    crash = next(d for _, d in batch.pairs(evs) if d["vm"] == "app01")
     assert "app01 was down from 2024-03-05 09:30:00 UTC to 2024-03-05 09:35:00 UTC: 5 min 00 s." in render(
         crash, load_record_data())
     evs, _ = read_events([REBOOT])
-    reboot = next(d for _, d in lifecycle.analyse(evs) if d["scope"] == "host")
+    reboot = next(d for _, d in batch.pairs(evs) if d["scope"] == "host")
     assert "vm41 was down from 2024-03-05 10:14:41 UTC and still down when the logs end (2 min 09 s by then)." \
         in render(reboot, load_record_data())
 

@@ -18,8 +18,8 @@ import pytest
 from conftest import FIXTURES, ROOT, logsense
 from test_ingest_modes import fixture_trees
 
+from logsense.batch import pairs
 from logsense.catalogue import load_catalogue
-from logsense.lifecycle import analyse
 from logsense.parallel import BYTES_ENV, Workers
 from logsense.pipeline import Options, Reader, parse_zone
 
@@ -43,7 +43,7 @@ def outcome(paths: list[Path], jobs: int = 1, workers: Workers | None = None) ->
     reader = Reader(Options(tz=parse_zone("UTC"), jobs=jobs), CATALOGUE, workers=workers)
     evs = reader.events([str(p) for p in paths])
     run = reader.run
-    got = {"events": [e.to_dict() for e in evs], "incidents": [d for _, d in analyse(evs)],
+    got = {"events": [e.to_dict() for e in evs], "incidents": [d for _, d in pairs(evs)],
            "stats": {k: v for k, v in run.stats.items() if k != "seconds"}, "warnings": run.warnings,
            "missing": run.missing, "read": run.read, "entities": run.entities.table()}
     return json.loads(json.dumps(got, default=str)) | {"used_workers": reader.used_workers}
