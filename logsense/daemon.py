@@ -661,6 +661,10 @@ class Daemon:
         `changed`, then the reboot incidents that opened or changed by `now`; `ev` joins the lives."""
         self.reboots.note(changed)
         out = changed + self.reboots.advance(now, check_lang(self.cfg.lang))
+        if self.reboots.sent_again:  # a failed start sent again naming a reboot incident
+            for inc in self.corr.open.values():
+                inc.version = max(inc.version, self.reboots.sent_again.get(inc.id, 0))
+            self.reboots.sent_again.clear()
         if ev is not None:
             self.reboots.feed(ev)
         return out

@@ -53,6 +53,11 @@ class RebootWatch:
         self.tracker = Tracker(timedelta(seconds=grace))
         self.grace = grace
         self.seen: dict[str, dict[str, Any]] = {}  # recent incidents: a VM's failed start to link to
+        self.latest: dict[str, dict[str, Any]] = {}  # the last dict emitted of each of those (to send it again)
+        # a failed start's id -> (reboot incident id, the words naming it) of the reboots that named it
+        self.links: dict[str, list[tuple[str, str]]] = {}
+        self._resend: list[dict[str, Any]] = []  # failed starts to send again, now naming a reboot incident
+        self.sent_again: dict[str, int] = {}  # id -> version sent here: the correlator's next comes after
         self.opened: list[RebootIncident] = []  # emitted, until their VMs are back
         self.watermark: datetime | None = None
         self._prune_at = PRUNE_AT  # the tracker's runs and marks when it is pruned next
@@ -71,10 +76,13 @@ class RebootWatch:
         self.tracker.grace = timedelta(seconds=grace)
 
     def note(self, incidents: list[dict[str, Any]]) -> None:
-        """Incidents the correlator emitted: a failed start a reboot incident links to."""
+        """Incidents the correlator emitted: a failed start a reboot incident links to. One a
+        reboot incident named already names it too, as in `analyze` (the dict is completed here)."""
         for d in incidents:
             if "id" in d and "first_seen" in d:
+                self._name_reboots(d)
                 self.seen[d["id"]] = {k: d.get(k) for k in LINK_FIELDS}
+                self.latest[d["id"]] = d
                 self._relink = self._relink or any(v is None for i in self.opened for v in i.failed.values())
 
     def feed(self, ev: Event) -> None:
@@ -113,13 +121,40 @@ class RebootWatch:
                     self.opened.append(inc)
                     out.append(self._dict(inc, lang, tl))
         self._prune(now)
+        out += self._resend
+        self._resend = []
         return out
 
     def _dict(self, inc: RebootIncident, lang: str, tl: Timeline | None = None) -> dict[str, Any]:
-        """As `analyze` gives it: downtime added, the failed-start incidents named."""
+        """As `analyze` gives it: downtime added, the failed-start incidents named (and each of
+        those sent again naming it, the first time)."""
         d = inc.to_dict(lang)
         add_downtime(tl or self._timeline(inc.reboot), d, lang)
-        link_failed_starts(inc, d, {i: dict(v) for i, v in self.seen.items()}, lang)
+        named = {i: {"explanation": "", "related_incidents": []} for i in inc.failed.values() if i in self.seen}
+        link_failed_starts(inc, d, named, lang)
+        for other, added in named.items():
+            if all(rid != d["id"] for rid, _ in self.links.get(other, [])):
+                self.links.setdefault(other, []).append((d["id"], added["explanation"]))
+                if (last := self.latest.get(other)) is not None:
+                    self._resend.append(self._again(last))
+        return d
+
+    def _name_reboots(self, d: dict[str, Any]) -> None:
+        """The reboot incidents that named this one, named in it (words and `related_incidents`)."""
+        for rid, words in self.links.get(d["id"], []):
+            if rid not in d.setdefault("related_incidents", []):
+                d["related_incidents"].append(rid)
+                d["explanation"] = d.get("explanation", "") + words
+
+    def _again(self, last: dict[str, Any]) -> dict[str, Any]:
+        """A failed start's last dict, sent again naming the reboot incidents: the next version."""
+        d = {**last, "related_incidents": list(last.get("related_incidents") or [])}
+        self._name_reboots(d)
+        d["version"] = int(d.get("version") or 0) + 1
+        if not d.get("closed"):
+            d["status"] = "updated"
+        self.latest[d["id"]] = d
+        self.sent_again[d["id"]] = d["version"]
         return d
 
     def _link(self, inc: RebootIncident) -> bool:
@@ -171,6 +206,8 @@ class RebootWatch:
         self.tracker.prune(horizon, keep)
         oldest = now - timedelta(seconds=self.grace) - MIGRATION_SPAN
         self.seen = {i: d for i, d in self.seen.items() if (datetime_or_none(d.get("last_seen")) or now) >= oldest}
+        self.latest = {i: d for i, d in self.latest.items() if i in self.seen}
+        self.links = {i: v for i, v in self.links.items() if i in self.seen}
         self._prune_at = len(self.tracker.runs) + len(self.tracker.marks) + PRUNE_AT
 
     def _reboots(self) -> list[Reboot]:
@@ -209,6 +246,7 @@ class RebootWatch:
             "opened": [{**r, "version": i.version} for r, i in zip(reboots[len(t.reboots):], self.opened, strict=True)],
             "listed_runs": listed_runs, "listed_marks": listed_marks,
             "seen": list(self.seen.values()),
+            "links": [[i, rid, words] for i, named in self.links.items() for rid, words in named],
         }
         state["runs"] = [_run_to_json(r, event_to_json) for _, r in sorted(runs.values(), key=lambda x: x[0])]
         state["marks"] = [{"host": m.host, "ts": iso_or_none(m.ts), "kind": m.kind, "boot_id": m.boot_id,
@@ -269,6 +307,9 @@ class RebootWatch:
             _moment(x["first_seen"]), _moment(x["last_seen"]), _name(x["host"]), _name(x["vm"])
             w.seen[_text(x["id"])] = {**x, "affected_vms": [_text(v) for v in _list(x["affected_vms"])],
                                       "explanation": _text(x["explanation"])}
+        for x in _list(d.get("links", [])):  # states saved before links were kept have none
+            failed, rid, words = _list(x)
+            w.links.setdefault(_text(failed), []).append((_text(rid), _text(words)))
 
         def reboot(x: dict[str, Any]) -> Reboot | None:
             mark = mark_at(x["mark"])

@@ -17,6 +17,8 @@ import pytest
 from conftest import FIXTURES, logsense
 from test_daemon_helpers import Watch, append, syslog_line
 
+from logsense.i18n import t
+
 LAB = FIXTURES / "lab" / "host-restart" / "warn" / "var" / "log"
 REBOOT = FIXTURES / "lifecycle" / "reboot-50" / "kvm01"
 NOT_BACK = ["vm07", "vm23", "vm41"]
@@ -144,9 +146,18 @@ def test_the_50_vm_host_gives_live_what_analyze_gives(tmp_path: Path, lang: str)
     assert reboot["affected_vms"] == NOT_BACK and reboot["status"] == "open"
     failed = next(o for o in w.out if o.get("vm") == "vm23")
     assert reboot["related_incidents"] == [failed["id"]]
+    # the failed autostart is sent again naming the reboot incident, as analyze names it
+    linked = w.wait(lambda o: o.get("id") == failed["id"] and o.get("related_incidents") == [reboot["id"]],
+                    timeout=10)
+    assert reboot["id"] in linked["explanation"] and linked["version"] > failed["version"]
     assert w.stop() == 0
-    batch = next(i for i in analyze(tmp_path, "72", lang) if is_reboot(i))
+    reported = analyze(tmp_path, "72", lang)
+    batch = next(i for i in reported if is_reboot(i))
     assert {k: reboot.get(k) for k in SAME} == {k: batch.get(k) for k in SAME}
+    batch_failed = next(i for i in reported if i["id"] == failed["id"])
+    assert batch_failed["related_incidents"] == linked["related_incidents"]
+    words = t("reboot.related", lang, vm="vm23", host=reboot["host"], id=reboot["id"])
+    assert words in batch_failed["explanation"] and words in linked["explanation"]
     if lang == "zh":
         assert "重启前在运行，之后未被重新启动" in reboot["title"]
         assert "virsh autostart" in " ".join(reboot["remediation"])
