@@ -117,6 +117,21 @@ def test_events_and_vms_take_jobs_too(monkeypatch):
     assert one == two and one[0].count("\n") > 20
 
 
+def test_every_line_is_read_in_one_process(pools: dict[int, Workers], monkeypatch):
+    """`--all` makes every line an event: a worker would hand back its whole file at once (1.2 GB
+    at 2 M lines), so those runs stay in one process, with the same lines out."""
+    monkeypatch.setenv(BYTES_ENV, "0")
+    sample = [str(FIXTURES / "sample-outage")]
+    one = Reader(Options(tz=parse_zone("UTC"), all_lines=True, jobs=1), CATALOGUE).events(sample)
+    reader = Reader(Options(tz=parse_zone("UTC"), all_lines=True, jobs=2), CATALOGUE, workers=pools[2])
+    two = reader.events(sample)
+    assert not reader.used_workers and [e.to_dict() for e in two] == [e.to_dict() for e in one]
+    assert len(one) > 40 and any(e.pattern is None and e.shape is None for e in one)  # benign lines too
+    classified = Reader(Options(tz=parse_zone("UTC"), jobs=2), CATALOGUE, workers=pools[2])
+    classified.events(sample)
+    assert classified.used_workers  # the same run without --all does use them
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid` (from /proc)."""
     parents: dict[int, list[int]] = {}
