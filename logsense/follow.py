@@ -534,12 +534,11 @@ class Tailer:
     def _compressed_generation(self, name: str, st: os.stat_result) -> None:
         """A compressed generation: already read if its content starts as a file read did;
         otherwise it is decompressed into memory and read as any unseen generation, or, too
-        big for that, said once with the lines it holds."""
-        key = (st.st_dev, st.st_ino)
-        if key in self.seen:
-            return
+        big for that, said once with the lines it holds. Told by content, never by inode alone:
+        a .gz listed while its compressor had not written it yet (a rotation racing the
+        listing) is the same inode as the whole one later, and an inode is reused."""
         head = compressed_head(name)
-        if head is None:
+        if not head:  # nothing readable yet: known at a later catch-up by what it holds then
             return
         fp = Identity(st.st_dev, st.st_ino, _fingerprint(head[:FP_BYTES]), min(len(head), FP_BYTES))
         read_before = any(k.fp_len and len(head) >= k.fp_len and _fingerprint(head[:k.fp_len]) == k.fp

@@ -1,0 +1,71 @@
+"""Fast rotation with compression racing the tailer's look at the rotation set, in-process and
+deterministic: the writer's real file operations run at the exact point of the catch-up's
+listing where they once lost a whole generation under load (logrotate's `compress` without
+`delaycompress`, a generation rotated and compressed before the tailer ever opened it)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+from test_ingest_tailer import numbered, poll, tailer
+
+
+def shift(log: Path) -> None:
+    """Numbered rotation: .k.gz -> .k+1.gz, the log -> .1, a new empty log."""
+    gens = sorted((int(p.name[len(log.name) + 1:].split(".")[0]), p) for p in log.parent.glob(log.name + ".*.gz"))
+    for k, p in reversed(gens):
+        p.rename(log.with_name(f"{log.name}.{k + 1}.gz"))
+    log.rename(log.with_name(log.name + ".1"))
+    log.write_bytes(b"")
+
+
+def compress(log: Path) -> None:
+    """.1 into .1.gz (the .gz file exists, empty, before its content is written), then .1 unlinked."""
+    plain = log.with_name(log.name + ".1")
+    with gzip.open(str(plain) + ".gz", "wb") as z:
+        z.write(plain.read_bytes())
+    plain.unlink()
+
+
+def test_a_compressed_generation_listed_while_still_empty_is_read_when_complete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tailer opens the new log (B) and lists the set; between the listing and its look at
+    `.1.gz`, B is rotated and compressed, the next generation (C) written and rotated, and C's
+    `.1.gz` created but not yet written. That empty file, C's compressed copy to be, must not
+    pass for a generation read: C is in no file the tailer holds."""
+    log = tmp_path / "libvirtd.log"
+    gens = [numbered(k * 6, 6) for k in range(4)]
+    log.write_bytes(gens[0])  # A
+    t = tailer(log)
+    assert t.open(at_end=False)
+    got = poll(t)
+    shift(log)
+    compress(log)  # A's .1.gz; A itself is held open by the tailer
+    log.write_bytes(gens[1])  # B
+
+    real_lstat, fired = os.lstat, []
+
+    def writer_runs_after_the_listing(path, *args, **kwargs):
+        if not fired and str(path).endswith(".log.1.gz"):
+            fired.append(path)
+            shift(log)
+            compress(log)  # B's .2.gz to be; B is held open by the tailer
+            log.write_bytes(gens[2])  # C, never opened by the tailer
+            shift(log)
+            log.with_name(log.name + ".1.gz").write_bytes(b"")  # the compressor has created C's .gz
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", writer_runs_after_the_listing)
+    got += poll(t)  # notices A rotated away: opens B, lists the set
+    monkeypatch.undo()
+    assert fired
+    plain = log.with_name(log.name + ".1")
+    with gzip.open(str(plain) + ".gz", "wb") as z:  # the compressor writes C's .gz (same inode)
+        z.write(plain.read_bytes())
+    plain.unlink()  # C is gone: its inode is free for the next file
+    log.write_bytes(log.read_bytes() + gens[3])  # D
+    got += poll(t) + poll(t)
+    assert [int(r.message.rsplit("=", 1)[1]) for r in got] == list(range(24))
