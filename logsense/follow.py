@@ -464,13 +464,16 @@ class Tailer:
         """A rotation was noticed: every generation of the rotation set not seen yet (rotated
         away before it was opened) is read from its start, oldest first, after the rotated files
         already read; a compressed one is said once. Identities no longer there are forgotten."""
-        for t in (self, *self.rotated):  # heads as they are now: a copy (a .gz) is told by all of it
-            if t.fd is not None and t.ident is not None:
-                t.ident.grow(t.fd)
         found = self._settled_generations()
         self.catching_up = found is None  # a rotation under way: again at the next poll, the
         if found is None:  # newer files waiting, so that the generations are read oldest first
             return
+        # heads as they are now, after the listing: a copy listed (a .gz) was made from bytes its
+        # file had before, so it is told by all of them (a file opened empty, written, rotated
+        # and compressed while the listing was taken has no byte in a head taken before it)
+        for t in (self, *self.rotated):
+            if t.fd is not None and t.ident is not None:
+                t.ident.grow(t.fd)
         present = {(st.st_dev, st.st_ino) for _, st, _ in found}
         for name, st, fd in found:
             if fd is None:

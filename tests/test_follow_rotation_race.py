@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_ingest_tailer import numbered, poll, tailer
+
+from logsense.follow import Tailer
 
 
 def shift(log: Path) -> None:
@@ -30,6 +33,24 @@ def compress(log: Path) -> None:
     plain.unlink()
 
 
+def poll_while(t: Tailer, writer: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> list:
+    """A poll during which `writer` runs between the catch-up's listing of the set and its
+    first look at a name listed (`.1.gz`): a rotation racing the listing."""
+    real_lstat, fired = os.lstat, []
+
+    def lstat(path, *args, **kwargs):
+        if not fired and str(path).endswith(".log.1.gz"):
+            fired.append(path)
+            writer()
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    got = poll(t)
+    monkeypatch.undo()
+    assert fired
+    return got
+
+
 def test_a_compressed_generation_listed_while_still_empty_is_read_when_complete(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tailer opens the new log (B) and lists the set; between the listing and its look at
@@ -46,22 +67,14 @@ def test_a_compressed_generation_listed_while_still_empty_is_read_when_complete(
     compress(log)  # A's .1.gz; A itself is held open by the tailer
     log.write_bytes(gens[1])  # B
 
-    real_lstat, fired = os.lstat, []
+    def writer() -> None:
+        shift(log)
+        compress(log)  # B's .2.gz to be; B is held open by the tailer
+        log.write_bytes(gens[2])  # C, never opened by the tailer
+        shift(log)
+        log.with_name(log.name + ".1.gz").write_bytes(b"")  # the compressor has created C's .gz
 
-    def writer_runs_after_the_listing(path, *args, **kwargs):
-        if not fired and str(path).endswith(".log.1.gz"):
-            fired.append(path)
-            shift(log)
-            compress(log)  # B's .2.gz to be; B is held open by the tailer
-            log.write_bytes(gens[2])  # C, never opened by the tailer
-            shift(log)
-            log.with_name(log.name + ".1.gz").write_bytes(b"")  # the compressor has created C's .gz
-        return real_lstat(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "lstat", writer_runs_after_the_listing)
-    got += poll(t)  # notices A rotated away: opens B, lists the set
-    monkeypatch.undo()
-    assert fired
+    got += poll_while(t, writer, monkeypatch)  # notices A rotated away: opens B, lists the set
     plain = log.with_name(log.name + ".1")
     with gzip.open(str(plain) + ".gz", "wb") as z:  # the compressor writes C's .gz (same inode)
         z.write(plain.read_bytes())
@@ -69,3 +82,28 @@ def test_a_compressed_generation_listed_while_still_empty_is_read_when_complete(
     log.write_bytes(log.read_bytes() + gens[3])  # D
     got += poll(t) + poll(t)
     assert [int(r.message.rsplit("=", 1)[1]) for r in got] == list(range(24))
+
+
+def test_a_generation_held_open_is_known_in_its_compressed_copy_made_during_the_listing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tailer opens the new log (B) while it is still empty, so B's fingerprint covers no
+    byte yet; during the listing B is written, rotated and compressed whole. B's `.1.gz` is
+    B, read from the descriptor held: it must not be read from memory a second time."""
+    log = tmp_path / "libvirtd.log"
+    gens = [numbered(k * 6, 6) for k in range(3)]
+    log.write_bytes(gens[0])  # A
+    t = tailer(log)
+    assert t.open(at_end=False)
+    got = poll(t)
+    shift(log)
+    compress(log)  # A's .1.gz; A itself is held open by the tailer
+
+    def writer() -> None:
+        log.write_bytes(log.read_bytes() + gens[1])  # B, opened empty by the tailer, gets its lines
+        shift(log)
+        compress(log)  # B's .1.gz, whole
+
+    got += poll_while(t, writer, monkeypatch)  # notices A rotated away: opens B, lists the set
+    log.write_bytes(log.read_bytes() + gens[2])  # C
+    got += poll(t) + poll(t)
+    assert [int(r.message.rsplit("=", 1)[1]) for r in got] == list(range(18))
