@@ -455,8 +455,11 @@ class Tailer:
         return (k for known in self.seen.values() for k in known)
 
     def _is_seen(self, ident: Identity, fd: int) -> bool:
-        """Read before (same inode and head) or a copy of a file read (same head: copytruncate's)."""
-        if any(k.head_matches(fd) for k in self.seen.get((ident.dev, ident.ino), [])):
+        """Read before (same inode and head) or a copy of a file read (same head: copytruncate's).
+        A head of no bytes proves nothing read: it stands only for a file still empty, not for
+        the next file given the inode once the empty one was let go and deleted."""
+        same_inode = self.seen.get((ident.dev, ident.ino), [])
+        if any(k.head_matches(fd) and (k.fp_len or not ident.fp_len) for k in same_inode):
             return True
         return any(k.fp_len and k.fp_len <= ident.fp_len and k.head_matches(fd) for k in self._known())
 

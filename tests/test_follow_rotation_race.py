@@ -1,7 +1,8 @@
 """Fast rotation with compression racing the tailer's look at the rotation set, in-process and
 deterministic: the writer's real file operations run at the exact point of the catch-up's
-listing where they once lost a whole generation under load (logrotate's `compress` without
-`delaycompress`, a generation rotated and compressed before the tailer ever opened it)."""
+listing where they once lost or doubled a whole generation under load (logrotate's `compress` without
+`delaycompress`, a generation rotated and compressed before the tailer ever opened it); and an
+inode reused by a generation the tailer never opened."""
 
 from __future__ import annotations
 
@@ -107,3 +108,29 @@ def test_a_generation_held_open_is_known_in_its_compressed_copy_made_during_the_
     log.write_bytes(log.read_bytes() + gens[2])  # C
     got += poll(t) + poll(t)
     assert [int(r.message.rsplit("=", 1)[1]) for r in got] == list(range(18))
+
+
+def test_a_file_seen_empty_does_not_stand_for_the_next_file_on_its_inode(tmp_path: Path) -> None:
+    """A log rotated away while still empty is read (nothing), let go and deleted; the next
+    log created gets its inode (ext4 reuses it at once), is written and rotated before the
+    tailer looks. The empty head remembered for that inode proves nothing read: it is read."""
+    log = tmp_path / "libvirtd.log"
+    gens = [numbered(k * 6, 6) for k in range(3)]
+    log.write_bytes(b"")  # A
+    t = tailer(log)
+    assert t.open(at_end=False)
+    emptied = os.stat(log).st_ino
+    log.rename(log.with_name(log.name + ".1"))
+    log.write_bytes(gens[0])  # B
+    got = poll(t) + poll(t)
+    assert not t.rotated  # A read (empty) and let go
+    log.with_name(log.name + ".1").unlink()  # `rotate 1`: the oldest goes; A's inode is free
+    log.rename(log.with_name(log.name + ".1"))
+    log.write_bytes(gens[1])  # C, never opened by the tailer
+    if os.stat(log).st_ino != emptied:
+        pytest.skip("this filesystem did not reuse the inode")
+    log.with_name(log.name + ".1").unlink()
+    log.rename(log.with_name(log.name + ".1"))
+    log.write_bytes(gens[2])  # D
+    got += poll(t) + poll(t)
+    assert sorted(int(r.message.rsplit("=", 1)[1]) for r in got) == list(range(18))
