@@ -455,8 +455,11 @@ class Tailer:
         return (k for known in self.seen.values() for k in known)
 
     def _is_seen(self, ident: Identity, fd: int) -> bool:
-        """Read before (same inode and head) or a copy of a file read (same head: copytruncate's)."""
-        if any(k.head_matches(fd) for k in self.seen.get((ident.dev, ident.ino), [])):
+        """Read before (same inode and head) or a copy of a file read (same head: copytruncate's).
+        A head of no bytes proves nothing read: it stands only for a file still empty, not for
+        the next file given the inode once the empty one was let go and deleted."""
+        same_inode = self.seen.get((ident.dev, ident.ino), [])
+        if any(k.head_matches(fd) and (k.fp_len or not ident.fp_len) for k in same_inode):
             return True
         return any(k.fp_len and k.fp_len <= ident.fp_len and k.head_matches(fd) for k in self._known())
 
@@ -464,13 +467,16 @@ class Tailer:
         """A rotation was noticed: every generation of the rotation set not seen yet (rotated
         away before it was opened) is read from its start, oldest first, after the rotated files
         already read; a compressed one is said once. Identities no longer there are forgotten."""
-        for t in (self, *self.rotated):  # heads as they are now: a copy (a .gz) is told by all of it
-            if t.fd is not None and t.ident is not None:
-                t.ident.grow(t.fd)
         found = self._settled_generations()
         self.catching_up = found is None  # a rotation under way: again at the next poll, the
         if found is None:  # newer files waiting, so that the generations are read oldest first
             return
+        # heads as they are now, after the listing: a copy listed (a .gz) was made from bytes its
+        # file had before, so it is told by all of them (a file opened empty, written, rotated
+        # and compressed while the listing was taken has no byte in a head taken before it)
+        for t in (self, *self.rotated):
+            if t.fd is not None and t.ident is not None:
+                t.ident.grow(t.fd)
         present = {(st.st_dev, st.st_ino) for _, st, _ in found}
         for name, st, fd in found:
             if fd is None:
@@ -534,12 +540,11 @@ class Tailer:
     def _compressed_generation(self, name: str, st: os.stat_result) -> None:
         """A compressed generation: already read if its content starts as a file read did;
         otherwise it is decompressed into memory and read as any unseen generation, or, too
-        big for that, said once with the lines it holds."""
-        key = (st.st_dev, st.st_ino)
-        if key in self.seen:
-            return
+        big for that, said once with the lines it holds. Told by content, never by inode alone:
+        a .gz listed while its compressor had not written it yet (a rotation racing the
+        listing) is the same inode as the whole one later, and an inode is reused."""
         head = compressed_head(name)
-        if head is None:
+        if not head:  # nothing readable yet: known at a later catch-up by what it holds then
             return
         fp = Identity(st.st_dev, st.st_ino, _fingerprint(head[:FP_BYTES]), min(len(head), FP_BYTES))
         read_before = any(k.fp_len and len(head) >= k.fp_len and _fingerprint(head[:k.fp_len]) == k.fp
