@@ -41,3 +41,11 @@ def formats_tree(tmp_path: Path) -> Path:
     dest = tmp_path / "host"
     shutil.copytree(FIXTURES / "formats", dest)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_running():
+    """A test that failed while its `logsense watch` ran must not leave the daemon behind."""
+    yield
+    if (helpers := sys.modules.get("test_daemon_helpers")) is not None:
+        helpers.reap_daemons()

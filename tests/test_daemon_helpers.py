@@ -65,6 +65,18 @@ def append(path: Path, text: str) -> None:
         f.flush()
 
 
+RUNNING: list[Watch] = []  # the daemons started, killed after each test if still running (tests/conftest.py)
+
+
+def reap_daemons() -> None:
+    """Kill the daemons a test left running: a failed wait raises before the test's stop."""
+    while RUNNING:
+        w = RUNNING.pop()
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait(timeout=WAIT)
+
+
 class Watch:
     """`python -m logsense watch ARGS` with its stdout parsed as JSON lines."""
 
@@ -73,6 +85,7 @@ class Watch:
         self.proc = subprocess.Popen([*(wrapper or []), sys.executable, "-m", "logsense", "watch", *args], cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
+        RUNNING.append(self)
         self.out: list[dict] = []
         self.err: list[str] = []
         self._outq: queue.Queue = queue.Queue()
@@ -229,3 +242,12 @@ def stop_private_journald(work: Path) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["journald-namespace"]:
     sys.exit(_journald_namespace(Path(sys.argv[2]), sys.argv[sys.argv.index("--") + 1:]))
+
+
+def test_a_daemon_a_test_left_running_is_reaped(tmp_path: Path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "state").mkdir()
+    w = Watch(str(tmp_path / "log"), "--no-journal", "--state-dir", str(tmp_path / "state")).ready()
+    assert w in RUNNING and w.proc.poll() is None
+    reap_daemons()  # what tests/conftest.py does after every test
+    assert w.proc.poll() is not None and not RUNNING
