@@ -416,11 +416,11 @@ def run_fleet_analysis(paths: list[str], opts: Options, fmt: AnalyzeFormat, outp
         elif fmt == AnalyzeFormat.jsonl:
             report.write_jsonl(out, incidents)
         elif fmt == AnalyzeFormat.markdown:
-            out.write(fleet.summary_markdown(rep, lang))
+            out.write(report.fleet_summary_md(*fleet.summary_rows(rep, lang), lang))
             report.write_markdown(out, incidents, stats, unrec, tz=zone, lang=lang)
         elif fmt == AnalyzeFormat.html:
             report.write_html(out, incidents, stats, unrec, None, tz=zone, lang=lang,
-                              preface=fleet.summary_html(rep, lang))
+                              preface=report.fleet_summary_html(*fleet.summary_rows(rep, lang), lang))
         elif fmt == AnalyzeFormat.text:
             fleet.write_summary(out, rep, lang)
             report.write_text(out, incidents, stats, unrec, color=None if not output else False, tz=zone, lang=lang)

@@ -295,15 +295,15 @@ def analyze_fleet(paths: list[str], opts: Options, window: float, scheduler: str
     return FleetReport(results, fleet_incidents(results, window, load_catalogue(opts.catalogue_dirs), lang))
 
 
-def summary_rows(rep: FleetReport, lang: str = "en") -> tuple[str, list[tuple[str, str, str]],
+def summary_rows(rep: FleetReport, lang: str = "en") -> tuple[str, list[tuple[str, str, str, str, str]],
                                                               list[tuple[str, str, str]]]:
     """The fleet at a glance, in words, for every report format: the heading, each fleet incident
-    (severity, title, hosts) and each host (name, state, path)."""
+    (id, severity, the severity's word, title, hosts) and each host (name, state, path)."""
     from logsense.i18n import word
 
     s = rep.summary()
     heading = t("fleet.summary", lang, hosts=len(s["hosts"]), n=len(rep.fleet))
-    shared = [(word("severity", inc["severity"], lang), inc["title"],
+    shared = [(inc["id"], inc["severity"], word("severity", inc["severity"], lang), inc["title"],
                t("fleet.hosts", lang, hosts=", ".join(inc["hosts"]))) for inc in rep.fleet]
     hosts = [(h["host"], t("fleet.host_error", lang, error=h["error"]) if "error" in h else t(
               "fleet.host_state", lang, n=h["incidents"], worst=word("severity", h["worst"], lang)), h["path"])
@@ -317,37 +317,11 @@ def write_summary(out: TextIO, rep: FleetReport, lang: str = "en") -> None:
 
     heading, shared, hosts = summary_rows(rep, lang)
     out.write(heading + "\n")
-    for severity, title, names in shared:
+    for _, _, severity, title, names in shared:
         out.write(f"  [{severity}] {safe(title)}\n    {safe(names)}\n")
     for host, state, path in hosts:
         out.write(f"  {safe(host):24} {safe(state)}  ({safe(path)})\n")
     out.write("\n")
-
-
-def summary_markdown(rep: FleetReport, lang: str = "en") -> str:
-    """The fleet summary as Markdown, before the report (its own heading, a list, a host table)."""
-    from logsense.report_markdown import md
-
-    heading, shared, hosts = summary_rows(rep, lang)
-    lines = [f"# {md(heading)}", ""]
-    lines += [f"- **{md(severity)}** {md(title)} ({md(names)})" for severity, title, names in shared]
-    lines += ["", "| " + " | ".join(map(md, t("fleet.columns", lang).split("|"))) + " |", "|---|---|---|"]
-    lines += [f"| {md(host)} | {md(state)} | {md(path)} |" for host, state, path in hosts]
-    return "\n".join(lines) + "\n\n"
-
-
-def summary_html(rep: FleetReport, lang: str = "en") -> str:
-    """The fleet summary as HTML, first on the page."""
-    from logsense.report_html import _e
-
-    heading, shared, hosts = summary_rows(rep, lang)
-    items = "".join(f"<li><b class='sev {_e(inc['severity'])}'>{_e(sev)}</b> <a href='#inc-{_e(inc['id'])}'>"
-                    f"{_e(title)}</a> ({_e(names)})</li>" for inc, (sev, title, names) in zip(rep.fleet, shared,
-                                                                                             strict=True))
-    rows = "".join(f"<tr><td>{_e(h)}</td><td>{_e(st)}</td><td><code>{_e(p)}</code></td></tr>" for h, st, p in hosts)
-    heads = "".join(f"<th>{_e(h)}</th>" for h in t("fleet.columns", lang).split("|"))
-    return (f"<section class='fleet'><h2>{_e(heading)}</h2><ul>{items}</ul>"
-            f"<table><tr>{heads}</tr>{rows}</table></section>")
 
 
 def events(paths: list[str], **kwargs: Any):

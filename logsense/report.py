@@ -14,12 +14,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from logsense.model import Event
-from logsense.report_html import CATEGORY_COLOURS, STYLE, incident_html, timeline_svg, write_html
-from logsense.report_markdown import write_markdown
+from logsense.report_html import CATEGORY_COLOURS, STYLE, fleet_summary_html, incident_html, timeline_svg, write_html
+from logsense.report_markdown import fleet_summary_md, write_markdown
 from logsense.report_model import summarise
 from logsense.report_text import SEVERITY_STYLE, write_text
 
-__all__ = ["CATEGORY_COLOURS", "SEVERITY_STYLE", "STYLE", "UnrecognisedCounter", "incident_html", "timeline_svg",
+__all__ = ["CATEGORY_COLOURS", "SEVERITY_STYLE", "STYLE", "UnrecognisedCounter", "fleet_summary_html",
+           "fleet_summary_md", "incident_html", "timeline_svg",
            "unrecognised_summary",
            "summary_json", "write_html", "write_json", "write_json_object", "write_jsonl", "write_markdown",
            "write_text"]

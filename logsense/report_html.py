@@ -7,11 +7,9 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from logsense.i18n import t, tn, word
-from logsense.lifecycle import Timeline
-from logsense.lifecycle import timeline as lifecycle_timeline
 from logsense.model import CATEGORIES, Event
 from logsense.report_model import (
     Group,
@@ -25,6 +23,9 @@ from logsense.report_model import (
 )
 from logsense.text import one_line
 from logsense.timeline_marks import HOST_ROW, TimelineMarks, event_key
+
+if TYPE_CHECKING:
+    from logsense.lifecycle import Timeline
 
 CATEGORY_COLOURS = {
     "memory": "#d62728", "cpu": "#9467bd", "permission": "#ff7f0e", "disk_image": "#8c564b",
@@ -191,6 +192,8 @@ def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
     timeline, as for a fleet, whose events stay with the workers); `timeline`: the VMs' lifecycle,
     when already built (else built from `events`); `preface`: HTML put first (the fleet summary)."""
     if events is not None and not isinstance(events, TimelineMarks):
+        from logsense.lifecycle import timeline as lifecycle_timeline  # the reports sit below the analysis
+
         events = list(events)
         timeline = timeline if timeline is not None else lifecycle_timeline(events)
         events = TimelineMarks.of(events)
@@ -213,3 +216,15 @@ def write_html(out: TextIO, incidents: list[dict], stats: dict, unrecognised: li
         heads = "".join(f"<th>{_e(h)}</th>" for h in t("html.unrecognised_columns", lang).split("|"))
         out.write(f"<h2>{t('report.unrecognised', lang)}</h2><table><tr>{heads}</tr>{unrec}</table>")
     out.write("</body></html>\n")
+
+
+def fleet_summary_html(heading: str, shared: list[tuple[str, str, str, str, str]],
+                       hosts: list[tuple[str, str, str]], lang: str = "en") -> str:
+    """The fleet summary first on the page (logsense/fleet.py `summary_rows`): each fleet incident
+    (id, severity, its word, title, hosts) linked to its section, and each host's state."""
+    items = "".join(f"<li><b class='sev {_e(sev)}'>{_e(word_)}</b> <a href='#inc-{_e(inc_id)}'>{_e(title)}</a> "
+                    f"({_e(names)})</li>" for inc_id, sev, word_, title, names in shared)
+    rows = "".join(f"<tr><td>{_e(h)}</td><td>{_e(st)}</td><td><code>{_e(p)}</code></td></tr>" for h, st, p in hosts)
+    heads = "".join(f"<th>{_e(h)}</th>" for h in t("fleet.columns", lang).split("|"))
+    return (f"<section class='fleet'><h2>{_e(heading)}</h2><ul>{items}</ul>"
+            f"<table><tr>{heads}</tr>{rows}</table></section>")

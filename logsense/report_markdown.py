@@ -132,3 +132,14 @@ def write_markdown(out: TextIO, incidents: list[dict], stats: dict, unrecognised
         out.write(f"\n## {t('report.unrecognised', lang)}\n\n{t('md.unrecognised_table', lang)}\n|---|---|\n")
         for u in unrecognised:
             out.write(f"| {u['count']} | {md(u['shape'][:150])} |\n")
+
+
+def fleet_summary_md(heading: str, shared: list[tuple[str, str, str, str, str]],
+                     hosts: list[tuple[str, str, str]], lang: str = "en") -> str:
+    """The fleet summary before the report (logsense/fleet.py `summary_rows`): its own heading,
+    the fleet incidents, a table of the hosts."""
+    lines = [f"# {md(heading)}", ""]
+    lines += [f"- **{md(word_)}** {md(title)} ({md(names)})" for _, _, word_, title, names in shared]
+    lines += ["", "| " + " | ".join(map(md, t("fleet.columns", lang).split("|"))) + " |", "|---|---|---|"]
+    lines += [f"| {md(host)} | {md(state)} | {md(path)} |" for host, state, path in hosts]
+    return "\n".join(lines) + "\n\n"
