@@ -127,18 +127,19 @@ def _seconds(seconds: float, lang: str = "en") -> str:
     return tr("dur.record_m", lang, m=minutes, s=f"{secs:02d}")
 
 
-def _where(ev: dict[str, Any]) -> str:
-    if ev.get("file"):
-        return f"{os.path.basename(ev['file'])}:{ev.get('line')}"
-    return "journal"
+def _where(ev: dict[str, Any], fleet: bool = False) -> str:
+    """file:line of an evidence line; in a fleet incident, on which host too."""
+    place = f"{os.path.basename(ev['file'])}:{ev.get('line')}" if ev.get("file") else "journal"
+    return f"{ev.get('host') or '?'} {place}" if fleet else place
 
 
 def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
     """One incident (the CONTRACT.md object) as its record."""
     t = {**data.labels["en"], **data.labels.get(lang, {})}
+    fleet = inc.get("scope") == "fleet"  # evidence from several hosts: each line says which
     out = [f"# {md(t['document'].format(title=inc['title']))}\n\n",
            f"| {t['incident']} | {code(inc['id'])} |\n|---|---|\n",
-           f"| {t['host']} | {md(inc.get('host') or '-')} |\n",
+           f"| {t['host']} | {md(inc.get('host') or ', '.join(inc.get('hosts') or []) or '-')} |\n",
            f"| {t['severity']} | {md(word('severity', inc['severity'], lang))} |\n",
            f"| {t['category']} | {code(inc['category'])} |\n"]
 
@@ -154,7 +155,7 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
         for ev in by_vm[vm][:EVIDENCE_MAX]:
             count = ev.get("count", 1)
             times = f" ({t['times'].format(n=count)})" if count > 1 else ""
-            out.append(f"- {_when(ev['ts'])} {code(_where(ev))}: {md(ev['message'][:300])}{times}\n")
+            out.append(f"- {_when(ev['ts'])} {code(_where(ev, fleet))}: {md(ev['message'][:300])}{times}\n")
 
     out.append(f"\n## {t['scope']}\n\n")
     scope = {"vm": t["scope_vm"], "host": t["scope_whole_host"], "fleet": t["scope_fleet"]}.get(inc["scope"], "")
@@ -188,7 +189,7 @@ def render(inc: dict[str, Any], data: RecordData, lang: str = "en") -> str:
     if inc.get("root_cause"):
         out.append(t["root_pattern"].format(pattern=code(inc["root_cause"]), category=code(inc["category"])) + "\n\n")
     out.append(f"{t['evidence']}\n\n")
-    out.append(fenced([f"{_when(ev['ts'])}  {_where(ev)}  {ev['message'][:300]}" for ev in inc["evidence"]
+    out.append(fenced([f"{_when(ev['ts'])}  {_where(ev, fleet)}  {ev['message'][:300]}" for ev in inc["evidence"]
                        [:EVIDENCE_MAX]]))
 
     out.append(f"\n## {t['prevention']}\n\n")

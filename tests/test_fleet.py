@@ -125,7 +125,10 @@ def test_every_report_format_starts_with_the_fleet_summary(tmp_path, cluster):
     assert fleet_at < report_at and f"href='#inc-{shared['id']}'" in page[fleet_at:report_at]
     assert "<svg" not in page  # the events stay with the workers: no timeline is drawn from nothing
     assert run("markdown", "--lang", "zh").startswith("# 集群：2 台宿主机，1 个集群故障\n")
-    assert run("record").startswith("# Incident record: 2 hosts: NFS server not responding")
+    record = run("record")
+    assert record.startswith("# Incident record: 2 hosts: NFS server not responding")
+    first = record.split("\n---\n")[0]  # the fleet incident's record: which host each line is from
+    assert "| Host | kvm-a, kvm-b |" in first and "`kvm-a messages:2`" in first and "`kvm-b messages:2`" in first
 
 
 def test_bad_fleet_input_is_one_line(tmp_path):
