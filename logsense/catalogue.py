@@ -10,10 +10,12 @@ literals every match must contain (logsense/prefilter.py) does the first step.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import re as stdre
 import shlex
 import stat
+import sys
 import time
 import tomllib
 from collections import Counter
@@ -351,6 +353,7 @@ TRANSLATED = ("title", "cause", "remediation")
 
 
 _PARSED: dict[bytes, dict[str, Any]] = {}  # a catalogue file's text digest -> its TOML data (read-only)
+_VETTED: set[bytes] = set()  # digests of texts taken from a parsed copy written after a load with no problem
 CACHE_FORMAT = b"catalogue-1"
 
 
@@ -358,41 +361,39 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> tuple[dict[str, Any], bool]:
     """A catalogue file's data, parsed once per process (the patterns, the knowledge and a check
-    all read the same files) or taken from the parsed copy on disk (ParsedCatalogue)."""
+    all read the same files) or taken from the parsed copy on disk (ParsedCatalogue); and whether
+    this very text is vetted (its regexes compiled when the copy was made)."""
     text = read_pattern_file(path)
     key = _digest(text)
     data = _PARSED.get(key)
     if data is None:
         data = _PARSED[key] = tomllib.loads(text)
-    return data
+    return data, key in _VETTED
 
 
 class ParsedCatalogue:
     """The parsed catalogue files, kept on disk between runs: parsing TOML and compiling every
     regex is most of a start (~0.3 s of 0.6). Keyed by every file's text and the versions that
-    read them, and written only after a load with no problem, so a hit also means every regex
-    compiled: they are then compiled on first use."""
+    read them, and written only after a load with no problem, so each text taken from it had
+    every regex compiled: those are then compiled on first use. A file changed since the key was
+    taken is another text, parsed and compiled afresh."""
 
     def __init__(self, files: list[Path]) -> None:
-        import sys
-
         self.digests: list[bytes] = []
         try:
             self.digests = [_digest(read_pattern_file(f)) for f in files]
         except (OSError, UnicodeDecodeError):
             self.path = None  # read_patterns says what is wrong with the file
-            self.vetted = False
+            self.loaded = False
             return
         versions = f"{sys.version}/{regex.__version__}".encode()
         key = hashlib.sha256(CACHE_FORMAT + versions + b"".join(self.digests)).hexdigest()[:24]
         self.path = _cache_dir() / f"catalogue-{key}.marshal"
-        self.vetted = self._load()
+        self.loaded = self._load()
 
     def _load(self) -> bool:
-        import marshal
-
         try:
             data = marshal.loads(self.path.read_bytes()) if self.path is not None else None
         except (OSError, EOFError, ValueError, TypeError):
@@ -400,13 +401,12 @@ class ParsedCatalogue:
         if not isinstance(data, dict) or set(data) != set(self.digests):
             return False
         _PARSED.update(data)
+        _VETTED.update(data)
         return True
 
     def save(self) -> None:
         """Keep the parsed files (after a load with no problem); no cache is slower, not wrong."""
-        import marshal
-
-        if self.vetted or self.path is None or any(d not in _PARSED for d in self.digests):
+        if self.loaded or self.path is None or any(d not in _PARSED for d in self.digests):
             return
         try:
             blob = marshal.dumps({d: _PARSED[d] for d in self.digests})
@@ -432,7 +432,7 @@ def read_translations(dirs: Iterable[Path], patterns: list[Pattern], problems: l
     for lang, path in translation_files(dirs):
         where = f"{lang}/{path.name}"
         try:
-            data = read_toml(path)
+            data, _ = read_toml(path)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.append(f"{where}: cannot read: {exc}")
             continue
@@ -494,11 +494,11 @@ class LibvirtCode:
 
 
 def read_patterns(files: Iterable[Path], problems: list[str],
-                  codes: dict[int, LibvirtCode] | None = None, vetted: bool = False) -> list[Pattern]:
+                  codes: dict[int, LibvirtCode] | None = None) -> list[Pattern]:
     patterns: dict[str, Pattern] = {}
     for path in files:
         try:
-            data = read_toml(path)
+            data, vetted = read_toml(path)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             problems.append(f"{path.name}: cannot read: {exc}")
             continue
@@ -611,7 +611,7 @@ def read_knowledge(files: Iterable[Path], problems: list[str]) -> Knowledge:
     k = Knowledge()
     for path in files:
         try:
-            data = read_toml(path)
+            data, _ = read_toml(path)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
             continue  # read_patterns reports it
         for item in data.get("outcome", []):
@@ -829,7 +829,7 @@ def load_catalogue(extra_dirs: Iterable[str | os.PathLike] = (), disable: Iterab
     files = pattern_files(extra_dirs)
     dirs = [BUILTIN_DIR, *map(Path, extra_dirs)]
     parsed = ParsedCatalogue(files + [path for _, path in translation_files(dirs)])
-    patterns = read_patterns(files, problems, codes, parsed.vetted)
+    patterns = read_patterns(files, problems, codes)
     off = set(disable)
     problems += [f"disable: no pattern with id {pid!r}" for pid in sorted(off - {p.id for p in patterns})]
     patterns = [p for p in patterns if p.id not in off]

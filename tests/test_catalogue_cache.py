@@ -96,3 +96,30 @@ def test_only_the_newest_cache_files_of_a_kind_are_kept(tmp_path: Path):
     assert len(kept) == CACHE_KEPT and "hs-new.db" in kept
     assert "hs-0000.db" not in kept and f"hs-{CACHE_KEPT + 3:04d}.db" in kept
     assert (tmp_path / "catalogue-keep.marshal").exists()  # another kind is left alone
+
+
+RACE = """
+import sys
+from pathlib import Path
+from logsense.catalogue import BUILTIN_DIR, ParsedCatalogue, pattern_files, read_patterns, translation_files
+site = Path(sys.argv[1])
+files = pattern_files([site])
+listed = files + [path for _, path in translation_files([BUILTIN_DIR, site])]  # as load_catalogue lists them
+assert ParsedCatalogue(listed).loaded  # the warm copy: these texts are vetted
+(site / "site.toml").write_text(sys.argv[2])  # the file changes after the key was taken
+problems = []
+read_patterns(files, problems)
+print("\\n".join(problems))
+"""
+
+
+def test_a_file_changed_after_the_cache_was_read_is_compiled_afresh(tmp_path: Path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "site.toml").write_text(SITE_PATTERN)
+    cache = tmp_path / "cache"
+    assert run(cache, str(site)).returncode == 0  # cold: the parsed copy is written
+    broken = SITE_PATTERN.replace('regex = ', 'regex = "san-agent: path (?P<device>" #', 1)
+    got = run(cache, str(site), broken, code=RACE)
+    assert got.returncode == 0, got.stderr
+    assert "regex does not compile" in got.stdout
