@@ -39,6 +39,7 @@ KEEP = SHUTDOWN_SPAN + MIGRATION_SPAN  # beyond the grace period, how long ended
 PRUNE_AT = 1000  # runs and marks kept beyond those of the last prune before the next (amortised)
 AWAIT = timedelta(days=7)  # an opened incident is awaited this long for its VMs, then forgotten (left open)
 HOLD = timedelta(seconds=10)  # a start holds this long before a VM counts as back (the correlator's too)
+LATEST_KEPT = 1024  # incidents whose last whole dict is kept, to send one again naming a reboot
 LINK_FIELDS = ("id", "host", "scope", "vm", "affected_vms", "first_seen", "last_seen", "explanation")
 STATE_VERSION = 1
 EventToJson = Callable[[Event], dict[str, Any]]
@@ -53,7 +54,8 @@ class RebootWatch:
         self.tracker = Tracker(timedelta(seconds=grace))
         self.grace = grace
         self.seen: dict[str, dict[str, Any]] = {}  # recent incidents: a VM's failed start to link to
-        self.latest: dict[str, dict[str, Any]] = {}  # the last dict emitted of each of those (to send it again)
+        # the last dict emitted of the newest LATEST_KEPT incidents (a failed start to send again, named)
+        self.latest: dict[str, dict[str, Any]] = {}
         # a failed start's id -> (reboot incident id, the words naming it) of the reboots that named it
         self.links: dict[str, list[tuple[str, str]]] = {}
         self._resend: list[dict[str, Any]] = []  # failed starts to send again, now naming a reboot incident
@@ -82,7 +84,7 @@ class RebootWatch:
             if "id" in d and "first_seen" in d:
                 self._name_reboots(d)
                 self.seen[d["id"]] = {k: d.get(k) for k in LINK_FIELDS}
-                self.latest[d["id"]] = d
+                self._keep_latest(d)
                 self._relink = self._relink or any(v is None for i in self.opened for v in i.failed.values())
 
     def feed(self, ev: Event) -> None:
@@ -139,6 +141,14 @@ class RebootWatch:
                     self._resend.append(self._again(last))
         return d
 
+    def _keep_latest(self, d: dict[str, Any]) -> None:
+        """Whole dicts are heavy: only the newest are kept (a reboot names a failed start within
+        its grace period, so an old one is not named again)."""
+        self.latest.pop(d["id"], None)
+        self.latest[d["id"]] = d
+        while len(self.latest) > LATEST_KEPT:
+            del self.latest[next(iter(self.latest))]
+
     def _name_reboots(self, d: dict[str, Any]) -> None:
         """The reboot incidents that named this one, named in it (words and `related_incidents`)."""
         for rid, words in self.links.get(d["id"], []):
@@ -153,7 +163,7 @@ class RebootWatch:
         d["version"] = int(d.get("version") or 0) + 1
         if not d.get("closed"):
             d["status"] = "updated"
-        self.latest[d["id"]] = d
+        self._keep_latest(d)
         self.sent_again[d["id"]] = d["version"]
         return d
 

@@ -79,3 +79,18 @@ def test_batch_is_the_same_tracker_fed_to_the_end(day):
     tl = lifecycle.timeline(day)
     (reboot,) = tl.reboots
     assert reboot.mark.ts.hour == 10 and len(reboot.before) == 50 and reboot.shutdown is not None
+
+
+def test_only_the_newest_incidents_are_kept_whole():
+    """A daemon emits incidents for months: the whole dicts kept to send a failed start again are
+    the newest LATEST_KEPT, an incident emitted again counting as new."""
+    from logsense.reboot_watch import LATEST_KEPT, RebootWatch
+
+    w = RebootWatch()
+    dicts = [{"id": f"i{n}", "first_seen": "2024-03-05T10:00:00+00:00", "last_seen": "2024-03-05T10:00:00+00:00",
+              "host": "kvm01", "vm": "vm01", "affected_vms": ["vm01"], "explanation": ""}
+             for n in range(LATEST_KEPT + 100)]
+    w.note(dicts)
+    w.note([dicts[50]])  # emitted again: newest
+    assert len(w.latest) == LATEST_KEPT and list(w.latest)[-1] == "i50"
+    assert "i0" not in w.latest and f"i{LATEST_KEPT + 99}" in w.latest
