@@ -52,20 +52,27 @@ def poll_while(t: Tailer, writer: Callable[[], None], monkeypatch: pytest.Monkey
     return got
 
 
-def test_a_compressed_generation_listed_while_still_empty_is_read_when_complete(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tailer opens the new log (B) and lists the set; between the listing and its look at
-    `.1.gz`, B is rotated and compressed, the next generation (C) written and rotated, and C's
-    `.1.gz` created but not yet written. That empty file, C's compressed copy to be, must not
-    pass for a generation read: C is in no file the tailer holds."""
+def first_generation_rotated(tmp_path: Path, generations: int) -> tuple[Path, list[bytes], Tailer, list]:
+    """A log of `generations` generations of 6 lines to come: the first (A) read by a tailer,
+    then rotated and compressed while the tailer still holds it. (log, generations, tailer, records)."""
     log = tmp_path / "libvirtd.log"
-    gens = [numbered(k * 6, 6) for k in range(4)]
+    gens = [numbered(k * 6, 6) for k in range(generations)]
     log.write_bytes(gens[0])  # A
     t = tailer(log)
     assert t.open(at_end=False)
     got = poll(t)
     shift(log)
     compress(log)  # A's .1.gz; A itself is held open by the tailer
+    return log, gens, t, got
+
+
+def test_a_compressed_generation_listed_while_still_empty_is_read_when_complete(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tailer opens the new log (B) and lists the set; between the listing and its look at
+    `.1.gz`, B is rotated and compressed, the next generation (C) written and rotated, and C's
+    `.1.gz` created but not yet written. That empty file, C's compressed copy to be, must not
+    pass for a generation read: C is in no file the tailer holds."""
+    log, gens, t, got = first_generation_rotated(tmp_path, 4)
     log.write_bytes(gens[1])  # B
 
     def writer() -> None:
@@ -90,14 +97,7 @@ def test_a_generation_held_open_is_known_in_its_compressed_copy_made_during_the_
     """The tailer opens the new log (B) while it is still empty, so B's fingerprint covers no
     byte yet; during the listing B is written, rotated and compressed whole. B's `.1.gz` is
     B, read from the descriptor held: it must not be read from memory a second time."""
-    log = tmp_path / "libvirtd.log"
-    gens = [numbered(k * 6, 6) for k in range(3)]
-    log.write_bytes(gens[0])  # A
-    t = tailer(log)
-    assert t.open(at_end=False)
-    got = poll(t)
-    shift(log)
-    compress(log)  # A's .1.gz; A itself is held open by the tailer
+    log, gens, t, got = first_generation_rotated(tmp_path, 3)
 
     def writer() -> None:
         log.write_bytes(log.read_bytes() + gens[1])  # B, opened empty by the tailer, gets its lines
